@@ -1,0 +1,32 @@
+# The two commands: `make run` (set up, then run the app with a local service) and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test setup setup-dev lint format wasm bench clean
+
+run: setup
+	$(PY) -m client.ui.launch
+
+test: setup-dev
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+setup:
+	scripts/bootstrap.sh
+
+setup-dev:
+	scripts/bootstrap.sh --dev
+
+lint: setup-dev
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: setup-dev
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+wasm: setup-dev
+	$(PY) -m wasm.build
+
+bench: setup-dev
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info tests/interop/node_modules

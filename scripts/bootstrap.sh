@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs everything Veraltheim needs on a Debian machine with Python 3.11; safe to run again.
+#   scripts/bootstrap.sh          runtime: Qt's system libraries, a venv with the package
+#   scripts/bootstrap.sh --dev    also: clang/lld (kernel rebuild test), Node (interop tests), test deps
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+  echo "bootstrap: need root to run: $*" >&2; return 1; fi; }
+
+# Debian packages: Qt needs these even offscreen (no font at all means every glyph is a box).
+apt_pkgs=(libgl1 libegl1 libfontconfig1 fonts-dejavu-core libglib2.0-0 libxkbcommon0 libdbus-1-3)
+$PYTHON -m venv --help >/dev/null 2>&1 && $PYTHON -c 'import ensurepip' 2>/dev/null || apt_pkgs+=(python3-venv)
+if [ $dev = 1 ]; then
+  apt_pkgs+=(clang lld)
+  command -v node >/dev/null || apt_pkgs+=(nodejs)
+  command -v npm >/dev/null || apt_pkgs+=(npm)
+fi
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+  echo "bootstrap: apt-get install ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The venv, reinstalled only when pyproject.toml changed.
+[ -x $VENV/bin/python ] || $PYTHON -m venv $VENV
+extra=""; [ $dev = 1 ] && extra="[dev]"
+stamp=$VENV/.installed$extra.stamp
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  $VENV/bin/python -m pip install -q --upgrade pip
+  $VENV/bin/python -m pip install -q -e ".$extra"
+  touch "$stamp"
+fi
+
+# Node packages for the interop tests (the official phoenix client, yjs, y-phoenix-channel).
+if [ $dev = 1 ] && [ -f tests/interop/package.json ]; then
+  if [ ! -d tests/interop/node_modules ] || [ tests/interop/package.json -nt tests/interop/node_modules ]; then
+    (cd tests/interop && npm install --no-audit --no-fund --legacy-peer-deps --loglevel=error && touch node_modules)
+  fi
+fi
