@@ -1,0 +1,168 @@
+"""service.config: defaults, TOML < env < flags, clear errors for unknown keys and bad values."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from service.config import (
+    ComputeConfig,
+    ConfigError,
+    DocsConfig,
+    ServiceConfig,
+    load_config,
+    settings,
+)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "service.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_any_source():
+    config = load_config({}, {}, None)
+    assert config == ServiceConfig()
+    assert config.port == 4000
+    assert config.host == "127.0.0.1"
+    assert config.auth is True
+    assert config.secret_key is None
+    assert config.compute.workers == (os.cpu_count() or 1)
+    assert isinstance(config.docs, DocsConfig)
+    assert config.pidfile_path == config.data_dir / "service.pid"
+    assert config.daemon_log_path == config.data_dir / "service.log"
+    assert not config.tls
+
+
+def test_file_then_env_then_flags(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        host = "0.0.0.0"
+        port = 5000
+        idle_timeout_s = 30
+        allowed_origins = ["https://a.example"]
+        [compute]
+        workers = 3
+        job_deadline_s = 5
+        [docs]
+        compact_every = 10
+        """,
+    )
+    env = {
+        "VERALTHEIM_PORT": "5001",
+        "VERALTHEIM_COMPUTE_WORKERS": "4",
+        "VERALTHEIM_AUTH": "off",
+        "VERALTHEIM_ALLOWED_ORIGINS": "https://b.example, https://c.example",
+    }
+    config = load_config({"port": 0, "compute.queue_limit": 7, "host": None}, env, path)
+    assert config.host == "0.0.0.0"  # file (the None flag is "not given")
+    assert config.port == 0  # flag beats env beats file
+    assert config.idle_timeout_s == 30.0 and isinstance(config.idle_timeout_s, float)
+    assert config.allowed_origins == ("https://b.example", "https://c.example")
+    assert config.auth is False
+    assert config.compute.workers == 4  # env beats file
+    assert config.compute.job_deadline_s == 5.0
+    assert config.compute.queue_limit == 7
+    assert config.docs.compact_every == 10
+
+
+def test_nested_override_mapping_and_paths(tmp_path):
+    config = load_config(
+        {"compute": {"workers": 2}, "data_dir": str(tmp_path / "d"), "log_level": "debug"}, {}
+    )
+    assert config.compute == ComputeConfig(workers=2)
+    assert config.data_dir == tmp_path / "d"
+    assert config.log_level == "DEBUG"
+
+
+def test_env_path_expands_user_and_empty_means_unset(monkeypatch):
+    env = {"VERALTHEIM_DATA_DIR": "~/vh", "VERALTHEIM_LOG_FILE": ""}
+    config = load_config({}, env)
+    assert config.data_dir == Path("~/vh").expanduser()
+    assert config.log_file is None
+
+
+def test_env_reads_os_environ_when_not_given(monkeypatch):
+    monkeypatch.setenv("VERALTHEIM_SHUTDOWN_GRACE_S", "2.5")
+    assert load_config({}).shutdown_grace_s == 2.5
+
+
+def test_other_veraltheim_env_vars_are_left_alone():
+    # The client shares the prefix; only names of settings are read.
+    assert load_config({}, {"VERALTHEIM_SERVER_URL": "ws://x"}) == ServiceConfig()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("prot = 1", "unknown setting 'prot'"),
+        ("[compute]\nworkerz = 1", "unknown setting 'compute.workerz'"),
+        ("[gpu]\nx = 1", "unknown setting 'gpu'"),
+        ('port = "http"', "bad value for 'port'"),
+        ("port = 70000", "'port'"),
+        ("auth = 1", "bad value for 'auth'"),
+        ("compute = 3", "bad value for 'compute'"),
+        ("[compute]\nworkers = 0", "'compute.workers'"),
+        ('log_level = "loud"', "'log_level'"),
+        ("allowed_origins = [1]", "'allowed_origins'"),
+        ("socket_rate = -1", "'socket_rate'"),
+    ],
+)
+def test_bad_file_names_the_key_and_the_file(tmp_path, text, needle):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config({}, {}, path)
+    assert needle in str(err.value)
+    assert str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"VERALTHEIM_PORT": "eighty"}, "bad value for 'port' (env VERALTHEIM_PORT)"),
+        ({"VERALTHEIM_AUTH": "maybe"}, "'auth' (env VERALTHEIM_AUTH): expected true or false"),
+        ({"VERALTHEIM_DOCS_UPDATES_PER_S": "x"}, "'docs.updates_per_s'"),
+    ],
+)
+def test_bad_env_names_the_variable(env, needle):
+    with pytest.raises(ConfigError) as err:
+        load_config({}, env)
+    assert needle in str(err.value)
+
+
+def test_bad_flag_value_and_unknown_flag_key():
+    with pytest.raises(ConfigError, match=r"'port' \(command line\)"):
+        load_config({"port": "x"}, {})
+    with pytest.raises(ConfigError, match="unknown setting 'nope'"):
+        load_config({"nope": 1}, {})
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config({}, {}, write(tmp_path, "port = = 1"))
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config({}, {}, tmp_path / "absent.toml")
+
+
+def test_tls_needs_both_files(tmp_path):
+    with pytest.raises(ConfigError, match="certfile and keyfile"):
+        load_config({"certfile": str(tmp_path / "c.pem")}, {})
+    config = load_config({"certfile": "c.pem", "keyfile": "k.pem"}, {})
+    assert config.tls
+
+
+def test_empty_secret_is_refused():
+    with pytest.raises(ConfigError, match="secret_key"):
+        load_config({}, {"VERALTHEIM_SECRET_KEY": "  "})
+
+
+def test_settings_list_every_leaf_with_env_name():
+    by_key = {s.key: s for s in settings()}
+    assert by_key["port"].env == "VERALTHEIM_PORT"
+    assert by_key["compute.workers"].env == "VERALTHEIM_COMPUTE_WORKERS"
+    assert by_key["docs.idle_unload_s"].env == "VERALTHEIM_DOCS_IDLE_UNLOAD_S"
+    assert "compute" not in by_key and "docs" not in by_key
+    assert all(s.doc for s in settings())
