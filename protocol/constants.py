@@ -1,0 +1,46 @@
+"""Phoenix Channels V2 constants: one source of truth for both ends of the link."""
+
+from typing import Final
+
+VSN: Final = "2.0.0"
+SOCKET_PATH: Final = "/socket/websocket"
+DEFAULT_PORT: Final = 4000
+
+# phoenix.js sends the token as a subprotocol: `phoenix, base64url.bearer.phx.<token>`.
+SUBPROTOCOL: Final = "phoenix"
+AUTH_TOKEN_PREFIX: Final = "base64url.bearer.phx."
+
+PHOENIX_TOPIC: Final = "phoenix"
+
+PHX_JOIN: Final = "phx_join"
+PHX_LEAVE: Final = "phx_leave"
+PHX_REPLY: Final = "phx_reply"
+PHX_ERROR: Final = "phx_error"
+PHX_CLOSE: Final = "phx_close"
+HEARTBEAT: Final = "heartbeat"
+PRESENCE_STATE: Final = "presence_state"
+PRESENCE_DIFF: Final = "presence_diff"
+
+STATUS_OK: Final = "ok"
+STATUS_ERROR: Final = "error"
+
+HEARTBEAT_INTERVAL_S: Final = 30.0
+IDLE_TIMEOUT_S: Final = 60.0
+
+# Every string in a binary frame header is prefixed by a one-byte length.
+MAX_BINARY_FIELD_BYTES: Final = 255
+
+# Binary frame kinds (first byte).
+KIND_PUSH: Final = 0
+KIND_REPLY: Final = 1
+KIND_BROADCAST: Final = 2
+
+# WebSocket close codes the service uses (RFC 6455 plus the private 4000-4999 range).
+CLOSE_NORMAL: Final = 1000
+CLOSE_GOING_AWAY: Final = 1001  # service shutting down
+CLOSE_PROTOCOL_ERROR: Final = 1002  # a frame that does not decode
+CLOSE_POLICY_VIOLATION: Final = 1008  # kept flooding past the rate limit
+CLOSE_MESSAGE_TOO_BIG: Final = 1009  # frame over max_frame_bytes
+CLOSE_INTERNAL_ERROR: Final = 1011
+CLOSE_IDLE_TIMEOUT: Final = 4000  # no frame for idle_timeout_s
+CLOSE_SLOW_READER: Final = 4001  # send buffer bound exceeded: client too slow to read
