@@ -1,0 +1,420 @@
+"""The worker-process pool: a bounded job queue, tiles across idle workers, crash recovery.
+
+Each worker is our own process with a pipe (not concurrent.futures), so a worker that crashes
+or is killed is seen at once (EOF on its pipe), replaced, and only its job fails. A job waits in
+a bounded queue (full -> ComputeError("busy") at once), runs whole on one worker or split into
+row tiles across the idle ones, and has a deadline enforced twice: by the Runtime inside the
+worker, and here, by killing a worker that overruns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import os
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.compute import tiles as tiling
+from service.compute.errors import (
+    BUSY,
+    CANCELLED,
+    DEADLINE,
+    SHUTTING_DOWN,
+    WORKER_CRASHED,
+    ComputeError,
+)
+from service.compute.worker import worker_main
+
+log = logging.getLogger(__name__)
+
+# A worker that has not stopped this long after its job was cancelled or ran out of time is
+# killed and replaced.
+KILL_GRACE_S = 1.0
+READY_TIMEOUT_S = 60.0
+RECENT_JOBS = 32
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class JobResult:
+    output: bytes
+    workers: list[int]
+    tiles: int
+    queue_ms: float
+    run_ms: float
+    total_ms: float
+
+
+@dataclass
+class Task:
+    """One piece of a job on one worker: the whole job, or one tile."""
+
+    id: int
+    job: Job
+    params: dict[str, Any]
+    data: bytes | memoryview
+    done: int = 0
+    total: int = 0
+    output: bytes | None = None
+    worker: WorkerProcess | None = None
+
+
+@dataclass
+class Job:
+    id: int
+    kernel: str
+    params: dict[str, Any]
+    data: bytes
+    deadline_s: float
+    submitted_at: float
+    deadline_at: float
+    progress: Progress | None
+    future: asyncio.Future[JobResult]
+    tiles: list[tiling.Tile] | None = None
+    tasks: list[Task] = field(default_factory=list)
+    started_at: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.future.done()
+
+
+class WorkerProcess:
+    """One worker process and the thread that reads its pipe into the event loop."""
+
+    def __init__(self, pool: ComputePool, index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.task: Task | None = None
+        self.pid = 0
+        self.ready = asyncio.Event()
+        self.alive = True
+        self.jobs_run = 0
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=worker_main,
+            args=(child, pool.manifest_path, pool.memory_limit_bytes),
+            name=f"veraltheim-compute-{index}",
+            daemon=True,
+        )
+        self.proc.start()
+        child.close()  # our copy: without it, EOF never comes when the worker dies
+        self.pid = self.proc.pid or 0
+        loop = asyncio.get_running_loop()
+        threading.Thread(
+            target=self._read, args=(loop,), name=f"compute-pipe-{index}", daemon=True
+        ).start()
+
+    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while True:
+                msg = self.conn.recv()
+                loop.call_soon_threadsafe(self.pool._on_message, self, msg)
+        except (EOFError, OSError):
+            pass
+        except RuntimeError:
+            return  # loop closed
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self.pool._on_exit, self)
+
+    def send(self, msg: tuple) -> bool:
+        try:
+            self.conn.send(msg)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+
+
+class ComputePool:
+    """`submit()` jobs, `await job.future`; `cancel(job)`; `load()` for the `kernels` reply."""
+
+    def __init__(
+        self,
+        workers: int,
+        queue_limit: int,
+        job_deadline_s: float,
+        memory_limit_bytes: int,
+        manifest_path: str | None = None,
+        max_tiles: int | None = None,
+        tile_of: Callable[[str], dict[str, Any] | None] = lambda kernel: None,
+    ) -> None:
+        self.size = workers
+        self.queue_limit = queue_limit
+        self.job_deadline_s = job_deadline_s
+        self.memory_limit_bytes = memory_limit_bytes
+        self.manifest_path = manifest_path
+        self.max_tiles = max_tiles or workers
+        self.tile_of = tile_of
+        self.workers: list[WorkerProcess] = []
+        self.queue: deque[Job] = deque()
+        self.ids = itertools.count(1)
+        self.tasks_by_id: dict[int, Task] = {}
+        self.recent: dict[str, deque[tuple[int, float]]] = {}
+        self.jobs_done: dict[str, int] = {}
+        self.crashes = 0
+        self.stopping = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.workers = [WorkerProcess(self, i) for i in range(self.size)]
+        await asyncio.wait_for(
+            asyncio.gather(*(w.ready.wait() for w in self.workers)), READY_TIMEOUT_S
+        )
+
+    async def stop(self) -> None:
+        self.stopping = True
+        error = ComputeError(SHUTTING_DOWN, "the service is shutting down")
+        while self.queue:
+            self._fail(self.queue.popleft(), error)
+        for w in self.workers:
+            if w.task is not None:
+                self._fail(w.task.job, error)
+            w.send(("stop",))
+        procs = [w.proc for w in self.workers]
+
+        def join_all() -> None:
+            deadline = time.monotonic() + 2 * KILL_GRACE_S
+            for p in procs:
+                p.join(max(0.0, deadline - time.monotonic()))
+                if p.is_alive():
+                    p.kill()
+                    p.join(5)
+
+        await asyncio.to_thread(join_all)
+        for w in self.workers:
+            w.conn.close()
+        self.workers = []
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        kernel: str,
+        data: bytes,
+        params: dict[str, Any],
+        *,
+        progress: Progress | None = None,
+        deadline_s: float | None = None,
+    ) -> Job:
+        """Queue a validated job; raises ComputeError("busy") at once when the queue is full."""
+        if self.stopping:
+            raise ComputeError(SHUTTING_DOWN, "the service is shutting down")
+        if len(self.queue) >= self.queue_limit and not self._idle():
+            raise ComputeError(
+                BUSY,
+                f"the compute queue is full ({len(self.queue)} jobs waiting)",
+                queue_depth=len(self.queue),
+            )
+        limit = min(deadline_s or self.job_deadline_s, self.job_deadline_s)
+        now = time.monotonic()
+        loop = asyncio.get_running_loop()
+        job = Job(
+            next(self.ids),
+            kernel,
+            params,
+            data,
+            limit,
+            now,
+            now + limit,
+            progress,
+            loop.create_future(),
+        )
+        job.timer = loop.call_at(loop.time() + limit, self._expire, job)
+        self.queue.append(job)
+        self._pump()
+        return job
+
+    def cancel(self, job: Job) -> bool:
+        """Stop a queued or running job; False if it had already finished."""
+        if job.finished:
+            return False
+        self._fail(job, ComputeError(CANCELLED, "job cancelled"))
+        return True
+
+    def load(self) -> dict[str, Any]:
+        busy = sum(1 for w in self.workers if w.task is not None)
+        throughput = {}
+        for kernel, samples in self.recent.items():
+            nbytes = sum(b for b, _ in samples)
+            run_s = sum(s for _, s in samples)
+            throughput[kernel] = {
+                "jobs": self.jobs_done.get(kernel, 0),
+                "recent_run_ms": round(statistics.median(s for _, s in samples) * 1000, 3),
+                "mb_per_s": round(nbytes / run_s / 1e6, 3) if run_s > 0 else None,
+            }
+        return {
+            "workers": len(self.workers),
+            "busy": busy,
+            "queue_depth": len(self.queue),
+            "queue_limit": self.queue_limit,
+            "max_tiles": self.max_tiles,
+            "crashes": self.crashes,
+            "worker_pids": [w.pid for w in self.workers],
+            "busy_pids": [w.pid for w in self.workers if w.task is not None],
+            "throughput": throughput,
+        }
+
+    # --- scheduling ---------------------------------------------------------------------------
+
+    def _idle(self) -> list[WorkerProcess]:
+        return [w for w in self.workers if w.task is None and w.alive]
+
+    def _pump(self) -> None:
+        while self.queue:
+            idle = self._idle()
+            if not idle:
+                return
+            job = self.queue.popleft()
+            job.started_at = time.monotonic()
+            pieces = tiling.plan(
+                self.tile_of(job.kernel), job.params, job.data, min(len(idle), self.max_tiles)
+            )
+            if pieces is None:
+                job.tasks = [Task(next(self.ids), job, job.params, job.data)]
+            else:
+                job.tiles = pieces
+                job.tasks = [Task(next(self.ids), job, t.params, t.data) for t in pieces]
+            remaining = max(0.001, job.deadline_at - time.monotonic())
+            for task, worker in zip(job.tasks, idle, strict=False):
+                task.worker = worker
+                worker.task = task
+                self.tasks_by_id[task.id] = task
+                msg = ("run", task.id, job.kernel, task.params, bytes(task.data), remaining)
+                if not worker.send(msg):
+                    self._worker_gone(worker)
+
+    def _expire(self, job: Job) -> None:
+        if not job.finished:
+            self._fail(
+                job, ComputeError(DEADLINE, f"job exceeded its {job.deadline_s:.3g} s deadline")
+            )
+
+    def _fail(self, job: Job, error: ComputeError) -> None:
+        if job.finished:
+            return
+        job.future.set_exception(error)
+        job.future.exception()  # mark retrieved: a caller that went away must not log noise
+        if job.timer is not None:
+            job.timer.cancel()
+        if job in self.queue:
+            self.queue.remove(job)
+        loop = asyncio.get_running_loop()
+        for task in job.tasks:
+            worker = task.worker
+            if worker is not None and worker.task is task:
+                worker.send(("cancel", task.id))
+                loop.call_later(KILL_GRACE_S, self._kill_if_stuck, worker, task)
+
+    def _kill_if_stuck(self, worker: WorkerProcess, task: Task) -> None:
+        if worker.task is task and worker.alive:
+            log.warning("compute worker %d did not stop its job; killing it", worker.pid)
+            worker.kill()
+
+    def _succeed(self, job: Job) -> None:
+        outputs = [t.output or b"" for t in job.tasks]
+        try:
+            output = tiling.assemble(job.tiles, outputs) if job.tiles else outputs[0]
+        except ValueError as exc:
+            self._fail(job, ComputeError("kernel_error", str(exc)))
+            return
+        end = time.monotonic()
+        run_s = end - job.started_at
+        samples = self.recent.setdefault(job.kernel, deque(maxlen=RECENT_JOBS))
+        samples.append((len(job.data) + len(output), run_s))
+        self.jobs_done[job.kernel] = self.jobs_done.get(job.kernel, 0) + 1
+        if job.timer is not None:
+            job.timer.cancel()
+        job.future.set_result(
+            JobResult(
+                output=output,
+                workers=[t.worker.pid for t in job.tasks if t.worker is not None],
+                tiles=len(job.tasks),
+                queue_ms=(job.started_at - job.submitted_at) * 1000,
+                run_ms=run_s * 1000,
+                total_ms=(end - job.submitted_at) * 1000,
+            )
+        )
+
+    # --- messages from workers (on the loop, via call_soon_threadsafe) ------------------------
+
+    def _on_message(self, worker: WorkerProcess, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == "ready":
+            worker.pid = msg[1]
+            worker.ready.set()
+            return
+        task = self.tasks_by_id.get(msg[1])
+        if task is None:
+            return
+        job = task.job
+        if kind == "progress":
+            task.done, task.total = msg[2], msg[3]
+            if job.progress is not None and not job.finished:
+                job.progress(sum(t.done for t in job.tasks), sum(t.total for t in job.tasks))
+            return
+        # "done" or "error": the worker is free again.
+        del self.tasks_by_id[task.id]
+        if worker.task is task:
+            worker.task = None
+            worker.jobs_run += 1
+        if kind == "done":
+            task.output = msg[2]
+            if not job.finished and all(t.output is not None for t in job.tasks):
+                self._succeed(job)
+        else:
+            self._fail(job, ComputeError(msg[2], msg[3]))
+        self._pump()
+
+    def _on_exit(self, worker: WorkerProcess) -> None:
+        self._worker_gone(worker)
+
+    def _worker_gone(self, worker: WorkerProcess) -> None:
+        if not worker.alive:
+            return
+        worker.alive = False
+        worker.kill()
+        with contextlib.suppress(Exception):
+            worker.conn.close()
+        task = worker.task
+        worker.task = None
+        if task is not None:
+            self.tasks_by_id.pop(task.id, None)
+            task.worker = None
+            if not task.job.finished:
+                self.crashes += 1
+                worker.proc.join(0.5)  # it is dead or dying: reap it to read the exit code
+                code = worker.proc.exitcode
+                self._fail(
+                    task.job,
+                    ComputeError(
+                        WORKER_CRASHED,
+                        f"worker process {worker.pid} died (exit code {code}) while running it",
+                    ),
+                )
+        if self.stopping or worker not in self.workers:
+            return
+        log.warning("compute worker %d exited; starting a replacement", worker.pid)
+        replacement = WorkerProcess(self, worker.index)
+        self.workers[self.workers.index(worker)] = replacement
+        self._pump()
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,145 @@
+"""The body of one worker process: runs kernels one at a time, answers on a pipe.
+
+Messages in (tuples): ("run", task_id, kernel, params, data, deadline_s), ("cancel", task_id),
+("stop",). Messages out: ("ready", pid), ("progress", task_id, done, total),
+("done", task_id, output, run_s), ("error", task_id, reason, message).
+
+The main thread only reads the pipe, so a cancel reaches the running job at once: it trips the
+wasm Runtime's CancelToken (or the flag a native kernel checks) while a runner thread computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from service.compute.errors import CANCELLED, DEADLINE, INTERNAL, ComputeError, reason_for
+from service.compute.native import NATIVE_KERNELS
+
+# Progress messages are rate-limited: the UI needs a few a second, not one per row band.
+PROGRESS_INTERVAL_S = 0.05
+
+
+class _Job:
+    def __init__(self, task_id: int, kernel: str, params: dict, data: bytes, deadline_s: float):
+        self.task_id = task_id
+        self.kernel = kernel
+        self.params = params
+        self.data = data
+        self.deadline_s = deadline_s
+        self.deadline_at = time.monotonic() + deadline_s
+        self.cancelled = threading.Event()
+        self.token: Any = None
+
+
+class _Worker:
+    def __init__(self, conn: Connection, manifest_path: str | None, memory_limit_bytes: int):
+        self.conn = conn
+        self.send_lock = threading.Lock()
+        self.jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.current: _Job | None = None
+        self.manifest_path = manifest_path
+        self.memory_limit_bytes = memory_limit_bytes
+        self.runtime: Any = None
+
+    def send(self, msg: tuple) -> None:
+        with self.send_lock:
+            self.conn.send(msg)
+
+    def serve(self) -> None:
+        runner = threading.Thread(target=self.run_jobs, name="kernel-runner", daemon=True)
+        runner.start()
+        # Load the Runtime before saying ready; a failure resurfaces on the first wasm job.
+        with contextlib.suppress(Exception):
+            self.runtime_for()
+        self.send(("ready", os.getpid()))
+        try:
+            while True:
+                msg = self.conn.recv()
+                if msg[0] == "run":
+                    self.jobs.put(_Job(*msg[1:]))
+                elif msg[0] == "cancel":
+                    job = self.current
+                    if job is not None and job.task_id == msg[1]:
+                        job.cancelled.set()
+                        if job.token is not None:
+                            job.token.cancel()
+                elif msg[0] == "stop":
+                    break
+        except (EOFError, OSError):
+            pass  # the pool went away: exit with it
+        self.jobs.put(None)
+
+    def run_jobs(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            self.current = job
+            try:
+                output, run_s = self.run_one(job)
+                self.send(("done", job.task_id, output, run_s))
+            except BaseException as exc:  # every failure becomes an error message, never a crash
+                reason = reason_for(exc)
+                message = str(exc) or type(exc).__name__
+                if reason == INTERNAL:
+                    message = f"{type(exc).__name__}: {message}"
+                self.send(("error", job.task_id, reason, message))
+            finally:
+                self.current = None
+
+    def run_one(self, job: _Job) -> tuple[bytes, float]:
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_INTERVAL_S or done >= total:
+                last[0] = now
+                self.send(("progress", job.task_id, int(done), int(total)))
+
+        start = time.perf_counter()
+        native = NATIVE_KERNELS.get(job.kernel)
+        if native is not None:
+
+            def check() -> None:
+                if job.cancelled.is_set():
+                    raise ComputeError(CANCELLED, "job cancelled")
+                if time.monotonic() > job.deadline_at:
+                    raise ComputeError(
+                        DEADLINE, f"job exceeded its {job.deadline_s:.3g} s deadline"
+                    )
+
+            output = native.run(job.data, job.params, check, progress)
+            return output, time.perf_counter() - start
+        from wasm import CancelToken
+
+        job.token = CancelToken()
+        if job.cancelled.is_set():
+            job.token.cancel()
+        result = self.runtime_for().run(
+            job.kernel,
+            job.data,
+            job.params,
+            deadline_s=job.deadline_s,
+            cancel=job.token,
+            progress=progress,
+        )
+        return bytes(result.output), time.perf_counter() - start
+
+    def runtime_for(self) -> Any:
+        if self.runtime is None:
+            from wasm import Runtime
+
+            self.runtime = Runtime(
+                manifest_path=Path(self.manifest_path) if self.manifest_path else None,
+                memory_limit_bytes=self.memory_limit_bytes,
+            )
+        return self.runtime
+
+
+def worker_main(conn: Connection, manifest_path: str | None, memory_limit_bytes: int) -> None:
+    """Entry point of a worker process (spawned by the pool)."""
+    _Worker(conn, manifest_path, memory_limit_bytes).serve()

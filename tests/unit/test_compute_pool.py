@@ -1,0 +1,110 @@
+"""The worker-process pool on its own: real processes, native (numpy) kernels, no service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from service.compute.errors import BUSY, CANCELLED, DEADLINE, WORKER_CRASHED, ComputeError
+from service.compute.pool import ComputePool
+
+MIB = 1024 * 1024
+
+
+def values(n: int, seed: int = 1) -> bytes:
+    return np.random.default_rng(seed).standard_normal(n).astype("<f8").tobytes()
+
+
+@pytest.fixture
+async def pool():
+    p = ComputePool(workers=2, queue_limit=1, job_deadline_s=20.0, memory_limit_bytes=64 * MIB)
+    await p.start()
+    yield p
+    await p.stop()
+    assert all(not w.proc.is_alive() for w in p.workers)
+
+
+async def wait_for(predicate, timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def long_job(pool: ComputePool, **kw):
+    """A percentiles job big enough to still be running while the test acts on it."""
+    return pool.submit("data.percentiles", values(6_000_000), {"steps": 4}, **kw)
+
+
+async def test_runs_a_job_and_matches_numpy(pool):
+    data = values(1000)
+    result = await pool.submit("data.percentiles", data, {"steps": 4}).future
+    expected = np.percentile(np.frombuffer(data), [0, 25, 50, 75, 100])
+    assert np.frombuffer(result.output).tolist() == expected.tolist()
+    assert result.workers[0] in [w.pid for w in pool.workers]
+    assert result.total_ms >= result.run_ms >= 0
+
+
+async def test_progress_reaches_the_caller(pool):
+    seen: list[tuple[int, int]] = []
+    await long_job(pool, progress=lambda d, t: seen.append((d, t))).future
+    assert seen and seen[-1][0] == seen[-1][1] == 6_000_000
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+async def test_full_queue_is_busy_at_once(pool):
+    running = [long_job(pool), long_job(pool)]
+    queued = long_job(pool)
+    with pytest.raises(ComputeError) as err:
+        long_job(pool)
+    assert err.value.reason == BUSY and err.value.extra["queue_depth"] == 1
+    for job in [*running, queued]:
+        pool.cancel(job)
+
+
+async def test_cancel_queued_and_running(pool):
+    running = [long_job(pool), long_job(pool)]
+    queued = long_job(pool)
+    await wait_for(lambda: all(t.done for j in running for t in j.tasks))
+    pids = [w.pid for w in pool.workers]
+    assert pool.cancel(queued) and pool.cancel(running[0])
+    for job in (queued, running[0]):
+        with pytest.raises(ComputeError) as err:
+            await job.future
+        assert err.value.reason == CANCELLED
+    await wait_for(lambda: pool.load()["busy"] == 1)  # the worker stopped on its own
+    assert [w.pid for w in pool.workers] == pids
+    pool.cancel(running[1])
+
+
+async def test_deadline(pool):
+    job = pool.submit("data.percentiles", values(6_000_000), {"steps": 4}, deadline_s=0.05)
+    with pytest.raises(ComputeError) as err:
+        await job.future
+    assert err.value.reason == DEADLINE
+
+
+async def test_killed_worker_is_replaced_and_only_its_job_fails(pool):
+    job = long_job(pool)
+    await wait_for(lambda: job.tasks and job.tasks[0].done > 0)
+    victim = job.tasks[0].worker.pid
+    os.kill(victim, signal.SIGKILL)
+    with pytest.raises(ComputeError) as err:
+        await job.future
+    assert err.value.reason == WORKER_CRASHED and str(victim) in err.value.message
+    await wait_for(lambda: all(w.ready.is_set() for w in pool.workers))
+    assert victim not in [w.pid for w in pool.workers] and len(pool.workers) == 2
+    result = await pool.submit("data.percentiles", values(100), {"steps": 1}).future
+    assert len(result.output) == 16
+    assert pool.load()["crashes"] == 1
+
+
+async def test_bad_input_from_a_worker_is_an_error_not_a_crash(pool):
+    nan = np.full(8, np.nan).tobytes()
+    with pytest.raises(ComputeError) as err:
+        await pool.submit("data.percentiles", nan, {"steps": 2}).future
+    assert err.value.reason == "bad_input" and "NaN" in err.value.message
+    assert pool.load()["crashes"] == 0
