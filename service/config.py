@@ -24,9 +24,7 @@ from typing import Any
 
 import platformdirs
 
-# Local until protocol/constants.py lands; then import DEFAULT_PORT and IDLE_TIMEOUT_S from it.
-DEFAULT_PORT = 4000
-IDLE_TIMEOUT_S = 60
+from protocol.constants import DEFAULT_PORT, IDLE_TIMEOUT_S
 
 ENV_PREFIX = "VERALTHEIM_"
 APP_NAME = "veraltheim"

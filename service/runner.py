@@ -1,0 +1,109 @@
+"""Run one Service in the foreground until SIGTERM/SIGINT, then stop it gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import ipaddress
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from protocol.constants import SOCKET_PATH
+from service.config import ServiceConfig
+from service.secret import load_or_create_secret
+from service.tls import server_ssl_context
+
+log = logging.getLogger("service")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+AUTH_OFF_WARNING = (
+    "AUTH IS OFF (--no-auth): anyone who can reach %s:%s can connect as any user. "
+    "Use this for local development only."
+)
+
+
+def setup_logging(config: ServiceConfig, stream: TextIO | None = None) -> None:
+    """Log to config.log_file if set, else to `stream` (stderr)."""
+    if config.log_file is not None and stream is None:
+        config.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(config.log_file)
+    else:
+        handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(config.log_level)
+
+
+def prepare(config: ServiceConfig) -> ServiceConfig:
+    """Resolve what must be right before serving: the secret, the TLS files, absolute paths.
+
+    Raises SecretError / TLSConfigError / ConfigError with a one-line message.
+    """
+    config = dataclasses.replace(
+        config,
+        data_dir=config.data_dir.expanduser().absolute(),
+        certfile=config.certfile and config.certfile.absolute(),
+        keyfile=config.keyfile and config.keyfile.absolute(),
+        log_file=config.log_file and config.log_file.absolute(),
+        pidfile=config.pidfile and config.pidfile.absolute(),
+    )
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    server_ssl_context(config)  # fails here, with the file named, rather than after a fork
+    return dataclasses.replace(config, secret_key=load_or_create_secret(config))
+
+
+def listening_url(config: ServiceConfig, host: str, port: int) -> str:
+    scheme = "wss" if config.tls else "ws"
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
+    except ValueError:
+        pass
+    return f"{scheme}://{host}:{port}{SOCKET_PATH}"
+
+
+async def serve(config: ServiceConfig, announce: Callable[[str], None]) -> None:
+    """Start the service, announce its URL, and stop gracefully on SIGTERM or SIGINT."""
+    from service.app import Service  # the service core; imported late to keep the CLI light
+
+    if not config.auth:
+        log.warning(AUTH_OFF_WARNING, config.host, config.port)
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop_requested.set)
+    service = Service(config)
+    try:
+        host, port = await service.start()
+        url = listening_url(config, host, port)
+        log.info("listening on %s", url)
+        announce(url)
+        await stop_requested.wait()
+        log.info("stopping: closing sockets, waiting up to %g s", config.shutdown_grace_s)
+    finally:
+        await service.stop(config.shutdown_grace_s)
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    log.info("stopped")
+
+
+def run_blocking(config: ServiceConfig, announce: Callable[[str], None]) -> None:
+    asyncio.run(serve(config, announce))
+
+
+def error_message(error: BaseException, config: ServiceConfig) -> str:
+    """One line for stderr (or the daemon's pipe) about why the service did not run."""
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        return f"cannot listen on {config.host}:{config.port}: address already in use"
+    if isinstance(error, OSError) and error.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {config.host}:{config.port}: address not available"
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
