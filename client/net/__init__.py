@@ -1,0 +1,39 @@
+"""The client link: a Phoenix Channels V2 socket client in plain asyncio (phoenix.js 1.8 behaviour).
+
+sock = Socket(url, token=get_token)
+await sock.connect()
+ch = sock.channel("lobby")
+await ch.join()
+reply = await ch.push("ping", {"n": 1})
+"""
+
+from client.net.channel import Channel, ChannelClosed
+from client.net.presence import Presence, list_presences, sync_diff, sync_state
+from client.net.push import DEFAULT_TIMEOUT_S, JoinError, Push, PushTimeout, Reply
+from client.net.socket import FORBIDDEN_RETRY_S, Socket, SocketOffline, endpoint_url
+from client.net.state import ChannelState, ConnectionState
+from client.net.timer import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff, RetryTimer
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "FORBIDDEN_RETRY_S",
+    "RECONNECT_BACKOFF",
+    "REJOIN_BACKOFF",
+    "Backoff",
+    "Channel",
+    "ChannelClosed",
+    "ChannelState",
+    "ConnectionState",
+    "JoinError",
+    "Presence",
+    "Push",
+    "PushTimeout",
+    "Reply",
+    "RetryTimer",
+    "Socket",
+    "SocketOffline",
+    "endpoint_url",
+    "list_presences",
+    "sync_diff",
+    "sync_state",
+]
