@@ -1,0 +1,248 @@
+"""One Store + Instance of one module, owned by one thread, reused across jobs.
+
+The per-job path talks to wasmtime's C API directly (wasmtime-py's private `_ffi`):
+`wasmtime_func_call_unchecked` with preallocated argument arrays and `ctypes.memmove`
+into linear memory, because `Func.__call__` alone costs 10-20 us per call.
+
+Deadlines and cancellation: the store has an epoch-deadline callback that runs on
+every engine tick while wasm runs; it resumes the kernel for one more tick, or returns
+an error (which unwinds the call) when the job's deadline passed or its token was
+cancelled. Only this store's job is affected, so one job is cancelled without
+disturbing the others.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from ctypes import POINTER, byref, c_size_t, c_uint64, c_void_p
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from .errors import BadInput, KernelError, MemoryLimitExceeded
+from .job import Job
+from .manifest import KernelSpec, ModuleSpec
+
+_EPOCH_CALLBACK_T = ctypes.CFUNCTYPE(
+    c_size_t,
+    POINTER(ffi.wasmtime_context_t),
+    c_void_p,
+    POINTER(c_uint64),
+    POINTER(ffi.wasmtime_update_deadline_kind_t),
+)
+_NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, c_void_p))
+_UPDATE_DEADLINE_CONTINUE = 0
+_PROGRESS_TYPE = wasmtime.FuncType([wasmtime.ValType.i32(), wasmtime.ValType.i32()], [])
+_RESULT_SLOT = struct.Struct("<II")  # {u32 out_ptr, u32 out_len}
+
+# Kernel return codes (CONTRACTS section 1).
+RC_BAD_PARAMS, RC_BAD_INPUT, RC_OUT_OF_MEMORY = -1, -2, -3
+
+
+class Trapped(KernelError):
+    """The wasm call unwound (trap, or stopped by the epoch callback): drop the instance."""
+
+
+def _i32(v: int) -> int:
+    return v - (1 << 32) if v >= (1 << 31) else v
+
+
+def _error_ptr(message: str) -> int:
+    return ctypes.cast(ffi.wasmtime_error_new(message.encode()), c_void_p).value or 0
+
+
+def summarize_wasm_error(text: str) -> str:
+    """wasmtime's messages carry a backtrace; keep the line that says what happened."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return "unknown error"
+    if "Caused by:" in lines and lines[-1] != "Caused by:":
+        line = lines[lines.index("Caused by:") + 1]
+        head, sep, rest = line.partition(": ")
+        return rest if sep and head.isdigit() else line
+    return lines[0]
+
+
+class KernelInstance:
+    def __init__(
+        self,
+        engine: wasmtime.Engine,
+        module: wasmtime.Module,
+        spec: ModuleSpec,
+        memory_limit_bytes: int,
+    ) -> None:
+        self.spec = spec
+        self.job: Job | None = None
+        self.broken = False
+        self._memory_limit = memory_limit_bytes
+        store = wasmtime.Store(engine)
+        store.set_limits(memory_size=memory_limit_bytes)
+        self.store = store
+        self._ctx = store._context()
+        # ctypes callbacks must outlive the store: keep them on self.
+        self._on_epoch = _EPOCH_CALLBACK_T(self._epoch)
+        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), self._on_epoch, None, _NO_FINALIZER)
+        self._on_progress = ffi.wasmtime_func_unchecked_callback_t(self._progress)
+        imports = [self._import(f"{imp.module}.{imp.name}") for imp in module.imports]
+        store.set_epoch_deadline(1 << 40)  # start functions must not hit a stale deadline
+        try:
+            instance = wasmtime.Instance(store, module, imports)
+        except wasmtime.WasmtimeError as e:
+            msg = summarize_wasm_error(str(e))
+            if "memory" in msg and ("limit" in msg or "minimum" in msg):
+                raise MemoryLimitExceeded(
+                    f"module {spec.name}: cannot instantiate under the memory limit "
+                    f"of {memory_limit_bytes} bytes: {msg}"
+                ) from None
+            raise KernelError(f"module {spec.name}: cannot instantiate: {msg}") from None
+        exports = instance.exports(store)
+        self._memory = exports["memory"]._memory
+        self._begin = exports["vh_begin"]._func
+        self._vh_error = exports["vh_error"]._func
+        self._exports = exports
+        self._funcs: dict[str, ffi.wasmtime_func_t] = {}
+        self._arg1 = (ffi.wasmtime_val_raw_t * 1)()
+        self._arg5 = (ffi.wasmtime_val_raw_t * 5)()
+        self._trap = POINTER(ffi.wasm_trap_t)()
+        self._trap_ref = byref(self._trap)
+
+    def _import(self, name: str) -> wasmtime.Func:
+        # Load-time checks already refused anything but granted imports.
+        if name != "env.vh_progress":
+            raise KernelError(f"module {self.spec.name}: no host function for import {name}")
+        raw = ffi.wasmtime_func_t()
+        ffi.wasmtime_func_new_unchecked(
+            self._ctx, _PROGRESS_TYPE.ptr(), self._on_progress, None, _NO_FINALIZER, byref(raw)
+        )
+        return wasmtime.Func._from_raw(raw)
+
+    # -- callbacks from wasm (run on the thread that called the kernel) --
+
+    def _epoch(self, _ctx, _data, delta, kind) -> int:
+        try:
+            job = self.job
+            if job is not None:
+                stop = job.check()
+                if stop is not None:
+                    return _error_ptr(str(stop))
+            delta[0] = 1
+            kind[0] = _UPDATE_DEADLINE_CONTINUE
+            return 0
+        except BaseException as e:  # never let an exception escape into wasmtime
+            return _error_ptr(f"epoch callback failed: {e!r}")
+
+    def _progress(self, _env, _caller, args, _nargs) -> int:
+        job = self.job
+        if job is not None:
+            job.report_progress(args[0].i32, args[1].i32)
+            if job.stop is not None:
+                msg = str(job.stop).encode()
+                return ctypes.cast(ffi.wasmtime_trap_new(msg, len(msg)), c_void_p).value or 0
+        return 0
+
+    # -- the job path --
+
+    def memory_size(self) -> int:
+        return ffi.wasmtime_memory_data_size(self._ctx, byref(self._memory))
+
+    def _base(self) -> int:
+        return ctypes.cast(ffi.wasmtime_memory_data(self._ctx, byref(self._memory)), c_void_p).value
+
+    def _call(self, func: ffi.wasmtime_func_t, args, nargs: int) -> None:
+        err = ffi.wasmtime_func_call_unchecked(self._ctx, byref(func), args, nargs, self._trap_ref)
+        if err or self._trap:
+            self.broken = True
+            job = self.job
+            if job is not None and job.stop is not None:
+                if err:
+                    ffi.wasmtime_error_delete(err)
+                raise job.stop
+            if err:
+                text = str(wasmtime.WasmtimeError._from_ptr(err))
+            else:
+                trap = wasmtime.Trap._from_ptr(self._trap)
+                self._trap = POINTER(ffi.wasm_trap_t)()
+                self._trap_ref = byref(self._trap)
+                text = trap.message
+            name = job.kernel if job is not None else self.spec.name
+            summary = summarize_wasm_error(text)
+            margin = max(1 << 20, self._memory_limit // 16)
+            if "memory fault" in summary and self.memory_size() + margin > self._memory_limit:
+                # memory.grow failed at the cap and the kernel used the memory anyway.
+                raise MemoryLimitExceeded(
+                    f"{name}: memory limit of {self._memory_limit} bytes reached ({summary})"
+                )
+            raise Trapped(f"{name}: kernel trapped: {summary}")
+
+    def _func(self, export: str) -> ffi.wasmtime_func_t:
+        func = self._funcs.get(export)
+        if func is None:
+            func = self._funcs[export] = self._exports[export]._func
+        return func
+
+    def _last_error(self) -> str:
+        a = self._arg1
+        self._call(self._vh_error, a, 1)
+        ptr = a[0].i32 & 0xFFFFFFFF
+        if not ptr or ptr >= self.memory_size():
+            return ""
+        return ctypes.string_at(self._base() + ptr).decode("utf-8", "replace")[:500]
+
+    def run(self, spec: KernelSpec, data, size: int, params: bytes, job: Job) -> bytes:
+        """Run one kernel call; the caller has validated params and the input size."""
+        self.job = job
+        ctx = self._ctx
+        ffi.wasmtime_context_set_epoch_deadline(ctx, 1)
+        try:
+            # One block: result slot, params (f64[]), then the input, 16-byte aligned.
+            head = (8 + len(params) + 15) & ~15
+            a1 = self._arg1
+            a1[0].i32 = _i32(head + size)
+            self._call(self._begin, a1, 1)
+            block = a1[0].i32 & 0xFFFFFFFF
+            if block == 0:
+                raise MemoryLimitExceeded(
+                    f"{spec.name}: {head + size} bytes of input do not fit under the memory limit"
+                )
+            base = self._base()
+            ctypes.memmove(base + block + 8, params, len(params))
+            if size:
+                _copy_in(base + block + head, data, size)
+            a5 = self._arg5
+            a5[0].i32 = _i32(block + head)
+            a5[1].i32 = _i32(size)
+            a5[2].i32 = _i32(block + 8)
+            a5[3].i32 = len(params) // 8
+            a5[4].i32 = _i32(block)
+            self._call(self._func(spec.export), a5, 5)
+            rc = a5[0].i32
+            if rc != 0:
+                raise self._failure(spec, rc)
+            base = self._base()
+            out_ptr, out_len = _RESULT_SLOT.unpack(ctypes.string_at(base + block, 8))
+            if out_ptr + out_len > self.memory_size():
+                self.broken = True
+                raise KernelError(f"{spec.name}: kernel returned an output outside its memory")
+            return ctypes.string_at(base + out_ptr, out_len)
+        finally:
+            self.job = None
+
+    def _failure(self, spec: KernelSpec, rc: int) -> KernelError:
+        detail = self._last_error()
+        suffix = f": {detail}" if detail else ""
+        if rc in (RC_BAD_PARAMS, RC_BAD_INPUT):
+            return BadInput(f"{spec.name}: bad {'params' if rc == -1 else 'input'}{suffix}")
+        if rc == RC_OUT_OF_MEMORY:
+            self.broken = True  # its memory sits at the cap: start the next job afresh
+            return MemoryLimitExceeded(f"{spec.name}: out of memory under the limit{suffix}")
+        return KernelError(f"{spec.name}: kernel failed with code {rc}{suffix}")
+
+
+def _copy_in(address: int, data, size: int) -> None:
+    if isinstance(data, bytes):
+        ctypes.memmove(address, data, size)
+    else:
+        # bytearray / memoryview / any C-contiguous buffer: one copy, no temporary bytes.
+        dst = (ctypes.c_ubyte * size).from_address(address)
+        memoryview(dst).cast("B")[:] = memoryview(data).cast("B")

@@ -1,0 +1,258 @@
+"""The kernel runtime: `Runtime(...).run(name, data, params)` (CONTRACTS section 2)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+from .cache import CompiledCache
+from .engine import engine_key, shared_engine
+from .errors import BadInput, Cancelled, IntegrityError, KernelError, MemoryLimitExceeded
+from .instance import KernelInstance
+from .job import CancelToken, Job, ProgressCallback
+from .limits import (
+    DEFAULT_DEADLINE_S,
+    DEFAULT_MEMORY_LIMIT_BYTES,
+    RETAIN_MEMORY_BYTES,
+    WASM32_MAX_BYTES,
+)
+from .manifest import ABI_EXPORTS, KernelSpec, Manifest, ModuleSpec, load_manifest
+
+Buffer = bytes | bytearray | memoryview
+
+_I32 = wasmtime.ValType.i32()
+_KERNEL_SIGNATURE = ([_I32] * 5, [_I32])
+_IMPORT_SIGNATURES = {"env.vh_progress": ([_I32, _I32], [])}
+# The host calls these without type checks, so their types must be exactly these.
+_ABI_SIGNATURES = {
+    "vh_alloc": ([_I32], [_I32]),
+    "vh_reset": ([], []),
+    "vh_begin": ([_I32], [_I32]),
+    "vh_error": ([], [_I32]),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    output: bytes
+    kernel: str
+    params: dict[str, Any]
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleLoad:
+    """How a module was made ready: compiled now, or loaded from the on-disk cache."""
+
+    module: str
+    from_cache: bool
+    elapsed_s: float
+
+
+class Runtime:
+    """Thread-safe. Modules load lazily; each thread gets its own Store + Instance per module."""
+
+    def __init__(
+        self,
+        manifest_path: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
+        default_deadline_s: float = DEFAULT_DEADLINE_S,
+    ) -> None:
+        if not 0 < memory_limit_bytes <= WASM32_MAX_BYTES:
+            raise ValueError(f"memory_limit_bytes must be in (0, {WASM32_MAX_BYTES}]")
+        _check_deadline(default_deadline_s)
+        self.manifest: Manifest = load_manifest(manifest_path)
+        self.memory_limit_bytes = memory_limit_bytes
+        self.default_deadline_s = default_deadline_s
+        self._engine, self._ticker = shared_engine()
+        self._cache = CompiledCache(cache_dir, engine_key())
+        self._modules: dict[str, wasmtime.Module] = {}
+        self._module_locks = {name: threading.Lock() for name in self.manifest.modules}
+        self._local = threading.local()
+        self._param_structs = {
+            k.name: struct.Struct(f"<{len(k.params)}d") for k in self.manifest.kernels.values()
+        }
+
+    @property
+    def cache_dir(self) -> Path:
+        return self._cache.dir
+
+    # -- catalogue --
+
+    def catalogue(self) -> list[KernelSpec]:
+        return list(self.manifest.kernels.values())
+
+    def spec(self, name: str) -> KernelSpec:
+        return self.manifest.kernel(name)
+
+    def validate(self, name: str, data: Buffer, params: dict[str, Any] | None) -> dict[str, Any]:
+        """Normalized params (defaults filled in); BadInput/UnknownKernel if the job is bad."""
+        spec = self.manifest.kernel(name)
+        normalized = spec.validate_params(params)
+        self._check_size(spec, _size(data), normalized)
+        return normalized
+
+    def _check_size(self, spec: KernelSpec, size: int, params: dict[str, Any]) -> None:
+        spec.check_input(size, params)
+        if size > self.memory_limit_bytes:
+            raise MemoryLimitExceeded(
+                f"{spec.name}: input of {size} bytes exceeds the memory limit of "
+                f"{self.memory_limit_bytes} bytes"
+            )
+
+    # -- loading --
+
+    def load_module(self, name: str) -> ModuleLoad:
+        """Make a module ready now (normally lazy): verify, then compile or load from cache."""
+        if name not in self.manifest.modules:
+            raise KernelError(f"unknown module {name!r}")
+        with self._module_locks[name]:
+            if name in self._modules:
+                return ModuleLoad(name, True, 0.0)
+            t0 = time.perf_counter()
+            spec = self.manifest.modules[name]
+            wasm = _read_verified(spec)
+            try:
+                module, from_cache = self._cache.load(self._engine, wasm, spec.sha256)
+            except wasmtime.WasmtimeError as e:
+                raise IntegrityError(f"module {name}: not valid WebAssembly: {e}") from None
+            _check_interface(spec, module, self.manifest)
+            self._modules[name] = module
+            return ModuleLoad(name, from_cache, time.perf_counter() - t0)
+
+    def _module(self, name: str) -> wasmtime.Module:
+        module = self._modules.get(name)
+        if module is None:
+            self.load_module(name)
+            module = self._modules[name]
+        return module
+
+    def _instance(self, module: str) -> KernelInstance:
+        instances = getattr(self._local, "instances", None)
+        if instances is None:
+            instances = self._local.instances = {}
+        inst = instances.get(module)
+        if inst is None:
+            inst = KernelInstance(
+                self._engine,
+                self._module(module),
+                self.manifest.modules[module],
+                self.memory_limit_bytes,
+            )
+            instances[module] = inst
+        return inst
+
+    def _drop_instance(self, module: str) -> None:
+        self._local.instances.pop(module, None)
+
+    # -- running --
+
+    def run(
+        self,
+        name: str,
+        data: Buffer = b"",
+        params: dict[str, Any] | None = None,
+        *,
+        deadline_s: float | None = None,
+        cancel: CancelToken | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> RunResult:
+        t0 = time.perf_counter()
+        spec = self.manifest.kernel(name)
+        normalized = spec.validate_params(params)
+        size = len(data) if isinstance(data, bytes) else _size(data)
+        self._check_size(spec, size, normalized)
+        if deadline_s is None:
+            deadline_s = self.default_deadline_s
+        else:
+            _check_deadline(deadline_s)
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled(f"{name}: cancelled")
+        packed = self._param_structs[name].pack(*spec.param_block(normalized))
+        inst = self._instance(spec.module)
+        job = Job(name, deadline_s, cancel, progress if "progress" in spec.grants else None)
+        ticker = self._ticker
+        ticker.job_started()
+        try:
+            output = inst.run(spec, data, size, packed, job)
+        finally:
+            ticker.job_finished()
+            if inst.broken or inst.memory_size() > RETAIN_MEMORY_BYTES:
+                self._drop_instance(spec.module)
+        return RunResult(output, name, normalized, time.perf_counter() - t0)
+
+
+def _size(data: Buffer) -> int:
+    if isinstance(data, bytes | bytearray):
+        return len(data)
+    try:
+        mv = memoryview(data)
+    except TypeError:
+        raise BadInput(f"input must be bytes-like, got {type(data).__name__}") from None
+    if not mv.c_contiguous:
+        raise BadInput("input buffer must be C-contiguous")
+    return mv.nbytes
+
+
+def _check_deadline(deadline_s: float) -> None:
+    if not (isinstance(deadline_s, int | float) and deadline_s > 0 and math.isfinite(deadline_s)):
+        raise BadInput(f"deadline must be a positive number of seconds, got {deadline_s!r}")
+
+
+def _read_verified(spec: ModuleSpec) -> bytes:
+    try:
+        wasm = spec.file.read_bytes()
+    except OSError as e:
+        raise IntegrityError(f"module {spec.name}: cannot read {spec.file}: {e.strerror}") from None
+    actual = hashlib.sha256(wasm).hexdigest()
+    if actual != spec.sha256:
+        raise IntegrityError(
+            f"module {spec.name}: {spec.file.name} has sha256 {actual[:16]}..., "
+            f"the manifest says {spec.sha256[:16]}...; refusing to load it"
+        )
+    return wasm
+
+
+def _check_interface(spec: ModuleSpec, module: wasmtime.Module, manifest: Manifest) -> None:
+    """Refuse imports the manifest does not grant; require the ABI and kernel exports."""
+    for imp in module.imports:
+        name = f"{imp.module}.{imp.name}"
+        if name not in spec.allowed_imports:
+            raise IntegrityError(
+                f"module {spec.name} imports {name}, which the manifest does not grant"
+            )
+        ty = imp.type
+        if not isinstance(ty, wasmtime.FuncType) or _signature(ty) != _IMPORT_SIGNATURES[name]:
+            raise IntegrityError(f"module {spec.name}: import {name} has the wrong type")
+    exports = {e.name: e.type for e in module.exports}
+    for name in ABI_EXPORTS:
+        if name not in exports:
+            raise IntegrityError(f"module {spec.name} lacks the export {name}")
+    if not isinstance(exports["memory"], wasmtime.MemoryType):
+        raise IntegrityError(f"module {spec.name}: export memory is not a memory")
+    for name, want in _ABI_SIGNATURES.items():
+        ty = exports[name]
+        if not isinstance(ty, wasmtime.FuncType) or _signature(ty) != want:
+            raise IntegrityError(f"module {spec.name}: export {name} has the wrong type")
+    for k in manifest.kernels.values():
+        if k.module != spec.name:
+            continue
+        ty = exports.get(k.export)
+        if not isinstance(ty, wasmtime.FuncType) or _signature(ty) != _KERNEL_SIGNATURE:
+            raise IntegrityError(
+                f"module {spec.name}: kernel {k.name} needs an export {k.export} "
+                "of type (i32, i32, i32, i32, i32) -> i32"
+            )
+
+
+def _signature(ty: wasmtime.FuncType) -> tuple[list, list]:
+    return (list(ty.params), list(ty.results))
