@@ -29,12 +29,13 @@ def server_ssl_context(config: ServiceConfig) -> ssl.SSLContext | None:
     """The context for the listening socket, or None when TLS is off."""
     if config.certfile is None or config.keyfile is None:
         return None
+    for path in (config.certfile, config.keyfile):
+        if not path.is_file():
+            raise TLSConfigError(f"TLS file not found: {path}")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(config.certfile, config.keyfile)
-    except FileNotFoundError as e:
-        raise TLSConfigError(f"TLS file not found: {e.filename}") from None
     except (ssl.SSLError, OSError) as e:
         raise TLSConfigError(
             f"cannot load TLS certificate {config.certfile} with key {config.keyfile}: {e}"

@@ -1,0 +1,124 @@
+"""`veraltheim-service start/status/stop`: a real daemon, and no process left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.daemon import process_alive, read_pid
+from tests.integration.phx_raw import join, open_socket
+from tests.support.service import service_env
+
+CMD = [sys.executable, "-m", "service"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CMD, *args], capture_output=True, text=True, timeout=60, env=service_env()
+    )
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """A data dir whose daemon, if any is left, is killed at the end of the test."""
+    yield tmp_path
+    pid = read_pid(tmp_path / "service.pid")
+    if pid is not None and process_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def token(data_dir: Path, user: str) -> str:
+    out = cli("token", "issue", "--user", user, "--ttl", "600", "--data-dir", str(data_dir))
+    return out.stdout.strip()
+
+
+@pytest.mark.slow
+async def test_start_status_stop_leaves_nothing_behind(data_dir):
+    started = cli("start", "--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir))
+    assert started.returncode == 0, started.stderr
+    url = re.search(r"^listening (ws://127\.0\.0\.1:\d+/socket/websocket)$", started.stdout, re.M)
+    assert url, started.stdout
+    pid = int(re.search(r"started \(pid (\d+)", started.stdout).group(1))
+    assert read_pid(data_dir / "service.pid") == pid
+    assert process_alive(pid)
+    assert pid != os.getpid()
+
+    ws = await open_socket(url.group(1), token(data_dir, "dora"))
+    try:
+        assert (await join(ws))["status"] == "ok"
+        status = cli("status", "--data-dir", str(data_dir))
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"running (pid {pid}) {url.group(1)}" in status.stdout
+        assert "healthz: status=ok" in status.stdout
+        assert re.search(r"\bsockets=1\b", status.stdout), status.stdout
+    finally:
+        await ws.close()
+
+    again = cli("start", "--port", "0", "--data-dir", str(data_dir))
+    assert again.returncode == 1
+    assert f"already running (pid {pid}" in again.stderr
+
+    stopped = cli("stop", "--data-dir", str(data_dir))
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.strip() == f"stopped (pid {pid})"
+    assert not process_alive(pid)
+    assert not (data_dir / "service.pid").exists()
+    assert not (data_dir / "service.pid.url").exists()
+    log = (data_dir / "service.log").read_text()
+    assert "listening on" in log and "stopped" in log
+
+    status = cli("status", "--data-dir", str(data_dir))
+    assert status.returncode == 3 and status.stdout.strip() == "stopped"
+    again = cli("stop", "--data-dir", str(data_dir))
+    assert again.returncode == 1 and "not running" in again.stderr
+
+
+def test_stale_pidfile_is_reported_and_replaced(data_dir):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    (data_dir / "service.pid").write_text(gone.stdout)
+    status = cli("status", "--data-dir", str(data_dir))
+    assert status.returncode == 1
+    assert "stale pidfile" in status.stdout
+    assert not (data_dir / "service.pid").exists()
+
+
+def test_start_failure_is_reported_by_the_start_command(data_dir):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = cli("start", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir))
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        f"veraltheim-service: error: cannot listen on 127.0.0.1:{port}: address already in use"
+    )
+    assert not (data_dir / "service.pid").exists()
+
+
+def test_start_with_custom_pidfile_and_log(tmp_path):
+    pidfile, log = tmp_path / "run" / "v.pid", tmp_path / "logs" / "v.log"
+    common = ["--data-dir", str(tmp_path / "d"), "--pidfile", str(pidfile)]
+    out = cli("start", "--port", "0", "--log-file", str(log), *common)
+    try:
+        assert out.returncode == 0, out.stderr
+        pid = read_pid(pidfile)
+        assert pid is not None and process_alive(pid)
+        assert log.exists()
+        assert cli("status", *common).returncode == 0
+        assert cli("stop", *common).returncode == 0
+        assert not process_alive(pid) and not pidfile.exists()
+    finally:
+        pid = read_pid(pidfile)
+        if pid is not None and process_alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,92 @@
+"""TLS: `cert` makes a development certificate; `run --certfile/--keyfile` serves wss://."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import stat
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+from cryptography import x509
+
+from service.tls import client_ssl_context
+from tests.integration.phx_raw import WAIT_S, join, open_socket
+from tests.support.service import service_env
+
+CMD = [sys.executable, "-m", "service"]
+
+
+@pytest.fixture
+def dev_cert(tmp_path):
+    out = subprocess.run(
+        [*CMD, "cert", "--out", str(tmp_path / "certs")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return tmp_path / "certs" / "cert.pem", tmp_path / "certs" / "key.pem"
+
+
+def test_cert_command_writes_a_localhost_certificate(dev_cert):
+    cert_path, key_path = dev_cert
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in san.get_values_for_type(x509.DNSName)
+    assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} >= {"127.0.0.1"}
+
+
+async def test_wss_with_a_trusted_dev_cert(service_factory, dev_cert):
+    cert_path, key_path = dev_cert
+    svc = service_factory("--certfile", str(cert_path), "--keyfile", str(key_path))
+    assert svc.ws_url.startswith("wss://127.0.0.1:")
+
+    ws = await open_socket(svc.ws_url, svc.token("tess"), client_ssl_context(cert_path))
+    try:
+        assert (await join(ws))["status"] == "ok"
+    finally:
+        await ws.close()
+
+    # A client that does not trust the certificate is refused by its own verification.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await open_socket(svc.ws_url, svc.token("tess"), ssl.create_default_context())
+
+    # HTTP routes are on TLS too.
+    url = f"https://127.0.0.1:{svc.port}/healthz"
+    with urllib.request.urlopen(url, timeout=WAIT_S, context=client_ssl_context(cert_path)) as r:
+        assert json.loads(r.read())["status"] == "ok"
+
+
+def test_missing_key_file_is_one_line_error(tmp_path, dev_cert):
+    cert_path, _ = dev_cert
+    out = subprocess.run(
+        [*CMD, "run", "--port", "0", "--data-dir", str(tmp_path / "d")]
+        + ["--certfile", str(cert_path), "--keyfile", str(tmp_path / "absent.pem")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=service_env(),
+    )
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert out.stderr.strip().splitlines() == [
+        f"veraltheim-service: error: TLS file not found: {tmp_path / 'absent.pem'}"
+    ]
+
+
+def test_certfile_without_keyfile_is_a_config_error(tmp_path, dev_cert):
+    cert_path, _ = dev_cert
+    out = subprocess.run(
+        [*CMD, "run", "--port", "0", "--data-dir", str(tmp_path), "--certfile", str(cert_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=service_env(),
+    )
+    assert out.returncode == 2
+    assert "certfile and keyfile must be given together" in out.stderr
+    assert out.stderr.count("\n") == 1
