@@ -1,0 +1,106 @@
+"""`veraltheim`: the desktop app.
+
+veraltheim [--service URL] [--token TOKEN] [--offscreen] [--screenshot FILE] [--view NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+FIRST_FRAME_ENV = "VERALTHEIM_REPORT_FIRST_FRAME"  # bench/ui.py: print the time of the first frame
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="veraltheim", description="The Veraltheim desktop app.")
+    p.add_argument(
+        "--service", metavar="URL", help="service address, ws[s]://HOST:PORT/socket/websocket"
+    )
+    p.add_argument("--token", help="sign-in token (else the one saved in Settings)")
+    p.add_argument("--offscreen", action="store_true", help="render without a screen")
+    p.add_argument(
+        "--screenshot", metavar="FILE", type=Path, help="write the first frame to a PNG and exit"
+    )
+    p.add_argument(
+        "--view", default="Workbench", help="view to show first (Workbench, Runs, Notes, ...)"
+    )
+    p.add_argument("--local-only", action="store_true", help="do not connect to any service")
+    return p.parse_args(argv)
+
+
+def make_app(argv0: str = "veraltheim"):
+    """The QGuiApplication (never a QtWidgets one), styled to follow the system palette."""
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtQuick import QQuickWindow  # noqa: F401 - so root objects are QQuickWindows
+    from PySide6.QtQuickControls2 import QQuickStyle
+
+    app = QGuiApplication.instance() or QGuiApplication([argv0])
+    app.setOrganizationName("Veraltheim")
+    app.setApplicationName("Veraltheim")
+    app.setDesktopFileName("veraltheim")
+    if not QQuickStyle.name():
+        QQuickStyle.setStyle("Fusion")  # follows the system palette, light or dark
+    return app
+
+
+async def run_window(args: argparse.Namespace) -> int:
+    from client.ui.settings import load_settings
+    from client.ui.shell import VIEWS, Shell
+
+    settings, problem = load_settings()
+    shell = Shell(settings)
+    try:
+        window = shell.load()
+        if problem:
+            shell.notices.show("warning", problem, "Fix or delete the file, then save Settings.")
+        if args.view in VIEWS:
+            shell.show_view(args.view)
+        first_frame = asyncio.get_running_loop().create_future()
+        window.frameSwapped.connect(lambda: first_frame.done() or first_frame.set_result(None))
+        window.update()
+        if not args.local_only:
+            await shell.start(args.service, args.token)
+        else:
+            await shell.set_link("", "")
+        await asyncio.wait_for(first_frame, 30)
+        if os.environ.get(FIRST_FRAME_ENV):
+            print(f"first-frame {time.monotonic():.6f}", flush=True)
+        if args.screenshot:
+            print(f"screenshot: {shell.screenshot(args.screenshot)}")
+            return 0
+        closed = asyncio.get_running_loop().create_future()
+        window.closing.connect(lambda *_: closed.done() or closed.set_result(None))
+        await closed
+        return 0
+    finally:
+        await shell.stop()
+        shell.close_window()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.offscreen or (args.screenshot and not _has_screen()):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    import qasync
+
+    app = make_app()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    try:
+        with loop:
+            return loop.run_until_complete(run_window(args))
+    except Exception as exc:  # one clear line, not a trace, for a failure to start
+        print(f"veraltheim: {exc}", file=sys.stderr)
+        return 1
+
+
+def _has_screen() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

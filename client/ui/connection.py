@@ -1,0 +1,157 @@
+"""The Connection view's controller: the link's state, round trip, TLS, sign-in and presence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
+
+from client.ui.models import DictListModel
+from client.ui.notices import Notices
+
+LOBBY_TOPIC = "lobby"
+RTT_REFRESH_MS = 1000
+
+
+def state_name(state: Any) -> str:
+    """ConnectionState.CONNECTED -> "connected" (works for enums and plain strings)."""
+    return str(getattr(state, "name", state)).lower()
+
+
+class Connection(QObject):
+    changed = Signal()
+    stateChanged = Signal(str)
+    reconnectRequested = Signal(str, str)  # address, token: the shell rebuilds the link
+
+    def __init__(self, notices: Notices, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.notices = notices
+        self.socket: Any = None
+        self.lobby: Any = None
+        self.presence: Any = None
+        self._address = ""
+        self._state = "disconnected"
+        self._detail = ""
+        self._user = ""
+        self._rtt = -1.0
+        self._people = DictListModel(["user", "detail"], self)
+        self.state_listeners: list[Callable[[str], None]] = []
+        self._rtt_timer = QTimer(self)
+        self._rtt_timer.setInterval(RTT_REFRESH_MS)
+        self._rtt_timer.timeout.connect(self._refresh_rtt)
+
+    def attach(self, socket: Any, address: str) -> None:
+        """Follow a new Socket (made by the shell) and join the lobby for presence."""
+        self.socket = socket
+        self._address = address
+        self._user = ""
+        self._people.reset([])
+        socket.on_state(self._on_state)
+        self._set_state(state_name(socket.state), "")
+        self._rtt_timer.start()
+        self.notices.spawn(self._join_lobby(socket), "Lobby: ")
+
+    def detach(self) -> None:
+        self.socket = None
+        self.lobby = None
+        self.presence = None
+        self._rtt_timer.stop()
+        self._people.reset([])
+        self._rtt = -1.0
+        self._set_state("disconnected", "")
+
+    async def _join_lobby(self, socket: Any) -> None:
+        from client.net import JoinError, Presence, PushTimeout
+
+        channel = socket.channel(LOBBY_TOPIC)
+        presence = Presence(channel)
+        presence.on_sync(self._on_presence)
+        channel.on_join(self._on_lobby_joined)  # every join and rejoin (service restarts)
+        self.lobby, self.presence = channel, presence
+        try:
+            await channel.join(timeout=10)
+        except PushTimeout:
+            pass  # not connected yet: the channel keeps trying and on_join reports success
+        except JoinError as exc:
+            self._set_state(self._state, f"The service refused the lobby: {exc}")
+            self.notices.error(exc, "Sign-in: ")
+
+    def _on_lobby_joined(self, response: Any = None, *_: Any) -> None:
+        if isinstance(response, dict):
+            user = response.get("user") or response.get("user_id")
+            if user and user != self._user:
+                self._user = str(user)
+                self.changed.emit()
+
+    def _on_presence(self, *_: Any) -> None:
+        if self.presence is None:
+            return
+        rows = []
+        for key, metas in self.presence.list():
+            n = len(metas) if isinstance(metas, list) else 1
+            rows.append({"user": str(key), "detail": f"{n} connections" if n > 1 else ""})
+        self._people.reset(sorted(rows, key=lambda r: r["user"]))
+
+    def _on_state(self, state: Any) -> None:
+        name = state_name(state)
+        detail = ""
+        if name == "offline":
+            detail = (
+                "The service refused the sign-in or cannot be reached; check address and token."
+            )
+        elif name == "reconnecting":
+            detail = "Lost the link; reconnecting on its own. Local runs and notes keep working."
+        self._set_state(name, detail)
+
+    def _set_state(self, name: str, detail: str) -> None:
+        changed = name != self._state
+        self._state, self._detail = name, detail
+        self.changed.emit()
+        if changed:
+            self.stateChanged.emit(name)
+            for listener in list(self.state_listeners):
+                listener(name)
+        if name == "connected":
+            self.notices.clear("warning")
+        elif name in ("reconnecting", "offline") and changed:
+            self.notices.show("warning", f"The service at {self._address} is {name}.", detail)
+
+    def _refresh_rtt(self) -> None:
+        rtt = getattr(self.socket, "rtt_ms", None) if self.socket is not None else None
+        value = float(rtt) if rtt is not None else -1.0
+        if value != self._rtt:
+            self._rtt = value
+            self.changed.emit()
+
+    @Slot(str, str)
+    def connectTo(self, address: str, token: str) -> None:
+        address = address.strip()
+        if not address.startswith(("ws://", "wss://")):
+            self.notices.show(
+                "error",
+                f"{address or 'An empty address'} is not a service address.",
+                "Use ws://HOST:PORT/socket/websocket (or wss:// for TLS).",
+            )
+            return
+        self.reconnectRequested.emit(address, token.strip())
+
+    @Slot()
+    def disconnectNow(self) -> None:
+        self.reconnectRequested.emit("", "")
+
+    def _summary(self) -> str:
+        if self._state == "disconnected":
+            return "Not connected (local only)"
+        rtt = f", {self._rtt:.1f} ms" if self._rtt >= 0 and self._state == "connected" else ""
+        who = f" as {self._user}" if self._user else ""
+        return f"{self._state.capitalize()}{who} \u2014 {self._address}{rtt}"
+
+    address = Property(str, lambda self: self._address, notify=changed)
+    state = Property(str, lambda self: self._state, notify=changed)
+    detail = Property(str, lambda self: self._detail, notify=changed)
+    user = Property(str, lambda self: self._user, notify=changed)
+    rttMs = Property(float, lambda self: self._rtt, notify=changed)
+    tls = Property(bool, lambda self: self._address.startswith("wss://"), notify=changed)
+    summary = Property(str, _summary, notify=changed)
+    people = Property(QObject, lambda self: self._people, constant=True)

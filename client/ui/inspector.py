@@ -1,0 +1,144 @@
+"""The Inspector (developer tools): frames on the link, dispatcher decisions, timings, caches."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
+
+from client.ui.models import DictListModel
+from client.ui.runs import human_bytes
+
+MAX_FRAMES = 1000  # the log keeps the newest frames only
+FLUSH_MS = 150  # frames are batched into the model, so a burst never floods the UI
+SUMMARY_CHARS = 160
+
+
+def frame_row(direction: str, msg: Any) -> dict[str, Any]:
+    payload = getattr(msg, "payload", None)
+    if isinstance(payload, bytes | bytearray | memoryview):
+        size = len(payload)
+        summary = f"<binary {size:,} bytes>"
+    else:
+        try:
+            text = json.dumps(payload, separators=(",", ":"), default=str)
+        except (TypeError, ValueError):
+            text = repr(payload)
+        size = len(text)
+        summary = text[:SUMMARY_CHARS] + ("..." if len(text) > SUMMARY_CHARS else "")
+    return {
+        "time": time.strftime("%H:%M:%S", time.localtime())
+        + f".{int(time.time() * 1000) % 1000:03d}",
+        "direction": "\u2192" if direction == "out" else "\u2190",
+        "topic": str(getattr(msg, "topic", "")),
+        "event": str(getattr(msg, "event", "")),
+        "size": size,
+        "summary": summary,
+    }
+
+
+def folder_usage(path: Path) -> tuple[int, int]:
+    files = total = 0
+    if path.is_dir():
+        for p in path.rglob("*"):
+            if p.is_file():
+                files += 1
+                total += p.stat().st_size
+    elif path.is_file():
+        files, total = 1, path.stat().st_size
+    return files, total
+
+
+class Inspector(QObject):
+    changed = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._frames = DictListModel(
+            ["time", "direction", "topic", "event", "size", "summary"], self, limit=MAX_FRAMES
+        )
+        self._decisions = DictListModel(["kernel", "where", "estimate", "actual", "why"], self)
+        self._timings = DictListModel(["kernel", "where", "runs", "median", "last", "bytes"], self)
+        self._samples: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+        self._pending: deque[dict[str, Any]] = deque(maxlen=MAX_FRAMES)
+        self._flush = QTimer(self)
+        self._flush.setInterval(FLUSH_MS)
+        self._flush.setSingleShot(True)
+        self._flush.timeout.connect(self._flush_frames)
+        self.cache_paths: dict[str, Path] = {}
+        self.cache_extra: list[str] = []
+        self._cache_text = ""
+
+    def on_frame(self, direction: str, msg: Any) -> None:
+        """sock.on_frame callback: cheap; the rows reach the model in batches."""
+        self._pending.append(frame_row(direction, msg))
+        if not self._flush.isActive():
+            self._flush.start()
+
+    def _flush_frames(self) -> None:
+        rows = list(self._pending)
+        self._pending.clear()
+        self._frames.extend(rows)
+
+    @Slot()
+    def clearFrames(self) -> None:
+        self._pending.clear()
+        self._frames.reset([])
+
+    def record(self, run: dict[str, Any]) -> None:
+        """A finished run (from the Workbench): its decision and timing."""
+        timings = run.get("timings") or {}
+        summary = run.get("summary") or {}
+        est = {
+            side: timings[f"{side}_estimate_ms"]
+            for side in ("local", "remote")
+            if f"{side}_estimate_ms" in timings
+        }
+        estimate = " / ".join(f"{k} {v:,.1f}" for k, v in est.items()) + (" ms" if est else "")
+        elapsed = float(timings.get("total_ms") or 0)
+        why = str(summary.get("reason", ""))
+        if summary.get("fallback"):
+            why += f"; remote failed: {summary['fallback']}"
+        self._decisions.append(
+            {
+                "kernel": run.get("kernel", ""),
+                "where": run.get("where", ""),
+                "estimate": estimate or "\u2014",
+                "actual": f"{elapsed:,.1f} ms",
+                "why": why,
+            }
+        )
+        key = (str(run.get("kernel", "")), str(run.get("where", "")))
+        self._samples[key].append((elapsed, int(run.get("size") or 0)))
+        self._timings.reset(
+            {
+                "kernel": k,
+                "where": w,
+                "runs": len(s),
+                "median": f"{statistics.median(x for x, _ in s):,.1f} ms",
+                "last": f"{s[-1][0]:,.1f} ms",
+                "bytes": human_bytes(s[-1][1]),
+            }
+            for (k, w), s in sorted(self._samples.items())
+        )
+        self.refreshCache()
+
+    @Slot()
+    def refreshCache(self) -> None:
+        lines = []
+        for name, path in self.cache_paths.items():
+            files, total = folder_usage(path)
+            lines.append(f"{name}:\n  {path}\n  {files} files, {human_bytes(total)}")
+        lines.extend(self.cache_extra)
+        self._cache_text = "\n\n".join(lines)
+        self.changed.emit()
+
+    frames = Property(QObject, lambda self: self._frames, constant=True)
+    decisions = Property(QObject, lambda self: self._decisions, constant=True)
+    timings = Property(QObject, lambda self: self._timings, constant=True)
+    cacheText = Property(str, lambda self: self._cache_text, notify=changed)

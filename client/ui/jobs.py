@@ -1,0 +1,95 @@
+"""Run one kernel job where the user asked, and say where it ran and why (no Qt here).
+
+The compute Dispatcher (client.compute) sends a job local or remote by its cost model and runs
+local jobs on a worker thread, so the event loop never waits. Without it (a build with no
+compute package) LocalOnly runs every job through the Runtime on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class JobOutcome:
+    output: bytes
+    where: str  # "local" or "remote"
+    reason: str
+    elapsed_ms: float  # the whole job, as the user waited for it
+    estimates_ms: dict[str, float] = field(default_factory=dict)  # {"local": .., "remote": ..}
+    remote: dict[str, Any] = field(default_factory=dict)  # the service's reply header (timings)
+    fallback: str = ""  # why a remote attempt ended up running locally
+
+
+class Jobs:
+    def __init__(self, dispatcher: Any) -> None:
+        self.dispatcher = dispatcher
+
+    async def run(
+        self,
+        kernel: str,
+        data: bytes,
+        params: dict[str, Any],
+        *,
+        where: str,
+        progress: Progress,
+        cancel: Any,
+    ) -> JobOutcome:
+        start = time.perf_counter()
+        output, decision = await self.dispatcher.run(
+            kernel, data, params, where=where, progress=progress, cancel=cancel
+        )
+        elapsed_ms = (time.perf_counter() - start) * 1000
+
+        def attr(name: str, default: Any = None) -> Any:
+            value = getattr(decision, name, None)
+            return default if value is None else value
+
+        estimates = {
+            side: float(v)
+            for side, v in (
+                ("local", attr("local_estimate_ms")),
+                ("remote", attr("remote_estimate_ms")),
+            )
+            if v is not None
+        }
+        return JobOutcome(
+            bytes(output),
+            str(attr("where", "local")),
+            str(attr("reason", "")),
+            float(attr("actual_ms", elapsed_ms)),
+            estimates,
+            dict(attr("remote", {})),
+            str(attr("fallback", "")),
+        )
+
+
+@dataclass
+class LocalDecision:
+    where: str = "local"
+    reason: str = "only local execution is available in this build"
+    actual_ms: float | None = None
+
+
+class LocalOnly:
+    """Runs every job on this machine through the Runtime on a worker thread."""
+
+    def __init__(self, runtime: Any, executor: Any = None) -> None:
+        self.runtime = runtime
+        self.executor = executor
+
+    async def run(self, kernel, data, params, *, where="auto", progress=None, cancel=None):
+        if where == "remote":
+            raise ConnectionError("Remote runs need the compute package, which is not installed.")
+        start = time.perf_counter()
+        result = await asyncio.get_running_loop().run_in_executor(
+            self.executor,
+            lambda: self.runtime.run(kernel, data, params, cancel=cancel, progress=progress),
+        )
+        return result.output, LocalDecision(actual_ms=(time.perf_counter() - start) * 1000)

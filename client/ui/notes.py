@@ -1,0 +1,91 @@
+"""The Notes view's controller: the shared notes document, edited together, with who is in it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Property, QObject, Signal, Slot
+
+from client.ui.models import DictListModel
+from client.ui.notices import Notices
+
+
+def text_edit(old: str, new: str) -> tuple[int, int, str]:
+    """The smallest single replacement turning old into new: (start, deleted length, inserted)."""
+    start = 0
+    limit = min(len(old), len(new))
+    while start < limit and old[start] == new[start]:
+        start += 1
+    end_old, end_new = len(old), len(new)
+    while end_old > start and end_new > start and old[end_old - 1] == new[end_new - 1]:
+        end_old -= 1
+        end_new -= 1
+    return start, end_old - start, new[start:end_new]
+
+
+class NotesController(QObject):
+    textChanged = Signal()
+    changed = Signal()
+
+    def __init__(self, notices: Notices, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.notices = notices
+        self.notes: Any = None
+        self.shared_doc: Any = None
+        self._me = ""
+        self._text = ""
+        self._status = "not loaded"
+        self._people = DictListModel(["user", "detail"], self)
+
+    def attach(self, notes: Any, shared_doc: Any, me: str, status: str) -> None:
+        """Follow a Notes view; `shared_doc` carries awareness (who is in the document)."""
+        self.notes = notes
+        self.shared_doc = shared_doc
+        notes.on_change(lambda *_: self._pull())
+        if shared_doc is not None:
+            shared_doc.set_awareness({"user": me})
+            shared_doc.awareness.observe(lambda *_: self._refresh_people())
+        self._me = me
+        self._status = status
+        self._pull()
+        self._refresh_people()
+        self.changed.emit()
+
+    def _refresh_people(self) -> None:
+        people = [(f"{self._me} (you)", "")] if self.notes is not None else []
+        if self.shared_doc is not None:
+            names = sorted(str(s.get("user", "?")) for s in self.shared_doc.peers().values() if s)
+            people += [(n, "") for n in names]
+        self._people.reset({"user": u, "detail": d} for u, d in people)
+
+    def set_status(self, status: str) -> None:
+        self._status = status
+        self.changed.emit()
+
+    def _pull(self) -> None:
+        text = str(self.notes.text) if self.notes is not None else ""
+        if text != self._text:
+            self._text = text
+            self.textChanged.emit()
+
+    @Slot(str)
+    def edit(self, text: str) -> None:
+        """The editor's whole text after a keystroke: applied as one minimal edit."""
+        if self.notes is None or text == self._text:
+            return
+        start, deleted, inserted = text_edit(self._text, text)
+        self._text = text
+        try:
+            with self.notes.doc.transaction():
+                if deleted:
+                    self.notes.delete(start, deleted)
+                if inserted:
+                    self.notes.insert(start, inserted)
+        except Exception as exc:
+            self.notices.error(exc, "Notes: ")
+            self._pull()
+
+    text = Property(str, lambda self: self._text, notify=textChanged)
+    ready = Property(bool, lambda self: self.notes is not None, notify=changed)
+    status = Property(str, lambda self: self._status, notify=changed)
+    people = Property(QObject, lambda self: self._people, constant=True)

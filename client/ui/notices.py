@@ -1,0 +1,78 @@
+"""The message bar: errors and notices reach the user in the window, not only in a log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from PySide6.QtCore import Property, QObject, Signal, Slot
+
+from client.ui.errors import describe_error
+
+log = logging.getLogger(__name__)
+
+
+class Notices(QObject):
+    changed = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._text = ""
+        self._hint = ""
+        self._kind = ""  # "error", "warning", "info" or "" (nothing shown)
+        self._tasks: set[asyncio.Task] = set()
+        self.history: list[tuple[str, str, str]] = []
+
+    def show(self, kind: str, text: str, hint: str = "") -> None:
+        self._kind, self._text, self._hint = kind, text, hint
+        self.history.append((kind, text, hint))
+        del self.history[:-50]
+        self.changed.emit()
+
+    def error(self, exc: BaseException, context: str = "") -> None:
+        what, todo = describe_error(exc)
+        log.info("%s%s", context, what, exc_info=exc)
+        self.show("error", f"{context}{what}", todo)
+
+    def clear(self, kind: str | None = None) -> None:
+        """Hide the message (only if it is of `kind`, when given)."""
+        if kind is None or self._kind == kind:
+            self._kind, self._text, self._hint = "", "", ""
+            self.changed.emit()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], context: str = "") -> asyncio.Task:
+        """Run a coroutine on the loop; an exception it raises becomes a message, never a hang."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self._tasks.discard(t)
+            if t.cancelled():
+                return
+            exc = t.exception()
+            if exc is not None:
+                try:
+                    self.error(exc, context)
+                except Exception:  # never let the report itself escape into Qt's loop
+                    print(f"veraltheim: {context}{exc!r}", file=sys.stderr)
+
+        task.add_done_callback(done)
+        return task
+
+    async def cancel_all(self) -> None:
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    @Slot()
+    def dismiss(self) -> None:
+        self.clear()
+
+    text = Property(str, lambda self: self._text, notify=changed)
+    hint = Property(str, lambda self: self._hint, notify=changed)
+    kind = Property(str, lambda self: self._kind, notify=changed)

@@ -1,0 +1,106 @@
+"""The Runs view's controller: the shared run history (a RunHistory document), live."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from PySide6.QtCore import Property, QObject, Signal, Slot
+
+from client.ui.models import DictListModel
+from client.ui.notices import Notices
+
+ROLES = ["id", "when", "user", "kernel", "where", "size", "elapsed"]
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def run_row(run: dict[str, Any]) -> dict[str, Any]:
+    summary = run.get("summary") if isinstance(run.get("summary"), dict) else {}
+    timings = run.get("timings") if isinstance(run.get("timings"), dict) else {}
+    at = summary.get("at")
+    when = time.strftime("%H:%M:%S", time.localtime(at)) if isinstance(at, int | float) else ""
+    elapsed = timings.get("total_ms")
+    status = str(run.get("status", ""))
+    return {
+        "id": str(run.get("id", "")),
+        "when": when,
+        "user": str(run.get("user", "?")),
+        "kernel": str(run.get("kernel", "?")),
+        "where": str(run.get("where", "?")) + ("" if status in ("done", "") else f" ({status})"),
+        "size": human_bytes(float(run.get("size") or 0)),
+        "elapsed": f"{elapsed:,.1f} ms" if isinstance(elapsed, int | float) else "",
+    }
+
+
+class Runs(QObject):
+    changed = Signal()
+
+    def __init__(self, notices: Notices, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.notices = notices
+        self.history: Any = None
+        self._runs: list[dict[str, Any]] = []
+        self._model = DictListModel(ROLES, self)
+        self._selected = -1
+        self._status = "not loaded"
+
+    def attach(self, history: Any, status: str) -> None:
+        self.history = history
+        history.on_change(lambda *_: self.refresh())
+        self._status = status
+        self.refresh()
+
+    def detach(self) -> None:
+        self.history = None
+
+    def set_status(self, status: str) -> None:
+        self._status = status
+        self.changed.emit()
+
+    def refresh(self) -> None:
+        if self.history is None:
+            return
+        runs = [dict(r) for r in self.history.items()]  # oldest first, as appended
+        selected_id = (
+            self._runs[self._selected].get("id") if 0 <= self._selected < len(self._runs) else None
+        )
+        self._runs = runs
+        self._model.reset(run_row(r) for r in runs)
+        self._selected = next((i for i, r in enumerate(runs) if r.get("id") == selected_id), -1)
+        self.changed.emit()
+
+    def record(self, run: dict[str, Any]) -> None:
+        """A run finished here: append it to the shared history (offline it waits in the cache)."""
+        if self.history is None:
+            self.notices.show(
+                "warning", "The run history is not open; this run is not recorded.", ""
+            )
+            return
+        self.history.append(run)
+        self.refresh()
+
+    @Slot(int)
+    def select(self, index: int) -> None:
+        if index != self._selected:
+            self._selected = index if 0 <= index < len(self._runs) else -1
+            self.changed.emit()
+
+    def _details(self) -> str:
+        if not 0 <= self._selected < len(self._runs):
+            return ""
+        run = self._runs[self._selected]
+        return json.dumps(run, indent=2, sort_keys=True, default=str)
+
+    model = Property(QObject, lambda self: self._model, constant=True)
+    selected = Property(int, lambda self: self._selected, notify=changed)
+    details = Property(str, _details, notify=changed)
+    status = Property(str, lambda self: self._status, notify=changed)
+    runs = property(lambda self: list(self._runs))

@@ -1,0 +1,91 @@
+"""The Settings view's controller: edit, validate, save (persisted by client.ui.settings)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Property, QObject, Signal, Slot
+
+from client.ui.notices import Notices
+from client.ui.settings import ROUTES, AppSettings, save_settings, settings_path
+
+
+class SettingsController(QObject):
+    changed = Signal()
+    saved = Signal()  # after a successful save; the shell reconnects if the address changed
+
+    def __init__(
+        self, settings: AppSettings, notices: Notices, path: Path | None = None, parent=None
+    ):
+        super().__init__(parent)
+        self.value = settings
+        self.notices = notices
+        self.path = path or settings_path()
+
+    @Slot(str, str, str, int, float, str, str, result=bool)
+    def save(
+        self,
+        service_url: str,
+        token: str,
+        route: str,
+        max_input_mib: int,
+        deadline_s: float,
+        cache_dir: str,
+        user_name: str,
+    ) -> bool:
+        service_url = service_url.strip()
+        if not service_url.startswith(("ws://", "wss://")):
+            self.notices.show(
+                "error",
+                f"{service_url or 'An empty address'} is not a service address.",
+                "Use ws://HOST:PORT/socket/websocket (or wss:// for TLS).",
+            )
+            return False
+        if route not in ROUTES or max_input_mib < 1 or deadline_s <= 0:
+            self.notices.show(
+                "error", "A setting is out of range.", "Check the limits and save again."
+            )
+            return False
+        self.value = dataclasses.replace(
+            self.value,
+            service_url=service_url,
+            token=token.strip(),
+            route=route,
+            max_input_mib=int(max_input_mib),
+            deadline_s=float(deadline_s),
+            cache_dir=cache_dir.strip(),
+            user_name=user_name.strip(),
+        )
+        try:
+            save_settings(self.value, self.path)
+        except OSError as exc:
+            self.notices.error(exc, "Saving settings: ")
+            return False
+        self.changed.emit()
+        self.saved.emit()
+        self.notices.show("info", f"Settings saved to {self.path}.", "")
+        return True
+
+    def update(self, **values: Any) -> None:
+        """Change and persist some settings from elsewhere (e.g. sign-in in the Connection view)."""
+        self.value = dataclasses.replace(self.value, **values)
+        try:
+            save_settings(self.value, self.path)
+        except OSError as exc:
+            self.notices.error(exc, "Saving settings: ")
+        self.changed.emit()
+
+    serviceUrl = Property(str, lambda self: self.value.service_url, notify=changed)
+    token = Property(str, lambda self: self.value.token, notify=changed)
+    route = Property(str, lambda self: self.value.route, notify=changed)
+    maxInputMib = Property(int, lambda self: self.value.max_input_mib, notify=changed)
+    deadlineS = Property(float, lambda self: self.value.deadline_s, notify=changed)
+    cacheDir = Property(str, lambda self: self.value.cache_dir, notify=changed)
+    effectiveCacheDir = Property(
+        str, lambda self: str(self.value.kernel_cache_dir()), notify=changed
+    )
+    userName = Property(str, lambda self: self.value.user_name, notify=changed)
+    filePath = Property(str, lambda self: str(self.path), constant=True)
+    routes = Property(list, lambda self: list(ROUTES), constant=True)

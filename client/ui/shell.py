@@ -1,0 +1,251 @@
+"""Everything the window needs, wired together: controllers, the QML engine, the link, documents.
+
+The shell owns one event loop's worth of objects (Qt's loop with asyncio on it via qasync):
+the Socket, the Dispatcher and the DocumentStore are plain asyncio and run unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import importlib.resources
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QUrl
+from PySide6.QtGui import QImage
+from PySide6.QtQml import QQmlApplicationEngine
+from PySide6.QtQuick import QQuickWindow
+
+from client.ui.connection import Connection
+from client.ui.images import PROVIDER_ID, PreviewImages
+from client.ui.inspector import Inspector
+from client.ui.jobs import Jobs, LocalOnly
+from client.ui.notes import NotesController
+from client.ui.notices import Notices
+from client.ui.runs import Runs
+from client.ui.settings import AppSettings, data_dir
+from client.ui.settings_view import SettingsController
+from client.ui.workbench import Workbench
+
+log = logging.getLogger(__name__)
+
+RUNS_DOC = "runs"
+NOTES_DOC = "notes"
+VIEWS = ("Workbench", "Runs", "Notes", "Connection", "Inspector", "Settings")
+
+
+def qml_dir() -> Path:
+    return Path(str(importlib.resources.files("resources") / "qml"))
+
+
+class Shell(QObject):
+    def __init__(
+        self,
+        settings: AppSettings,
+        settings_path: Path | None = None,
+        *,
+        runtime: Any = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.notices = Notices(self)
+        self.images = PreviewImages()
+        self.settings = SettingsController(settings, self.notices, settings_path, self)
+        self.connection = Connection(self.notices, self)
+        self.runs = Runs(self.notices, self)
+        self.notes = NotesController(self.notices, self)
+        self.inspector = Inspector(self)
+        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel")
+        self.runtime = runtime if runtime is not None else self._make_runtime(settings)
+        self.jobs = Jobs(LocalOnly(self.runtime, self.executor))
+        self.workbench = Workbench(
+            self.runtime,
+            self.jobs,
+            self.notices,
+            self.images,
+            lambda: self.settings.value,
+            self.user_name,
+            self,
+        )
+        self.workbench.listeners += [self.runs.record, self.inspector.record]
+        self.connection.reconnectRequested.connect(self._on_reconnect_requested)
+        self.engine: QQmlApplicationEngine | None = None
+        self.socket: Any = None
+        self.store: Any = None
+        self.docs: dict[str, Any] = {}
+        self.skipped: list[str] = []  # parts not available in this build, said once in the window
+        self._link_lock = asyncio.Lock()
+        self.inspector.cache_paths = {
+            "Kernel code cache": settings.kernel_cache_dir(),
+            "Document cache": settings.document_cache_path(),
+            "Settings": self.settings.path,
+        }
+
+    def _make_runtime(self, settings: AppSettings) -> Any:
+        from wasm import Runtime
+
+        return Runtime(
+            cache_dir=settings.kernel_cache_dir(), default_deadline_s=settings.deadline_s
+        )
+
+    def user_name(self) -> str:
+        if self.connection.user:
+            return self.connection.user
+        if self.settings.value.user_name:
+            return self.settings.value.user_name
+        try:
+            return getpass.getuser()
+        except Exception:
+            return "me"
+
+    # --- the window ------------------------------------------------------------------------
+
+    def load(self) -> QQuickWindow:
+        engine = QQmlApplicationEngine()
+        engine.addImageProvider(PROVIDER_ID, self.images)
+        ctx = engine.rootContext()
+        for name, obj in (
+            ("notices", self.notices),
+            ("settings", self.settings),
+            ("connection", self.connection),
+            ("workbench", self.workbench),
+            ("runs", self.runs),
+            ("notes", self.notes),
+            ("inspector", self.inspector),
+        ):
+            ctx.setContextProperty(name, obj)
+        warnings: list[str] = []
+        engine.warnings.connect(lambda ws: warnings.extend(w.toString() for w in ws))
+        engine.load(QUrl.fromLocalFile(str(qml_dir() / "Main.qml")))
+        if not engine.rootObjects():
+            raise RuntimeError("the window could not be loaded:\n" + "\n".join(warnings))
+        self.engine = engine
+        self.qml_warnings = warnings
+        try:
+            self.workbench.load_catalogue()
+        except Exception as exc:
+            self.notices.error(exc, "Loading the kernel catalogue: ")
+        self.inspector.refreshCache()
+        return self.window
+
+    @property
+    def window(self) -> QQuickWindow:
+        assert self.engine is not None
+        return self.engine.rootObjects()[0]
+
+    def show_view(self, name: str) -> None:
+        self.window.setProperty("currentView", VIEWS.index(name))
+
+    def grab(self) -> QImage:
+        return self.window.grabWindow()
+
+    def screenshot(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.grab().save(str(path)):
+            raise OSError(f"could not write {path}")
+        return path
+
+    # --- the link and the shared documents --------------------------------------------------
+
+    async def start(self, service_url: str | None = None, token: str | None = None) -> None:
+        """Open the local document cache, then connect when an address is set."""
+        url = self.settings.value.service_url if service_url is None else service_url
+        tok = self.settings.value.token if token is None else token
+        await self.set_link(url, tok)
+
+    def _on_reconnect_requested(self, address: str, token: str) -> None:
+        if address:
+            self.settings.update(service_url=address, token=token)
+        self.notices.spawn(self.set_link(address, token), "Connecting: ")
+
+    async def set_link(self, url: str, token: str) -> None:
+        async with self._link_lock:
+            await self._drop_link()
+            socket = None
+            if url:
+                socket = self._make_socket(url, token)
+            dispatcher = self._make_dispatcher(socket)
+            if dispatcher is not None:
+                self.jobs.dispatcher = dispatcher
+            await self._open_documents(socket)
+            if socket is not None:
+                self.socket = socket
+                self.connection.attach(socket, url)
+                await socket.connect()
+
+    def _make_socket(self, url: str, token: str) -> Any:
+        try:
+            from client.net import Socket
+        except ImportError:
+            self._skip("the service link (client.net)")
+            return None
+        params = {"user": self.settings.value.user_name} if self.settings.value.user_name else None
+        socket = Socket(url, params=params, token=(lambda: token or None))
+        socket.on_frame(self.inspector.on_frame)
+        return socket
+
+    def _make_dispatcher(self, socket: Any) -> Any:
+        try:
+            from client.compute import Dispatcher
+        except ImportError:
+            self._skip("remote runs (client.compute)")
+            return None
+        return Dispatcher(self.runtime, socket)
+
+    async def _open_documents(self, socket: Any) -> None:
+        try:
+            from client.state import DocumentStore, Notes, RunHistory
+        except ImportError:
+            self._skip("the shared run history and notes (client.state)")
+            return
+        path = self.settings.value.document_cache_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.store = DocumentStore(path, socket)
+        status = "live" if socket is not None else "local copy (not connected)"
+        runs_doc = await self.store.open(RUNS_DOC)
+        notes_doc = await self.store.open(NOTES_DOC)
+        self.docs = {RUNS_DOC: runs_doc, NOTES_DOC: notes_doc}
+        self.runs.attach(RunHistory(runs_doc), status)
+        self.notes.attach(Notes(notes_doc), notes_doc, self.user_name(), status)
+
+    async def _drop_link(self) -> None:
+        socket, store = self.socket, self.store
+        self.socket = self.store = None
+        self.docs = {}
+        self.connection.detach()
+        if store is not None:
+            with contextlib.suppress(Exception):
+                await store.aclose()
+        if socket is not None:
+            with contextlib.suppress(Exception):
+                await socket.disconnect()
+
+    def _skip(self, what: str) -> None:
+        if what not in self.skipped:
+            self.skipped.append(what)
+            log.warning("not available in this build: %s", what)
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        self.workbench.cancel()
+        await self.notices.cancel_all()
+        await self._drop_link()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def close_window(self) -> None:
+        """Delete the QML engine before the context objects (no null-property warnings at exit)."""
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            for obj in engine.rootObjects():
+                obj.close()
+            engine.deleteLater()
+            del engine
+
+
+def default_data_dir() -> Path:
+    return data_dir()

@@ -1,0 +1,73 @@
+import QtQuick
+import QtQuick.Controls
+import QtQuick.Layouts
+
+// Developer tools: frames on the link, the dispatcher's decisions, kernel timings, cache state.
+Item {
+    id: view
+    objectName: "inspectorView"
+
+    ColumnLayout {
+        anchors.fill: parent
+        anchors.margins: 10
+        spacing: 6
+        TabBar {
+            id: tabs
+            objectName: "inspectorTabs"
+            Layout.fillWidth: true
+            TabButton { objectName: "inspectorFramesTab"; text: "Frames (" + inspector.frames.count + ")"; Accessible.name: "Frames" }
+            TabButton { objectName: "inspectorDecisionsTab"; text: "Decisions (" + inspector.decisions.count + ")"; Accessible.name: "Decisions" }
+            TabButton { objectName: "inspectorTimingsTab"; text: "Kernel timings"; Accessible.name: "Kernel timings" }
+            TabButton { objectName: "inspectorCacheTab"; text: "Cache"; Accessible.name: "Cache" }
+        }
+        StackLayout {
+            Layout.fillWidth: true
+            Layout.fillHeight: true
+            currentIndex: tabs.currentIndex
+
+            ColumnLayout {
+                RowLayout {
+                    Label { text: "Newest last; binary payloads show their size."; opacity: 0.7; Layout.fillWidth: true }
+                    CheckBox {
+                        objectName: "inspectorFollow"
+                        id: follow
+                        text: "Follow"
+                        checked: true
+                        Accessible.name: "Follow new frames"
+                    }
+                    Button { objectName: "inspectorClear"; text: "Clear"; Accessible.name: "Clear frames"; onClicked: inspector.clearFrames() }
+                }
+                Table {
+                    id: frameTable
+                    objectName: "inspectorFrames"
+                    Layout.fillWidth: true
+                    Layout.fillHeight: true
+                    model: inspector.frames
+                    columns: [["time", "Time", 90], ["direction", "Dir", 40], ["topic", "Topic", 160], ["event", "Event", 140], ["size", "Bytes", 70], ["summary", "Payload", -1]]
+                    follow: follow.checked
+                }
+            }
+            Table {
+                objectName: "inspectorDecisions"
+                model: inspector.decisions
+                columns: [["kernel", "Kernel", 150], ["where", "Where", 70], ["estimate", "Estimate", 170], ["actual", "Actual", 90], ["why", "Why", -1]]
+                follow: true
+            }
+            Table {
+                objectName: "inspectorTimings"
+                model: inspector.timings
+                columns: [["kernel", "Kernel", 170], ["where", "Where", 70], ["runs", "Runs", 60], ["median", "Median", 100], ["last", "Last", 100], ["bytes", "Input", -1]]
+            }
+            ScrollView {
+                TextArea {
+                    objectName: "inspectorCache"
+                    readOnly: true
+                    text: inspector.cacheText
+                    font.family: "monospace"
+                    Accessible.name: "Cache state"
+                    background: null
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+import QtQuick
+import QtQuick.Controls
+import QtQuick.Layouts
+
+Item {
+    id: view
+    objectName: "settingsView"
+
+    ScrollView {
+        anchors.fill: parent
+        anchors.margins: 10
+        contentWidth: availableWidth
+
+        ColumnLayout {
+            width: Math.min(parent.width, 640)
+            spacing: 8
+
+            GridLayout {
+                columns: 2
+                columnSpacing: 12
+                rowSpacing: 8
+                Layout.fillWidth: true
+
+                Label { text: "Service address" }
+                TextField {
+                    id: url
+                    objectName: "settingsServiceUrl"
+                    Accessible.name: "Service address"
+                    Layout.fillWidth: true
+                    text: settings.serviceUrl
+                    selectByMouse: true
+                }
+                Label { text: "Token" }
+                TextField {
+                    id: token
+                    objectName: "settingsToken"
+                    Accessible.name: "Token"
+                    Layout.fillWidth: true
+                    echoMode: TextInput.Password
+                    text: settings.token
+                    selectByMouse: true
+                }
+                Label { text: "Name (no-auth services)" }
+                TextField {
+                    id: userName
+                    objectName: "settingsUserName"
+                    Accessible.name: "Your name"
+                    Layout.fillWidth: true
+                    text: settings.userName
+                    placeholderText: "shown to others in presence and the run history"
+                    selectByMouse: true
+                }
+                Label { text: "Run where (default)" }
+                ComboBox {
+                    id: route
+                    objectName: "settingsRoute"
+                    Accessible.name: "Default place to run"
+                    model: settings.routes
+                    currentIndex: settings.routes.indexOf(settings.route)
+                }
+                Label { text: "Largest input (MiB)" }
+                SpinBox {
+                    id: maxInput
+                    objectName: "settingsMaxInput"
+                    Accessible.name: "Largest input in MiB"
+                    from: 1; to: 4096; editable: true
+                    value: settings.maxInputMib
+                }
+                Label { text: "Local job deadline (s)" }
+                SpinBox {
+                    id: deadline
+                    objectName: "settingsDeadline"
+                    Accessible.name: "Local job deadline in seconds"
+                    from: 1; to: 3600; editable: true
+                    value: Math.round(settings.deadlineS)
+                }
+                Label { text: "Kernel cache folder" }
+                TextField {
+                    id: cacheDir
+                    objectName: "settingsCacheDir"
+                    Accessible.name: "Kernel cache folder"
+                    Layout.fillWidth: true
+                    text: settings.cacheDir
+                    placeholderText: settings.effectiveCacheDir
+                    selectByMouse: true
+                }
+            }
+            RowLayout {
+                Button {
+                    objectName: "settingsSave"
+                    text: "Save"
+                    Accessible.name: "Save settings"
+                    highlighted: true
+                    onClicked: settings.save(url.text, token.text, route.currentText, maxInput.value, deadline.value, cacheDir.text, userName.text)
+                }
+                Label {
+                    text: "Saved in " + settings.filePath
+                    opacity: 0.7
+                    elide: Text.ElideMiddle
+                    Layout.fillWidth: true
+                }
+            }
+            Label {
+                text: "Keyboard: Ctrl+R runs, Esc cancels, Ctrl+1\u2026Ctrl+6 switch views. Colours follow the system (light or dark)."
+                wrapMode: Text.Wrap
+                opacity: 0.7
+                Layout.fillWidth: true
+            }
+        }
+    }
+}
