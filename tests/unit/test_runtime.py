@@ -1,0 +1,373 @@
+"""The kernel runtime's limits and failure paths, on the WAT modules of tests/support/wat.py."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from tests.support.wat import (
+    EVIL_MODULE_WAT,
+    TEST_KERNELS,
+    UNGRANTED_MODULE_WAT,
+    busy_reference,
+    write_manifest,
+    write_test_manifest,
+)
+from wasm import (
+    BadInput,
+    Cancelled,
+    CancelToken,
+    DeadlineExceeded,
+    IntegrityError,
+    KernelError,
+    MemoryLimitExceeded,
+    Runtime,
+    UnknownKernel,
+)
+
+MEMORY_LIMIT = 32 << 20
+WAIT_S = 20  # upper bound for waits on events; never reached when things work
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    return write_test_manifest(tmp_path / "modules")
+
+
+@pytest.fixture
+def rt(manifest, tmp_path):
+    return Runtime(manifest, cache_dir=tmp_path / "cache", memory_limit_bytes=MEMORY_LIMIT)
+
+
+def busy(rt, n, **kw) -> int:
+    return int.from_bytes(rt.run("test.busy", b"", {"n": n}, **kw).output, "little")
+
+
+def test_runs_a_kernel_and_reports_the_job(rt):
+    result = rt.run("test.echo", b"hello wasm", {})
+    assert result.output == b"hello wasm"
+    assert result.kernel == "test.echo"
+    assert result.params == {}
+    assert result.elapsed_s > 0
+    assert busy(rt, 1000) == busy_reference(1000)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytearray(b"abc" * 50),
+        memoryview(b"--abc" * 50)[2:],
+        np.arange(37, dtype=np.float64),
+        b"",
+    ],
+    ids=["bytearray", "memoryview-slice", "numpy", "empty"],
+)
+def test_accepts_any_contiguous_buffer(rt, data):
+    assert rt.run("test.echo", data, {}).output == memoryview(data).tobytes()
+
+
+def test_params_reach_the_kernel_as_f64_in_manifest_order(rt):
+    out = rt.run("test.params", b"", {"width": 7, "dtype": "i32"}).output
+    # width, sigma (default 1.5), dtype as the index of its choice
+    assert np.frombuffer(out, "<f8").tolist() == [7.0, 1.5, 1.0]
+
+
+def test_a_loop_that_never_ends_is_stopped_by_its_deadline(rt):
+    with pytest.raises(DeadlineExceeded, match=r"test.spin: deadline of 0.05 s exceeded"):
+        rt.run("test.spin", deadline_s=0.05)
+    # The trapped instance was thrown away; the thread's next job works.
+    assert rt.run("test.echo", b"after", {}).output == b"after"
+
+
+def test_default_deadline_applies(manifest, tmp_path):
+    rt = Runtime(manifest, cache_dir=tmp_path / "cache", default_deadline_s=0.05)
+    with pytest.raises(DeadlineExceeded):
+        rt.run("test.spin")
+
+
+def test_a_kernel_out_of_memory_at_the_cap_fails_cleanly_and_the_next_job_works(rt):
+    with pytest.raises(MemoryLimitExceeded, match="no memory left"):
+        rt.run("test.hog")
+    assert rt.run("test.echo", b"x" * 1000, {}).output == b"x" * 1000
+    assert busy(rt, 10) == busy_reference(10)
+
+
+def test_memory_grow_failing_at_the_cap_then_a_fault_is_a_memory_limit(rt):
+    with pytest.raises(MemoryLimitExceeded, match="memory limit"):
+        rt.run("test.overrun")
+    assert rt.run("test.echo", b"ok", {}).output == b"ok"
+
+
+def test_input_larger_than_the_memory_cap_is_refused_before_running(rt):
+    with pytest.raises(MemoryLimitExceeded, match="exceeds the memory limit"):
+        rt.run("test.echo", bytes(MEMORY_LIMIT + 1), {})
+
+
+def test_input_that_does_not_fit_beside_the_module_is_a_memory_limit(rt):
+    with pytest.raises(MemoryLimitExceeded):
+        rt.run("test.echo", bytes(MEMORY_LIMIT - 4096), {})
+    assert rt.run("test.echo", b"small", {}).output == b"small"
+
+
+def test_a_trap_is_a_kernel_error_with_the_trap_message_and_the_instance_is_replaced(rt):
+    with pytest.raises(KernelError, match="unreachable") as info:
+        rt.run("test.trap")
+    assert type(info.value) is not BadInput
+    assert rt.run("test.echo", b"fresh", {}).output == b"fresh"
+
+
+def test_a_kernel_rejecting_its_params_is_bad_input_with_its_message(rt):
+    with pytest.raises(BadInput, match=r"test.reject: bad params: test: params rejected"):
+        rt.run("test.reject")
+
+
+def test_a_tampered_module_is_refused(manifest, tmp_path):
+    wasm_path = manifest.parent / "test.wasm"
+    data = bytearray(wasm_path.read_bytes())
+    data[-1] ^= 0xFF
+    wasm_path.write_bytes(bytes(data))
+    rt = Runtime(manifest, cache_dir=tmp_path / "cache")
+    with pytest.raises(IntegrityError, match=r"sha256 .* the manifest says"):
+        rt.run("test.echo", b"x", {})
+    # It stays refused: nothing half-loaded is kept.
+    with pytest.raises(IntegrityError):
+        rt.run("test.echo", b"x", {})
+
+
+def test_a_tampered_module_is_refused_even_when_its_compiled_code_is_cached(manifest, tmp_path):
+    Runtime(manifest, cache_dir=tmp_path / "cache").load_module("test")
+    wasm_path = manifest.parent / "test.wasm"
+    wasm_path.write_bytes(wasm_path.read_bytes() + b"\x00")
+    with pytest.raises(IntegrityError, match="sha256"):
+        Runtime(manifest, cache_dir=tmp_path / "cache").run("test.echo", b"x", {})
+
+
+def test_a_missing_module_file_is_an_integrity_error(manifest, tmp_path):
+    (manifest.parent / "test.wasm").unlink()
+    with pytest.raises(IntegrityError, match="cannot read"):
+        Runtime(manifest, cache_dir=tmp_path / "cache").run("test.echo", b"x", {})
+
+
+def test_a_module_importing_something_not_granted_is_refused(tmp_path):
+    kernels = {"evil.echo": {**TEST_KERNELS["test.echo"], "module": "evil"}}
+    manifest = write_manifest(tmp_path / "m", {"evil": EVIL_MODULE_WAT}, kernels)
+    # The manifest itself lists the import, so even loading the manifest fails.
+    with pytest.raises(IntegrityError, match="fd_write"):
+        Runtime(manifest, cache_dir=tmp_path / "cache")
+
+
+def test_an_import_the_manifest_hides_is_still_refused_at_load(tmp_path):
+    import json
+
+    kernels = {"evil.echo": {**TEST_KERNELS["test.echo"], "module": "evil"}}
+    manifest = write_manifest(tmp_path / "m", {"evil": EVIL_MODULE_WAT}, kernels)
+    raw = json.loads(manifest.read_text())
+    raw["modules"]["evil"]["imports"] = []  # lie about it
+    manifest.write_text(json.dumps(raw))
+    rt = Runtime(manifest, cache_dir=tmp_path / "cache")
+    with pytest.raises(
+        IntegrityError, match=r"imports wasi_snapshot_preview1.fd_write, which the manifest"
+    ):
+        rt.run("evil.echo", b"", {})
+
+
+def test_progress_import_without_a_progress_grant_is_refused(tmp_path):
+    import json
+
+    kernels = {"plain.echo": {**TEST_KERNELS["test.echo"], "module": "plain", "grants": []}}
+    manifest = write_manifest(tmp_path / "m", {"plain": UNGRANTED_MODULE_WAT}, kernels)
+    raw = json.loads(manifest.read_text())
+    raw["modules"]["plain"]["imports"] = []
+    manifest.write_text(json.dumps(raw))
+    rt = Runtime(manifest, cache_dir=tmp_path / "cache")
+    with pytest.raises(IntegrityError, match=r"env.vh_progress"):
+        rt.run("plain.echo", b"", {})
+
+
+def test_cancel_from_another_thread_stops_that_job_and_not_a_parallel_one(rt):
+    started = threading.Event()
+    token = CancelToken()
+    outcome: dict[str, object] = {}
+
+    def doomed():
+        try:
+            rt.run("test.spin_progress", cancel=token, progress=lambda d, t: started.set())
+            outcome["doomed"] = "finished"
+        except Exception as e:
+            outcome["doomed"] = e
+
+    def bystander():
+        try:
+            outcome["bystander"] = [busy(rt, 200_000 + i) for i in range(20)]
+        except Exception as e:
+            outcome["bystander"] = e
+
+    threads = [threading.Thread(target=doomed), threading.Thread(target=bystander)]
+    for t in threads:
+        t.start()
+    assert started.wait(WAIT_S)
+    token.cancel()
+    for t in threads:
+        t.join(WAIT_S)
+    assert not any(t.is_alive() for t in threads)
+    assert isinstance(outcome["doomed"], Cancelled)
+    assert outcome["bystander"] == [busy_reference(200_000 + i) for i in range(20)]
+
+
+def test_cancelled_token_stops_a_job_before_it_runs(rt):
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        rt.run("test.echo", b"x", {}, cancel=token)
+    assert token.cancelled
+
+
+def test_two_threads_run_kernels_at_once_with_correct_results(rt):
+    barrier = threading.Barrier(2, timeout=WAIT_S)
+    results: dict[int, object] = {}
+
+    def worker(k: int):
+        try:
+            barrier.wait()
+            got = []
+            for i in range(30):
+                n = 5_000 * (k + 1) + i
+                got.append(busy(rt, n) == busy_reference(n))
+                payload = bytes([k, i]) * (100 + i)
+                got.append(rt.run("test.echo", payload, {}).output == payload)
+            results[k] = got
+        except Exception as e:
+            results[k] = e
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT_S)
+    assert results == {0: [True] * 60, 1: [True] * 60}
+
+
+def test_each_thread_has_its_own_instance_and_reuses_it(rt):
+    rt.run("test.echo", b"a", {})
+    mine = rt._local.instances["test"]
+    rt.run("test.echo", b"b", {})
+    assert rt._local.instances["test"] is mine
+    other = []
+    t = threading.Thread(
+        target=lambda: (rt.run("test.echo", b"c", {}), other.append(rt._local.instances["test"]))
+    )
+    t.start()
+    t.join(WAIT_S)
+    assert other and other[0] is not mine
+
+
+def test_progress_callbacks_arrive_in_order(rt):
+    seen = []
+    out = rt.run("test.progress", b"", {"n": 6}, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(i, 6) for i in range(1, 7)]
+    assert int.from_bytes(out.output, "little") == 6
+
+
+def test_progress_is_not_delivered_to_a_kernel_without_the_grant(rt):
+    seen = []
+    rt.run("test.progress_ungranted", b"", {"n": 3}, progress=lambda d, t: seen.append(d))
+    assert seen == []
+
+
+def test_a_failing_progress_callback_stops_the_job(rt):
+    def boom(done, total):
+        raise RuntimeError("ui went away")
+
+    with pytest.raises(KernelError, match="progress callback failed") as info:
+        rt.run("test.progress", b"", {"n": 5}, progress=boom)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert rt.run("test.echo", b"ok", {}).output == b"ok"
+
+
+def test_unknown_kernel(rt):
+    with pytest.raises(UnknownKernel, match=r"unknown kernel 'test.nope'"):
+        rt.run("test.nope", b"", {})
+    with pytest.raises(UnknownKernel):
+        rt.spec("nope")
+
+
+@pytest.mark.parametrize(
+    ("kernel", "data", "params", "message"),
+    [
+        ("test.params", b"", {}, "missing param 'width'"),
+        ("test.params", b"", {"width": "7"}, "param 'width' must be an int"),
+        ("test.params", b"", {"width": 7.5}, "must be an integer"),
+        ("test.params", b"", {"width": True}, "must be an int"),
+        ("test.params", b"", {"width": 101}, r"width' = 101 is out of range \[1, 100\]"),
+        ("test.params", b"", {"width": 0}, "out of range"),
+        ("test.params", b"", {"width": 5, "sigma": 9.0}, "sigma' = 9 is out of range"),
+        ("test.params", b"", {"width": 5, "sigma": float("nan")}, "must be finite"),
+        ("test.params", b"", {"width": 5, "dtype": "u8"}, "must be one of f64, i32"),
+        ("test.params", b"", {"width": 5, "radius": 1}, "unknown param 'radius'"),
+        ("test.params", b"x", {"width": 5}, "takes no input"),
+        ("test.image", bytes(15), {"width": 2, "height": 2}, "15 bytes, a 2x2 RGBA8 image is 16"),
+        ("test.numeric", bytes(12), {}, "not a whole number of 8-byte f64"),
+        ("test.numeric", bytes(6), {"dtype": "i32"}, "not a whole number of 4-byte i32"),
+    ],
+)
+def test_bad_params_and_inputs_are_bad_input_with_a_clear_message(
+    rt, kernel, data, params, message
+):
+    with pytest.raises(BadInput, match=message):
+        rt.run(kernel, data, params)
+    with pytest.raises(BadInput, match=message):
+        rt.validate(kernel, data, params)
+
+
+def test_validate_returns_normalized_params_with_defaults(rt):
+    assert rt.validate("test.params", b"", {"width": 3.0}) == {
+        "width": 3,
+        "sigma": 1.5,
+        "dtype": "f64",
+    }
+    assert rt.validate("test.numeric", bytes(12), {"dtype": "i32"}) == {"dtype": "i32"}
+
+
+@pytest.mark.parametrize("deadline", [0, -1, float("nan"), float("inf")])
+def test_a_nonsense_deadline_is_bad_input(rt, deadline):
+    with pytest.raises(BadInput, match="deadline"):
+        rt.run("test.echo", b"", {}, deadline_s=deadline)
+
+
+def test_catalogue_and_spec(rt):
+    names = [k.name for k in rt.catalogue()]
+    assert names == list(TEST_KERNELS)
+    spec = rt.spec("test.params")
+    assert [p.name for p in spec.params] == ["width", "sigma", "dtype"]
+    assert spec.param("dtype").choices == ("f64", "i32")
+    assert spec.input_kind == "none"
+    assert rt.spec("test.progress").grants == ("progress",)
+    assert spec.to_dict()["params"][0] == {
+        "name": "width",
+        "type": "int",
+        "min": 1,
+        "max": 100,
+        "default": None,
+        "description": "",
+    }
+
+
+def test_modules_load_lazily(manifest, tmp_path):
+    rt = Runtime(manifest, cache_dir=tmp_path / "cache")
+    assert rt._modules == {}
+    assert not (tmp_path / "cache").exists()
+    rt.run("test.echo", b"", {})
+    assert set(rt._modules) == {"test"}
+
+
+def test_a_big_job_does_not_pin_its_memory(manifest, tmp_path):
+    rt = Runtime(manifest, cache_dir=tmp_path / "cache", memory_limit_bytes=256 << 20)
+    rt.run("test.echo", b"small", {})
+    small = rt._local.instances["test"]
+    big = bytes(40 << 20)
+    assert rt.run("test.echo", big, {}).output == big
+    assert "test" not in rt._local.instances  # dropped: its memory grew past the retain size
+    assert rt.run("test.echo", b"again", {}).output == b"again"
+    assert rt._local.instances["test"] is not small

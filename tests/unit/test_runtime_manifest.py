@@ -1,0 +1,78 @@
+"""Loading and checking the kernel manifest: a broken one is refused with the place of the fault."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.wat import write_test_manifest
+from wasm import IntegrityError
+from wasm.manifest import load_manifest
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    return write_test_manifest(tmp_path / "modules")
+
+
+def edited(path, edit):
+    raw = json.loads(path.read_text())
+    edit(raw)
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def test_loads_the_test_manifest(manifest):
+    m = load_manifest(manifest)
+    assert m.modules["test"].file == manifest.parent / "test.wasm"
+    assert m.modules["test"].allowed_imports == {"env.vh_progress"}
+    assert m.kernel("test.params").param("sigma").default == 1.5
+
+
+def param(raw, kernel, name):
+    return next(p for p in raw["kernels"][kernel]["params"] if p["name"] == name)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: r.update(format=2), "format: expected 1, got 2"),
+        (lambda r: r["kernels"]["test.echo"].update(module="nope"), "unknown module 'nope'"),
+        (lambda r: r["kernels"]["test.echo"]["input"].update(kind="jpeg"), "input kind 'jpeg'"),
+        (lambda r: r["kernels"]["test.echo"]["output"].update(kind="x"), "output kind 'x'"),
+        (lambda r: r["kernels"]["test.echo"].update(grants=["network"]), "grant 'network'"),
+        (lambda r: param(r, "test.params", "width").update(type="str"), "unknown type 'str'"),
+        (lambda r: param(r, "test.params", "dtype").update(choices=[]), "needs choices"),
+        (lambda r: param(r, "test.params", "sigma").update(default=99), "bad default"),
+        (lambda r: r["modules"]["test"].update(sha256="abc"), "bad sha256"),
+        (lambda r: r["kernels"]["test.echo"].pop("export"), "malformed manifest"),
+        (
+            lambda r: r["kernels"]["test.params"]["params"].append(
+                dict(param(r, "test.params", "width"))
+            ),
+            "duplicate param",
+        ),
+    ],
+)
+def test_a_broken_manifest_is_refused(manifest, edit, message):
+    with pytest.raises(IntegrityError, match=message):
+        load_manifest(edited(manifest, edit))
+
+
+def test_missing_and_unreadable_manifests(tmp_path):
+    with pytest.raises(IntegrityError, match="no kernel manifest"):
+        load_manifest(tmp_path / "absent.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(IntegrityError, match="cannot read the manifest"):
+        load_manifest(bad)
+
+
+def test_range_text_for_list(manifest):
+    spec = load_manifest(manifest).kernel("test.params")
+    assert [p.range_text() for p in spec.params] == [
+        "int 1..100, required",
+        "float 0.5..4, default 1.5",
+        "f64|i32, default f64",
+    ]
