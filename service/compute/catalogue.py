@@ -28,6 +28,8 @@ def _jsonable(value: Any) -> Any:
 
 def spec_entry(spec: Any) -> dict[str, Any]:
     """A wasm KernelSpec as the manifest-shaped JSON entry the `kernels` reply lists."""
+    if hasattr(spec, "to_dict"):
+        return {**spec.to_dict(), "remote_only": False}
     return {
         "description": spec.description,
         "input": {"kind": spec.input_kind},

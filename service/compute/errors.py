@@ -44,6 +44,9 @@ def reason_for(exc: BaseException) -> str:
     """The reason for an exception raised by a kernel run (wasm errors by class, else internal)."""
     if isinstance(exc, ComputeError):
         return exc.reason
+    code = getattr(exc, "code", None)
+    if isinstance(code, str) and code:
+        return code
     for cls in type(exc).__mro__:
         if cls.__name__ in _BY_CLASS:
             return _BY_CLASS[cls.__name__]

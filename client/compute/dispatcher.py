@@ -1,0 +1,279 @@
+"""Run a kernel where it finishes sooner: in-process (wasm on a worker thread) or on the service.
+
+    dispatcher = Dispatcher(Runtime(), socket)          # socket may be None: local only
+    output, decision = await dispatcher.run("image.blur", rgba, {"width": w, ...})
+    print(decision.summary())
+
+Rules: a kernel that exists on one side only goes there; offline means local; a remote failure
+or timeout falls back to local (the Decision says so); a local failure (limits, bad input) is
+raised, never retried elsewhere. Otherwise the cost model compares estimates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from client.compute.cost_model import CostModel, work_units
+from client.compute.decision import Decision
+from client.compute.errors import RemoteError, RemoteUnavailable
+from client.compute.remote import RemoteCompute
+from client.net.push import PushTimeout
+from wasm import Cancelled, MemoryLimitExceeded, UnknownKernel
+
+Progress = Callable[[int, int], None]
+WHERE = ("auto", "local", "remote")
+# Remote errors that are about the input, not the service: running locally would fail the same.
+INPUT_ERRORS = {"bad_input", "bad_request", "cancelled"}
+LOAD_MAX_AGE_S = 1.0
+MIN_REMOTE_TIMEOUT_S = 5.0
+REMOTE_TIMEOUT_FACTOR = 4.0  # give up on the service at this multiple of its estimate
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        runtime: Any,
+        socket: Any | None = None,
+        topic: str = "compute:default",
+        *,
+        model: CostModel | None = None,
+        max_remote_timeout_s: float = 60.0,
+    ) -> None:
+        self.runtime = runtime
+        self.model = model or CostModel()
+        self.remote = RemoteCompute(socket, topic) if socket is not None else None
+        self.max_remote_timeout_s = max_remote_timeout_s
+        self._refreshing: asyncio.Task | None = None
+        for spec in runtime.catalogue():
+            self.model.add_kernel(spec.name, spec.to_dict(), local=True)
+
+    # --- public -------------------------------------------------------------------------------
+
+    async def connect(self) -> bool:
+        """Join the compute topic and learn its catalogue, load and RTT; False when offline."""
+        if self.remote is None or not self.remote.online:
+            return False
+        try:
+            await self.remote.ensure_joined()
+            await self.refresh()
+        except (RemoteError, PushTimeout, Exception):
+            return False
+        return True
+
+    async def refresh(self) -> None:
+        """Fetch `kernels` again (catalogue + load) and take its round trip as an RTT sample."""
+        if self.remote is None:
+            return
+        rtt_ms = await self.remote.refresh()
+        self.model.learn_rtt(rtt_ms)
+        self._learn_catalogue()
+
+    async def run(
+        self,
+        kernel: str,
+        data: bytes | bytearray | memoryview = b"",
+        params: dict[str, Any] | None = None,
+        *,
+        where: str = "auto",
+        progress: Progress | None = None,
+        cancel: Any = None,
+    ) -> tuple[bytes, Decision]:
+        """Run `kernel`; return its output and the Decision (where, why, estimates, times)."""
+        if where not in WHERE:
+            raise ValueError(f"where must be one of {', '.join(WHERE)}, got {where!r}")
+        start = time.perf_counter()
+        params = dict(params or {})
+        online = await self._remote_ready()
+        costs = self.model.kernels.get(kernel)
+        if costs is None:
+            raise UnknownKernel(f"unknown kernel {kernel!r}")
+        too_big = None
+        if costs.local and where != "remote":
+            try:
+                norm = self.runtime.validate(kernel, data, params)
+            except MemoryLimitExceeded as exc:
+                # Too big for this process, maybe not for the service: auto may send it there.
+                if where != "auto" or not (online and costs.remote):
+                    raise
+                too_big, norm = str(exc), self._remote_defaults(kernel, params)
+        else:
+            norm = self._remote_defaults(kernel, params)
+        decision = self.decide(kernel, len(data), norm, where, online, local_ok=too_big is None)
+        if decision.where == "remote":
+            try:
+                output = await self._run_remote(kernel, data, norm, decision, progress, cancel)
+                decision.actual_ms = (time.perf_counter() - start) * 1000
+                return output, decision
+            except RemoteError as exc:
+                if where == "remote" or exc.reason in INPUT_ERRORS or not costs.local or too_big:
+                    raise
+                decision.fallback = f"{exc.reason}: {exc}"
+            except (RemoteUnavailable, PushTimeout) as exc:
+                if where == "remote" or not costs.local or too_big:
+                    raise RemoteUnavailable(str(exc) or "no reply from the service") from exc
+                decision.fallback = str(exc) or "no reply from the service in time"
+            decision.where = "local"
+            norm = self.runtime.validate(kernel, data, params)
+        output = await self._run_local(kernel, data, norm, progress, cancel)
+        decision.actual_ms = (time.perf_counter() - start) * 1000
+        return output, decision
+
+    def decide(
+        self,
+        kernel: str,
+        data_len: int,
+        params: dict[str, Any],
+        where: str = "auto",
+        online: bool = True,
+        *,
+        local_ok: bool = True,
+    ) -> Decision:
+        """Where to run a job with validated `params` (pure: no I/O, a few microseconds)."""
+        t0 = time.perf_counter_ns()
+        costs = self.model.kernels.get(kernel)
+        if costs is None:
+            raise UnknownKernel(f"unknown kernel {kernel!r}")
+        local = costs.local and local_ok
+        remote = costs.remote and online
+        if where == "local":
+            if not costs.local:
+                raise UnknownKernel(f"{kernel} exists on the service only; it cannot run locally")
+            d = Decision(kernel, where, "local", "forced local")
+        elif where == "remote":
+            if not online:
+                raise RemoteUnavailable(f"{kernel}: forced remote, but the service is offline")
+            if not costs.remote:
+                raise UnknownKernel(f"{kernel} does not exist on the service")
+            d = Decision(kernel, where, "remote", "forced remote")
+        elif not costs.local:
+            if not online:
+                raise RemoteUnavailable(
+                    f"{kernel} runs on the service only, and the service is offline"
+                )
+            d = Decision(kernel, where, "remote", "remote-only kernel")
+        elif not local:
+            d = Decision(kernel, where, "remote", "input exceeds the local memory limit")
+        elif not remote:
+            reason = "offline" if not online else "local-only kernel"
+            d = Decision(kernel, where, "local", reason)
+        else:
+            d = None
+        est = self.model.estimate(kernel, data_len, params)
+        if d is None:
+            assert est.local_ms is not None and est.remote_ms is not None
+            if est.remote_ms < est.local_ms:
+                d = Decision(kernel, where, "remote", "remote estimated faster")
+            else:
+                d = Decision(kernel, where, "local", "local estimated faster")
+        d.local_estimate_ms = est.local_ms if costs.local else None
+        d.remote_estimate_ms = est.remote_ms if remote else None
+        d.decision_us = (time.perf_counter_ns() - t0) / 1000
+        return d
+
+    # --- local --------------------------------------------------------------------------------
+
+    def _has_local(self, kernel: str) -> bool:
+        costs = self.model.kernels.get(kernel)
+        return costs is not None and costs.local
+
+    async def _run_local(
+        self, kernel: str, data: Any, params: dict[str, Any], progress: Progress | None, cancel: Any
+    ) -> bytes:
+        loop = asyncio.get_running_loop()
+        relay = None
+        if progress is not None:
+
+            def relay(done: int, total: int) -> None:  # on the worker thread: hop to the loop
+                loop.call_soon_threadsafe(progress, done, total)
+
+        start = time.perf_counter()
+        result = await asyncio.to_thread(
+            self.runtime.run, kernel, data, params, cancel=cancel, progress=relay
+        )
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        units = _units(self.model, kernel, len(data), params)
+        self.model.learn_local(kernel, units, elapsed_ms, len(data), len(result.output))
+        return bytes(result.output)
+
+    # --- remote -------------------------------------------------------------------------------
+
+    async def _remote_ready(self) -> bool:
+        remote = self.remote
+        if remote is None or not remote.online:
+            return False
+        if not remote.joined or not remote.catalogue:
+            try:
+                await remote.ensure_joined()
+                self.model.learn_rtt(await remote.refresh())
+                self._learn_catalogue()
+            except Exception:
+                return False
+        elif time.monotonic() - remote.load_at > LOAD_MAX_AGE_S and self._refreshing is None:
+            self._refreshing = asyncio.create_task(self._refresh_in_background())
+        return remote.joined
+
+    async def _refresh_in_background(self) -> None:
+        try:
+            await self.refresh()
+        except Exception:
+            pass
+        finally:
+            self._refreshing = None
+
+    def _learn_catalogue(self) -> None:
+        assert self.remote is not None
+        for name, entry in self.remote.catalogue.items():
+            self.model.add_kernel(name, entry, remote=True)
+        if self.remote.load:
+            self.model.learn_load(self.remote.load)
+
+    def _remote_defaults(self, kernel: str, params: dict[str, Any]) -> dict[str, Any]:
+        entry = self.remote.catalogue.get(kernel, {}) if self.remote is not None else {}
+        out = {p["name"]: p.get("default") for p in entry.get("params", []) if "name" in p}
+        out.update(params)
+        return {k: v for k, v in out.items() if v is not None}
+
+    async def _run_remote(
+        self,
+        kernel: str,
+        data: Any,
+        params: dict[str, Any],
+        decision: Decision,
+        progress: Progress | None,
+        cancel: Any,
+    ) -> bytes:
+        assert self.remote is not None
+        estimate_s = (decision.remote_estimate_ms or 1000.0) / 1000
+        timeout_s = min(
+            self.max_remote_timeout_s,
+            max(MIN_REMOTE_TIMEOUT_S, REMOTE_TIMEOUT_FACTOR * estimate_s),
+        )
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled(f"{kernel}: cancelled")
+        res = await self.remote.run(
+            kernel, data, params, timeout_s=timeout_s, progress=progress, cancel=cancel
+        )
+        hdr = res.header
+        timings = hdr.get("timings") or {}
+        decision.remote = {k: v for k, v in hdr.items() if k not in ("id",)}
+        self.model.learn_remote(
+            kernel,
+            _units(self.model, kernel, len(data), params),
+            run_ms=float(timings.get("run_ms", 0.0)),
+            tiles=int(hdr.get("tiles", 1) or 1),
+            wall_ms=res.wall_ms,
+            server_ms=float(timings.get("total_ms", 0.0)),
+            bytes_moved=res.bytes_moved,
+            data_len=len(data),
+            out_len=len(res.output),
+        )
+        if isinstance(hdr.get("load"), dict):
+            self.model.learn_load(self.remote.load)
+        return res.output
+
+
+def _units(model: CostModel, kernel: str, data_len: int, params: dict[str, Any]) -> float:
+    return work_units(model.kernels[kernel].unit, data_len, params)

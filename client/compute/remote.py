@@ -1,0 +1,149 @@
+"""The client side of a `compute:<pool>` channel: catalogue, jobs, progress, cancel.
+
+Plain asyncio over client.net; knows the wire shapes, not the cost model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from client.compute.errors import RemoteError, RemoteUnavailable
+from client.net.state import ConnectionState
+from protocol.envelope import pack_envelope, unpack_envelope
+
+Progress = Callable[[int, int], None]
+JOIN_TIMEOUT_S = 5.0
+KERNELS_TIMEOUT_S = 5.0
+
+
+@dataclass
+class RemoteResult:
+    output: bytes
+    header: dict[str, Any]
+    wall_ms: float
+    bytes_moved: int
+
+
+class RemoteCompute:
+    """One joined compute topic on a Socket; `run()` sends a job and awaits its reply."""
+
+    def __init__(self, socket: Any, topic: str) -> None:
+        self.socket = socket
+        self.topic = topic
+        self.channel: Any = None
+        self.catalogue: dict[str, dict[str, Any]] = {}
+        self.load: dict[str, Any] = {}
+        self.load_at = 0.0
+        self.ids = itertools.count(1)
+        self.prefix = f"{id(self):x}-"
+        self.progress: dict[str, Progress] = {}
+        self.lost: dict[str, asyncio.Future[None]] = {}
+        self._joining: asyncio.Task | None = None
+
+    @property
+    def online(self) -> bool:
+        return self.socket is not None and self.socket.state == ConnectionState.CONNECTED
+
+    @property
+    def joined(self) -> bool:
+        return self.channel is not None and self.channel.can_push
+
+    async def ensure_joined(self) -> None:
+        """Join once (rejoins are the channel's business); fetch the catalogue on every join."""
+        if self.channel is None:
+            ch = self.socket.channel(self.topic)
+            ch.on("progress", self._on_progress)
+            ch.on_error(self._on_channel_down)
+            ch.on_close(self._on_channel_down)
+            self.channel = ch
+            await ch.join(timeout=JOIN_TIMEOUT_S)
+            await self.refresh()
+        elif not self.catalogue and self.joined:
+            await self.refresh()
+
+    async def refresh(self) -> float:
+        """Ask `kernels {}`; return the round trip in ms (a small transfer: the link's RTT)."""
+        start = time.perf_counter()
+        reply = await self.channel.push("kernels", {}, timeout=KERNELS_TIMEOUT_S)
+        rtt_ms = (time.perf_counter() - start) * 1000
+        if not reply.ok:
+            raise RemoteError(reply.response.get("reason", "error"), str(reply.response))
+        self.catalogue = dict(reply.response.get("kernels") or {})
+        self.load = dict(reply.response.get("load") or {})
+        self.load_at = time.monotonic()
+        return rtt_ms
+
+    async def run(
+        self,
+        kernel: str,
+        data: bytes | bytearray | memoryview,
+        params: dict[str, Any],
+        *,
+        timeout_s: float,
+        progress: Progress | None = None,
+        cancel: Any = None,
+    ) -> RemoteResult:
+        if not self.joined:
+            raise RemoteUnavailable(f"not joined to {self.topic}")
+        job_id = self.prefix + str(next(self.ids))
+        payload = pack_envelope({"kernel": kernel, "params": params, "id": job_id}, data)
+        lost = self.lost[job_id] = asyncio.get_running_loop().create_future()
+        if progress is not None:
+            self.progress[job_id] = progress
+        start = time.perf_counter()
+        push = self.channel.push("compute_request", payload, timeout=timeout_s)
+        waiters = {asyncio.ensure_future(push), lost}
+        watcher = asyncio.ensure_future(_watch_cancel(cancel)) if cancel is not None else None
+        if watcher is not None:
+            waiters.add(watcher)
+        try:
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if watcher is not None and watcher in done:
+                self.channel.push("cancel", {"id": job_id})
+                from wasm import Cancelled
+
+                raise Cancelled(f"{kernel}: cancelled")
+            if lost in done:
+                raise RemoteUnavailable(f"the connection to the service dropped during {kernel}")
+            reply = push.future.result()  # raises PushTimeout
+        finally:
+            for w in waiters:
+                if w is not lost:
+                    w.cancel()
+            self.lost.pop(job_id, None)
+            self.progress.pop(job_id, None)
+        wall_ms = (time.perf_counter() - start) * 1000
+        if not reply.ok:
+            resp = reply.response if isinstance(reply.response, dict) else {}
+            if resp.get("reason") == "cancelled":
+                from wasm import Cancelled
+
+                raise Cancelled(f"{kernel}: {resp.get('message', 'cancelled')}")
+            raise RemoteError(resp.get("reason", "error"), resp.get("message", str(resp)), resp)
+        header, output = unpack_envelope(reply.response)
+        if isinstance(header.get("load"), dict):
+            self.load = {**self.load, **header["load"]}
+            self.load_at = time.monotonic()
+        return RemoteResult(output, header, wall_ms, len(payload) + len(reply.response))
+
+    def _on_progress(self, payload: Any) -> None:
+        if isinstance(payload, dict):
+            cb = self.progress.get(str(payload.get("id")))
+            if cb is not None:
+                cb(int(payload.get("done", 0)), int(payload.get("total", 0)))
+
+    def _on_channel_down(self, reason: Any) -> None:
+        for fut in self.lost.values():
+            if not fut.done():
+                fut.set_result(None)
+
+
+async def _watch_cancel(token: Any) -> None:
+    # CancelToken is a plain flag read by the wasm epoch callback; poll it at a similar pace.
+    while not token.cancelled:
+        await asyncio.sleep(0.01)

@@ -1,0 +1,174 @@
+"""`compute:<pool>`: run kernels on the service's worker pool.
+
+Events in:
+- `compute_request`: binary envelope (u32 BE header length, JSON header {kernel, params, id,
+  deadline_s?}, raw input) or JSON {kernel, params, id, input?} (input: list of numbers or
+  base64 text). Answered later: a binary envelope {id, kernel, where: "remote", workers, tiles,
+  timings: {queue_ms, run_ms, total_ms}, output_kind, load} + output; a JSON request for a
+  "stats" kernel gets JSON with the decoded `result` instead. Failures are error replies
+  {reason, message, id}.
+- `cancel {id}`: stops a queued or running job of this channel (its request gets `cancelled`).
+- `kernels {}`: {kernels: {name: manifest entry + remote_only}, load: {...}}.
+Events out: `progress {id, done, total}` while a job runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import struct
+from typing import Any
+
+from protocol.envelope import pack_envelope, unpack_envelope
+from protocol.errors import ProtocolError
+from service.channel import Channel, JoinError, Reply
+from service.compute.errors import BAD_REQUEST, ComputeError
+from service.compute.pool import Job, JobResult
+
+MAX_ID_CHARS = 128
+POOLS = ("default",)
+
+
+class ComputeChannel(Channel):
+    async def join(self, payload: Any) -> dict[str, Any]:
+        pool = self.topic.partition(":")[2]
+        if pool not in POOLS:
+            raise JoinError({"reason": "unknown_pool", "message": f"no compute pool {pool!r}"})
+        self.compute = self.service.components["compute"]
+        self.jobs: dict[str, Job] = {}
+        self.finishers: set[asyncio.Task] = set()
+        return {"pool": pool, "workers": self.compute.pool.size}
+
+    async def handle_in(self, event: str, payload: Any, ref: str | None) -> Reply | None:
+        if event == "compute_request":
+            return self._request(payload, ref)
+        if event == "cancel":
+            return self._cancel(payload)
+        if event == "kernels":
+            return Reply.ok(
+                {"kernels": self.compute.catalogue.entries, "load": self.compute.load()}
+            )
+        return Reply.error({"reason": "unknown_event", "message": f"no event {event!r} here"})
+
+    async def terminate(self, reason: str) -> None:
+        for job in list(self.jobs.values()):
+            self.compute.pool.cancel(job)
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def _request(self, payload: Any, ref: str | None) -> Reply | None:
+        binary = isinstance(payload, bytes | bytearray | memoryview)
+        job_id: str | None = None
+        try:
+            header, data = self._parse(payload, binary)
+            job_id = header["id"]
+            kernel = header["kernel"]
+            params = self.compute.catalogue.validate(kernel, data, header.get("params") or {})
+            deadline = header.get("deadline_s")
+            if deadline is not None and (
+                not isinstance(deadline, int | float) or isinstance(deadline, bool) or deadline <= 0
+            ):
+                raise ComputeError(BAD_REQUEST, "deadline_s must be a positive number")
+
+            def progress(done: int, total: int) -> None:
+                self.push("progress", {"id": job_id, "done": done, "total": total})
+
+            job = self.compute.pool.submit(
+                kernel, data, params, progress=progress, deadline_s=deadline
+            )
+        except ComputeError as exc:
+            response = exc.response()
+            if job_id is not None:
+                response["id"] = job_id
+            return Reply.error(response)
+        self.jobs[job_id] = job
+        task = asyncio.get_running_loop().create_task(
+            self._finish(job, job_id, kernel, ref, binary)
+        )
+        self.finishers.add(task)
+        task.add_done_callback(self.finishers.discard)
+        return None
+
+    def _parse(self, payload: Any, binary: bool) -> tuple[dict[str, Any], bytes]:
+        if binary:
+            try:
+                header, data = unpack_envelope(payload)
+            except ProtocolError as exc:
+                raise ComputeError(BAD_REQUEST, str(exc)) from None
+        elif isinstance(payload, dict):
+            header, data = payload, b""
+        else:
+            raise ComputeError(BAD_REQUEST, "compute_request takes a JSON object or an envelope")
+        kernel, job_id = header.get("kernel"), header.get("id")
+        if not isinstance(kernel, str) or not kernel:
+            raise ComputeError(BAD_REQUEST, "the request header needs a kernel name")
+        if isinstance(job_id, int) and not isinstance(job_id, bool):
+            job_id = str(job_id)
+        if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_ID_CHARS:
+            raise ComputeError(
+                BAD_REQUEST, f"the request needs an id (a string of 1-{MAX_ID_CHARS})"
+            )
+        if job_id in self.jobs:
+            raise ComputeError(BAD_REQUEST, f"job id {job_id!r} is already running")
+        if not binary:
+            data = self._json_input(kernel, header.get("input"))
+        return {**header, "id": job_id}, data
+
+    def _json_input(self, kernel: str, value: Any) -> bytes:
+        if value is None:
+            return b""
+        if isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise ComputeError(BAD_REQUEST, "input text must be base64") from None
+        if isinstance(value, list) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        ):
+            kind = self.compute.catalogue.entries.get(kernel, {}).get("input", {}).get("kind")
+            fmt = "i" if kind == "i32" else "d"
+            return struct.pack(f"<{len(value)}{fmt}", *value)
+        raise ComputeError(BAD_REQUEST, "input must be a list of numbers or base64 text")
+
+    async def _finish(
+        self, job: Job, job_id: str, kernel: str, ref: str | None, binary: bool
+    ) -> None:
+        try:
+            result: JobResult = await job.future
+        except ComputeError as exc:
+            self.reply(ref, "error", {**exc.response(), "id": job_id})
+            return
+        finally:
+            self.jobs.pop(job_id, None)
+        load = self.compute.load()
+        header = {
+            "id": job_id,
+            "kernel": kernel,
+            "where": "remote",
+            "workers": result.workers,
+            "tiles": result.tiles,
+            "timings": {
+                "queue_ms": round(result.queue_ms, 3),
+                "run_ms": round(result.run_ms, 3),
+                "total_ms": round(result.total_ms, 3),
+            },
+            "output_kind": self.compute.catalogue.output_kind(kernel),
+            "load": {k: load[k] for k in ("workers", "busy", "queue_depth", "max_tiles")},
+        }
+        if not binary and header["output_kind"] == "stats":
+            self.reply(ref, "ok", {**header, "result": self.compute.decode(kernel, result.output)})
+        else:
+            self.reply(ref, "ok", pack_envelope(header, result.output))
+
+    def _cancel(self, payload: Any) -> Reply:
+        job_id = payload.get("id") if isinstance(payload, dict) else None
+        if isinstance(job_id, int) and not isinstance(job_id, bool):
+            job_id = str(job_id)
+        job = self.jobs.get(job_id) if isinstance(job_id, str) else None
+        if job is None:
+            return Reply.error(
+                {"reason": "unknown_job", "message": f"no running job {job_id!r}", "id": job_id}
+            )
+        self.compute.pool.cancel(job)
+        return Reply.ok({"id": job_id, "cancelled": True})

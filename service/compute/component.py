@@ -1,0 +1,54 @@
+"""The compute component: the worker pool and the catalogue, started and stopped with the service.
+
+Registered in service/app.py as `components["compute"]`; ComputeChannel reaches it there.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from service.compute.catalogue import Catalogue
+from service.compute.pool import ComputePool
+
+log = logging.getLogger(__name__)
+MIB = 1024 * 1024
+
+
+class ComputeComponent:
+    def __init__(self, config: Any | None = None) -> None:
+        self.config = config  # ComputeConfig; None: take ctx.config.compute at start
+        self.runtime: Any = None
+        self.catalogue = Catalogue(None)
+        self.pool: ComputePool = None  # type: ignore[assignment]
+
+    async def start(self, ctx: Any = None) -> None:
+        cfg = self.config if self.config is not None else ctx.config.compute
+        from wasm import Runtime
+
+        memory = cfg.memory_limit_mib * MIB
+        self.runtime = Runtime(memory_limit_bytes=memory)
+        self.catalogue = Catalogue(self.runtime)
+        self.pool = ComputePool(
+            workers=cfg.workers,
+            queue_limit=cfg.queue_limit,
+            job_deadline_s=cfg.job_deadline_s,
+            memory_limit_bytes=memory,
+            max_tiles=getattr(cfg, "max_tiles", 0) or None,
+            tile_of=self.catalogue.tiles,
+        )
+        await self.pool.start()
+        log.info("compute pool: %d workers, queue limit %d", cfg.workers, cfg.queue_limit)
+
+    async def stop(self) -> None:
+        if self.pool is not None:
+            await self.pool.stop()
+
+    def load(self) -> dict[str, Any]:
+        return self.pool.load()
+
+    def decode(self, kernel: str, output: bytes) -> Any:
+        """A "stats" output as JSON (for JSON requests)."""
+        from wasm import decode_output
+
+        return decode_output(self.runtime.spec(kernel), output)
