@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         "status", parents=[common, daemon_files], help="is it running? exit 0 running, 3 stopped"
     )
 
+    show = sub.add_parser(
+        "config", parents=[common, server, daemon_files], help="print the effective configuration"
+    )
+    show.add_argument(
+        "--example", action="store_true", help="print the example file (every key, commented)"
+    )
+
     token = sub.add_parser("token", help="signed connection tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     issue = token_sub.add_parser("issue", parents=[common], help="print a token for a user")
@@ -198,6 +205,13 @@ def fetch_health(ws_url: str, config: ServiceConfig) -> dict[str, Any]:
         return json.loads(resp.read())
 
 
+def cmd_config(config: ServiceConfig, args: argparse.Namespace) -> int:
+    from service.config_doc import render_effective, render_example
+
+    print(render_example() if args.example else render_effective(config), end="")
+    return EXIT_OK
+
+
 def cmd_token(config: ServiceConfig, args: argparse.Namespace) -> int:
     from service.auth import issue_token
     from service.secret import load_or_create_secret
@@ -235,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_stop(config)
         if args.command == "status":
             return cmd_status(config)
+        if args.command == "config":
+            return cmd_config(config, args)
         return cmd_token(config, args)
     except ConfigError as e:
         return _fail(str(e), EXIT_USAGE)

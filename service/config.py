@@ -42,9 +42,13 @@ def doc(
     min: float | None = None,
     max: float | None = None,
     choices: tuple[str, ...] | None = None,
+    shown: str | None = None,
 ) -> dict[str, Any]:
-    """Field metadata: the description and the bounds that validation and the docs read."""
-    return {"doc": text, "min": min, "max": max, "choices": choices}
+    """Field metadata: the description and the bounds that validation and the docs read.
+
+    `shown` describes a default that depends on the machine (the docs print it instead).
+    """
+    return {"doc": text, "min": min, "max": max, "choices": choices, "shown": shown}
 
 
 def default_data_dir() -> Path:
@@ -60,7 +64,8 @@ class ComputeConfig:
     """The compute pool (`compute:*` topics). The compute owner may add fields."""
 
     workers: int = field(
-        default_factory=default_workers, metadata=doc("worker processes running kernels", min=1)
+        default_factory=default_workers,
+        metadata=doc("worker processes running kernels", min=1, shown="number of CPUs"),
     )
     queue_limit: int = field(
         default=64, metadata=doc("jobs waiting beyond the running ones before refusing", min=0)
@@ -70,6 +75,9 @@ class ComputeConfig:
     )
     memory_limit_mib: int = field(
         default=256, metadata=doc("wasm linear memory cap per job, MiB", min=1)
+    )
+    max_tiles: int = field(
+        default=0, metadata=doc("most workers one tiled job is split across; 0: all", min=0)
     )
 
 
@@ -103,7 +111,11 @@ class ServiceConfig:
         default=DEFAULT_PORT, metadata=doc("TCP port; 0 lets the OS pick one", min=0, max=65535)
     )
     data_dir: Path = field(
-        default_factory=default_data_dir, metadata=doc("documents, secret key, pid file, log")
+        default_factory=default_data_dir,
+        metadata=doc(
+            "documents, secret key, pid file, log",
+            shown="platform user data dir + /service, e.g. ~/.local/share/veraltheim/service",
+        ),
     )
     secret_key: str | None = field(
         default=None,
@@ -186,6 +198,7 @@ class Setting:
     type: Any
     default: Any
     doc: str
+    shown: str | None = None
 
     @property
     def key(self) -> str:
@@ -212,13 +225,17 @@ def _default_of(f: dataclasses.Field) -> Any:
 
 def settings() -> list[Setting]:
     """Every leaf setting in declaration order (top level first, then each section)."""
-    out = [
-        Setting(None, f.name, t, _default_of(f), f.metadata.get("doc", ""))
-        for f, t in _leaf_fields(ServiceConfig)
-    ]
-    for section, cls in SECTIONS.items():
+    out = []
+    for section, cls in [(None, ServiceConfig), *SECTIONS.items()]:
         out += [
-            Setting(section, f.name, t, _default_of(f), f.metadata.get("doc", ""))
+            Setting(
+                section,
+                f.name,
+                t,
+                _default_of(f),
+                f.metadata.get("doc", ""),
+                f.metadata.get("shown"),
+            )
             for f, t in _leaf_fields(cls)
         ]
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,3 +123,22 @@ def test_start_with_custom_pidfile_and_log(tmp_path):
         pid = read_pid(pidfile)
         if pid is not None and process_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+UNIT = Path(__file__).resolve().parents[2] / "resources/systemd/veraltheim-service.service"
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
+def test_systemd_unit_verifies(tmp_path):
+    text = UNIT.read_text()
+    exec_start = re.search(r"^ExecStart=(\S+) run\b", text, re.M)
+    assert exec_start, "the unit must run `veraltheim-service run` in the foreground"
+    # verify checks that the program exists: point it at this checkout's installed command.
+    here = shutil.which("veraltheim-service", path=str(Path(sys.executable).parent))
+    assert here, "veraltheim-service is not installed in this venv"
+    unit = tmp_path / UNIT.name
+    unit.write_text(text.replace(exec_start.group(1), here))
+    out = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and out.stderr == "", out.stderr

@@ -1,6 +1,7 @@
 """service.config: defaults, TOML < env < flags, clear errors for unknown keys and bad values."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,52 @@ def test_settings_list_every_leaf_with_env_name():
     assert by_key["docs.idle_unload_s"].env == "VERALTHEIM_DOCS_IDLE_UNLOAD_S"
     assert "compute" not in by_key and "docs" not in by_key
     assert all(s.doc for s in settings())
+
+
+def test_example_file_is_current_and_lists_every_setting():
+    from service.config_doc import render_example
+
+    example = Path(__file__).resolve().parents[2] / "resources" / "config.example.toml"
+    assert example.read_text() == render_example(), (
+        "resources/config.example.toml is out of date: "
+        "run veraltheim-service config --example > resources/config.example.toml"
+    )
+    for s in settings():
+        assert f"# {s.name} = " in example.read_text() and s.env in example.read_text()
+
+
+def test_example_defaults_uncommented_load_as_the_defaults(tmp_path):
+    from service.config_doc import render_example
+
+    # Uncomment every line that shows a concrete default; the result must be the defaults.
+    text = [
+        line.removeprefix("# ")
+        for line in render_example().splitlines()
+        if line.startswith("[") or re.match(r"# \w+ = [^<(]", line)
+    ]
+    assert "[docs]" in text and "port = 4000" in text
+    assert load_config({}, {}, write(tmp_path, "\n".join(text))) == ServiceConfig()
+
+
+def test_effective_config_round_trips_through_load_config(tmp_path):
+    from service.config_doc import render_effective
+
+    config = load_config(
+        {"port": 0, "auth": False, "compute.workers": 3, "allowed_origins": "https://x.example"},
+        {"VERALTHEIM_DOCS_COMPACT_EVERY": "7", "VERALTHEIM_SECRET_KEY": "s3cret"},
+    )
+    text = render_effective(config)
+    assert "s3cret" not in text
+    again = load_config({}, {}, write(tmp_path, text))
+    assert again == ServiceConfig(**{**config.__dict__, "secret_key": None})
+
+
+def test_markdown_table_has_a_row_per_setting():
+    from service.config_doc import render_markdown
+
+    table = render_markdown().splitlines()
+    assert len(table) == 2 + len(settings())
+    assert (
+        "| `compute.workers` | `VERALTHEIM_COMPUTE_WORKERS` | number of CPUs |"
+        in table[2 + [s.key for s in settings()].index("compute.workers")]
+    )
