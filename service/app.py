@@ -1,0 +1,209 @@
+"""The service: endpoint, channels, components, and a graceful stop.
+
+Channels are registered one line per topic pattern in `build_router`; components with a
+lifecycle (`async start(ctx)`, `async stop()`) one line each in COMPONENTS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from protocol.constants import CLOSE_GOING_AWAY, CLOSE_IDLE_TIMEOUT
+from service.channel import SHUTDOWN, Channel
+from service.config import ServiceConfig
+from service.context import ServiceContext
+from service.docs.channel import DocChannel
+from service.docs.registry import DocRegistry
+from service.endpoint import Endpoint
+from service.limits import UserBuckets
+from service.lobby import LobbyChannel
+from service.metrics import Metrics
+from service.presence import Presence
+from service.pubsub import PubSub
+from service.router import Router
+from service.socket import Socket
+
+log = logging.getLogger(__name__)
+
+# How often the idle sweep runs, as a fraction of the idle timeout (one sweep, not a timer
+# per socket).
+IDLE_SWEEPS_PER_TIMEOUT = 10
+MIN_SWEEP_S = 0.05
+MAX_SWEEP_S = 5.0
+
+
+def build_router() -> Router:
+    router = Router()
+    router.add("lobby", LobbyChannel)
+    router.add("doc:*", DocChannel)
+    return router
+
+
+# name -> factory(config); each component has `async start(ctx)` and `async stop()`.
+COMPONENTS: dict[str, Callable[[ServiceConfig], Any]] = {
+    "docs": DocRegistry.from_config,
+}
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("veraltheim")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class Stats:
+    """The link's own series; hot paths bump these, /metrics reads them."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.frames_in = metrics.counter("frames_in", "WebSocket frames received")
+        self.frames_out = metrics.counter("frames_out", "WebSocket frames sent")
+        self.joins = metrics.counter("channel_joins", "channel joins started, by topic pattern")
+        self.channel_crashes = metrics.counter("channel_crashes", "channels ended by an exception")
+        self.rate_limited = metrics.counter("rate_limited", "messages refused by a rate limit")
+        self.malformed = metrics.counter("malformed_frames", "frames that did not decode")
+        self.channel_limit = metrics.counter(
+            "channel_limit_refusals", "joins refused by max_channels_per_socket"
+        )
+        self.closed = metrics.counter("sockets_closed_by_service", "sockets the service closed")
+        self.refused = metrics.counter("handshakes_refused", "handshakes refused, by HTTP status")
+        self.connects = metrics.counter("sockets_opened", "sockets accepted")
+
+
+class Service:
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.stats = Stats(self.metrics)
+        pubsub = PubSub()
+        self.ctx = ServiceContext(
+            config=config,
+            data_dir=config.data_dir,
+            pubsub=pubsub,
+            presence=Presence(pubsub),
+            metrics=self.metrics,
+        )
+        self.router = build_router()
+        self.user_buckets = UserBuckets(config.user_rate, config.user_burst)
+        self.sockets: set[Socket] = set()
+        self.channels: weakref.WeakSet[Channel] = weakref.WeakSet()
+        self.endpoint = Endpoint(self)
+        self.stopping = False
+        self.started_at = time.monotonic()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self.metrics.gauge("sockets", "open sockets", lambda: len(self.sockets))
+        self.metrics.gauge("channels", "joined channels", lambda: len(self.channels))
+        self.metrics.gauge("users", "users with an open socket", lambda: len(self.user_buckets))
+        self.metrics.gauge("uptime_seconds", "seconds since start", self.uptime)
+
+    @property
+    def components(self) -> dict[str, Any]:
+        return self.ctx.components
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> tuple[str, int]:
+        self.started_at = time.monotonic()
+        for name, factory in COMPONENTS.items():
+            component = factory(self.config)
+            await component.start(self.ctx)
+            self.components[name] = component
+            log.info("component %s started", name)
+        host, port = await self.endpoint.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_idle())
+        return host, port
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Refuse new sockets, end every channel (phx_close) after its in-flight work or the
+        grace period, close every socket with 1001, then stop the components."""
+        grace = self.config.shutdown_grace_s if grace_s is None else grace_s
+        self.stopping = True
+        self.endpoint.stop_accepting()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        channels = list(self.channels)
+        for channel in channels:
+            channel.stop(SHUTDOWN, drain=True)
+        pending = [asyncio.ensure_future(c.wait()) for c in channels if not c.done]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for channel in channels:
+                channel.stop(SHUTDOWN)  # cancels those still busy; a no-op for the others
+            if late:
+                log.warning("%d channels still busy after %g s; cancelled", len(late), grace)
+                await asyncio.wait(late, timeout=1.0)
+        for socket in list(self.sockets):
+            socket.close(CLOSE_GOING_AWAY, "service shutting down")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._close_wait_s()):
+                await self.endpoint.wait_closed()
+        for name, component in reversed(list(self.components.items())):
+            try:
+                await component.stop()
+            except Exception:
+                log.exception("component %s failed to stop", name)
+        self.components.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    @staticmethod
+    def _close_wait_s() -> float:
+        from service.endpoint import CLOSE_TIMEOUT_S
+
+        return CLOSE_TIMEOUT_S + 1.0
+
+    def track_task(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- bookkeeping from sockets and channels -----------------------------------------------
+
+    def socket_opened(self, socket: Socket) -> None:
+        self.sockets.add(socket)
+        self.stats.connects.inc()
+
+    def socket_closed(self, socket: Socket) -> None:
+        self.sockets.discard(socket)
+
+    def channel_started(self, channel: Channel) -> None:
+        self.channels.add(channel)
+        self.stats.joins.inc()
+
+    def channel_ended(self, channel: Channel, reason: str) -> None:
+        self.channels.discard(channel)
+        if reason == "crashed":
+            self.stats.channel_crashes.inc()
+
+    # -- health ------------------------------------------------------------------------------
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "stopping" if self.stopping else "ok",
+            "version": version(),
+            "uptime": round(self.uptime(), 3),
+            "sockets": len(self.sockets),
+            "channels": len(self.channels),
+        }
+
+    async def _sweep_idle(self) -> None:
+        timeout = self.config.idle_timeout_s
+        interval = min(MAX_SWEEP_S, max(MIN_SWEEP_S, timeout / IDLE_SWEEPS_PER_TIMEOUT))
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            deadline = loop.time() - timeout
+            for socket in list(self.sockets):
+                if socket.last_seen < deadline and socket.open:
+                    self.stats.closed.inc(reason="idle")
+                    socket.close(CLOSE_IDLE_TIMEOUT, f"idle timeout: no frame for {timeout:g} s")

@@ -1,0 +1,291 @@
+"""The Channel base: one joined topic on one socket, with its own task and mailbox.
+
+Like a Phoenix channel process (a GenServer): messages for the channel are handled one at a
+time, in order, by its task. A subclass implements join / handle_in / handle_info / terminate.
+An exception in the channel ends that channel only and sends `phx_error` to its client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from protocol import Message
+from protocol.constants import PRESENCE_STATE, STATUS_ERROR, STATUS_OK
+
+if TYPE_CHECKING:
+    from service.context import ServiceContext
+    from service.socket import Socket
+
+log = logging.getLogger(__name__)
+
+Response = dict[str, Any] | bytes
+
+# Why a channel ended; the socket tells the client with phx_close or phx_error (or not at all).
+LEFT = "left"  # the client sent phx_leave
+DUPLICATE = "duplicate"  # the client joined the same topic again
+SHUTDOWN = "shutdown"  # the service is stopping
+CLOSED = "closed"  # the socket is gone
+CRASHED = "crashed"  # an exception in the channel
+JOIN_REFUSED = "join_refused"  # join raised JoinError or failed
+CLOSE_REASONS = frozenset({LEFT, DUPLICATE, SHUTDOWN})
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: str
+    response: Response = field(default_factory=dict)
+
+    @classmethod
+    def ok(cls, response: Response | None = None) -> Reply:
+        return cls(STATUS_OK, {} if response is None else response)
+
+    @classmethod
+    def error(cls, response: Response | None = None) -> Reply:
+        return cls(STATUS_ERROR, {} if response is None else response)
+
+
+class JoinError(Exception):
+    """Raise from join() to refuse it; `response` is the error reply's response."""
+
+    def __init__(self, response: Response | None = None) -> None:
+        self.response = {} if response is None else response
+        super().__init__(str(self.response))
+
+
+class _Mailbox:
+    """A FIFO with one waiting reader: lighter than asyncio.Queue for thousands of channels."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[tuple] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: tuple) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> tuple:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_IN, _INFO, _LEAVE, _STOP = range(4)
+
+
+class Channel:
+    """Subclass me; register the class for a topic pattern in service/app.py."""
+
+    def __init__(self, socket: Socket, topic: str, join_ref: str | None, join_params: Any):
+        self._socket = socket
+        self.topic = topic
+        self.join_ref = join_ref
+        self.join_params = join_params
+        self.service: ServiceContext = socket.service.ctx
+        self.user_id: str = socket.user_id
+        self.claims: dict[str, Any] = socket.claims
+        self.socket_params: dict[str, str] = socket.params
+        self.joined = False
+        self._mailbox = _Mailbox()
+        self._task: asyncio.Task[None] | None = None
+        self._reason = CLOSED
+        self._before_join: list[Message] = []
+        self._pending: set[str | None] = set()
+        self._pending_done: asyncio.Event | None = None
+        self._tracked = False
+        self._deferred_tracks: list[tuple[str, dict[str, Any] | None]] = []
+
+    # -- callbacks for subclasses ------------------------------------------------------------
+
+    async def join(self, payload: Any) -> Response | None:
+        return {}
+
+    async def handle_in(self, event: str, payload: Any, ref: str | None) -> Reply | None:
+        return Reply.error({"reason": f"unhandled event {event!r}"})
+
+    async def handle_info(self, message: Any) -> None:
+        pass
+
+    async def terminate(self, reason: str) -> None:
+        pass
+
+    # -- what a channel can do ---------------------------------------------------------------
+
+    def push(self, event: str, payload: Any) -> None:
+        """Send event to this channel's client only."""
+        self._send(Message(self.join_ref, None, self.topic, event, payload))
+
+    def reply(self, ref: str | None, status: str, response: Response | None = None) -> None:
+        """Answer the push `ref` later (after handle_in returned None)."""
+        self._pending.discard(ref)
+        if not self._pending and self._pending_done is not None:
+            self._pending_done.set()
+        msg = Message.reply(
+            self.join_ref, ref, self.topic, status, {} if response is None else response
+        )
+        self._send(msg)
+
+    def broadcast(self, event: str, payload: Any) -> None:
+        """Send event to every client joined to this topic, this one included."""
+        self.service.pubsub.broadcast(self.topic, event, payload)
+
+    def broadcast_from(self, event: str, payload: Any) -> None:
+        """Send event to every client joined to this topic but this one."""
+        self.service.pubsub.broadcast(self.topic, event, payload, exclude=self)
+
+    def track_presence(self, key: str, meta: dict[str, Any] | None = None) -> None:
+        """Be present on this topic as key: the client gets presence_state, others a diff."""
+        if not self.joined:
+            self._deferred_tracks.append((key, meta))  # done right after the join reply
+            return
+        self._tracked = True
+        presence = self.service.presence
+        _, entry = presence.add(self, self.topic, key, meta)
+        self.push(PRESENCE_STATE, presence.list(self.topic))
+        presence.announce_join(self.topic, key, entry)
+
+    # -- the socket side ---------------------------------------------------------------------
+
+    def deliver_frame(self, data: bytes, text: bool) -> None:
+        if self.joined:
+            self._socket.deliver_frame(data, text)
+
+    def deliver_info(self, message: Any) -> None:
+        self._mailbox.put((_INFO, message))
+
+    def _send(self, msg: Message) -> None:
+        if self.joined:
+            self._socket.send_message(msg)
+        elif self._task is not None and not self._task.done():
+            self._before_join.append(msg)  # sent right after the join reply
+
+    def start(self, ref: str | None, payload: Any) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(ref, payload))
+
+    def handle_message(self, msg: Message) -> None:
+        self._mailbox.put((_IN, msg.event, msg.payload, msg.ref))
+
+    def leave(self, ref: str | None) -> None:
+        self._mailbox.put((_LEAVE, ref))
+
+    def stop(self, reason: str, *, drain: bool = False) -> None:
+        """End the channel: at once, or (drain) after its queued messages and pending replies."""
+        if self._task is None or self._task.done():
+            return
+        if drain and self.joined:
+            self._mailbox.put((_STOP, reason))
+        else:
+            self._reason = reason
+            self._task.cancel()
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    @property
+    def done(self) -> bool:
+        return self._task is None or self._task.done()
+
+    # -- the task ----------------------------------------------------------------------------
+
+    async def _run(self, ref: str | None, payload: Any) -> None:
+        try:
+            if not await self._join(ref, payload):
+                return
+            while True:
+                item = await self._mailbox.get()
+                kind = item[0]
+                if kind == _IN:
+                    await self._handle_in(*item[1:])
+                elif kind == _INFO:
+                    await self.handle_info(item[1])
+                elif kind == _LEAVE:
+                    self._reason = LEFT
+                    self._send(Message.reply(self.join_ref, item[1], self.topic, STATUS_OK, {}))
+                    return
+                else:
+                    self._reason = item[1]
+                    await self._wait_pending()
+                    return
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            self._reason = CRASHED
+            log.exception("channel %s (user %s) crashed", self.topic, self.user_id)
+        finally:
+            await self._cleanup()
+
+    async def _join(self, ref: str | None, payload: Any) -> bool:
+        try:
+            response = await self.join(payload)
+        except JoinError as exc:
+            self._reason = JOIN_REFUSED
+            self._socket.send_message(
+                Message.reply(self.join_ref, ref, self.topic, STATUS_ERROR, exc.response)
+            )
+            return False
+        except Exception:
+            self._reason = JOIN_REFUSED
+            log.exception("join of %s (user %s) failed", self.topic, self.user_id)
+            self._socket.send_message(
+                Message.reply(
+                    self.join_ref, ref, self.topic, STATUS_ERROR, {"reason": "join crashed"}
+                )
+            )
+            return False
+        self.joined = True
+        self.service.pubsub.subscribe(self.topic, self)
+        self._send(
+            Message.reply(
+                self.join_ref, ref, self.topic, STATUS_OK, {} if response is None else response
+            )
+        )
+        queued, self._before_join = self._before_join, []
+        for msg in queued:
+            self._send(msg)
+        tracks, self._deferred_tracks = self._deferred_tracks, []
+        for key, meta in tracks:
+            self.track_presence(key, meta)
+        return True
+
+    async def _handle_in(self, event: str, payload: Any, ref: str | None) -> None:
+        result = await self.handle_in(event, payload, ref)
+        if result is None:
+            self._pending.add(ref)
+        else:
+            self._send(
+                Message.reply(self.join_ref, ref, self.topic, result.status, result.response)
+            )
+
+    async def _wait_pending(self) -> None:
+        if self._pending:
+            self._pending_done = asyncio.Event()
+            await self._pending_done.wait()
+
+    async def _cleanup(self) -> None:
+        was_joined, self.joined = self.joined, False
+        if was_joined:
+            self.service.pubsub.unsubscribe(self.topic, self)
+        if self._tracked:
+            self.service.presence.untrack(self, self.topic)
+        if was_joined:
+            try:
+                await self.terminate(self._reason)
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("terminate of channel %s failed", self.topic)
+        self._socket.channel_ended(self, self._reason)

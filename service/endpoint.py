@@ -1,0 +1,170 @@
+"""The websockets server: `/socket/websocket` (handshake, auth, origin), `/healthz`, `/metrics`.
+
+A refused handshake gets a plain HTTP status with a one-line body that says why: 403 for a
+missing, forged or expired token or a foreign Origin, 400 for an unsupported protocol version,
+503 while the service is stopping.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import http
+import itertools
+import json
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from protocol.constants import AUTH_TOKEN_PREFIX, SOCKET_PATH, SUBPROTOCOL, VSN
+from service.auth import TokenError, verify_token
+from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from service.socket import Socket
+from service.tls import server_ssl_context
+
+if TYPE_CHECKING:
+    from service.app import Service
+
+log = logging.getLogger(__name__)
+
+HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
+# Waiting for a client's answer to our close frame; then the TCP connection is cut.
+CLOSE_TIMEOUT_S = 5.0
+# Connect params the service consumes itself; channels never see them.
+PRIVATE_PARAMS = ("token", "vsn")
+
+
+class Refused(Exception):
+    def __init__(self, status: http.HTTPStatus, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+def token_from_subprotocols(values: Sequence[str]) -> str | None:
+    """phoenix.js's authToken: `base64url.bearer.phx.<base64 of the token, '=' stripped>`."""
+    for value in values:
+        for item in value.split(","):
+            item = item.strip()
+            if item.startswith(AUTH_TOKEN_PREFIX):
+                encoded = item[len(AUTH_TOKEN_PREFIX) :]
+                encoded = encoded.replace("-", "+").replace("_", "/")  # accept URL-safe too
+                try:
+                    raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+                    return raw.decode("utf-8")
+                except (binascii.Error, ValueError):
+                    raise TokenError(
+                        "invalid token: bad base64 in Sec-WebSocket-Protocol"
+                    ) from None
+    return None
+
+
+def _json_response(conn: ServerConnection, status: http.HTTPStatus, body: Any) -> Response:
+    response = conn.respond(status, json.dumps(body, separators=(",", ":")) + "\n")
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = "application/json"
+    return response
+
+
+class Endpoint:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.config = service.config
+        self.server: Server | None = None
+        self._ids = itertools.count(1)
+        self._anonymous = itertools.count(1)
+
+    async def start(self) -> tuple[str, int]:
+        config = self.config
+        self.server = await serve(
+            self._handle,
+            config.host,
+            config.port,
+            process_request=self._process_request,
+            select_subprotocol=self._select_subprotocol,
+            compression=None,  # per-connection deflate state costs far more than it saves here
+            ping_interval=None,  # phoenix heartbeats + our idle sweep replace websocket pings
+            max_size=config.max_frame_bytes,
+            close_timeout=CLOSE_TIMEOUT_S,
+            server_header="veraltheim",
+            ssl=server_ssl_context(config),
+        )
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return host, port
+
+    def stop_accepting(self) -> None:
+        if self.server is not None:
+            self.server.close(close_connections=False)
+
+    async def wait_closed(self) -> None:
+        if self.server is not None:
+            await self.server.wait_closed()
+
+    # -- handshake ---------------------------------------------------------------------------
+
+    def _select_subprotocol(self, conn: ServerConnection, offered: Sequence[str]) -> str | None:
+        return SUBPROTOCOL if SUBPROTOCOL in offered else None
+
+    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if url.path == HEALTH_PATH:
+            return _json_response(conn, http.HTTPStatus.OK, self.service.health())
+        if url.path == METRICS_PATH:
+            response = conn.respond(http.HTTPStatus.OK, self.service.metrics.render())
+            del response.headers["Content-Type"]
+            response.headers["Content-Type"] = METRICS_CONTENT_TYPE
+            return response
+        if url.path != SOCKET_PATH:
+            return conn.respond(http.HTTPStatus.NOT_FOUND, f"not found: {url.path}\n")
+        try:
+            conn.veraltheim_auth = self._admit(request, dict(parse_qsl(url.query)))  # type: ignore[attr-defined]
+        except Refused as exc:
+            self.service.stats.refused.inc(status=str(exc.status.value))
+            log.info("handshake refused (%d): %s", exc.status.value, exc.text)
+            return conn.respond(exc.status, exc.text + "\n")
+        return None
+
+    def _admit(self, request: Request, params: dict[str, str]) -> tuple[str, dict, dict]:
+        """(user_id, claims, connect params) for a socket, or Refused."""
+        if self.service.stopping:
+            raise Refused(http.HTTPStatus.SERVICE_UNAVAILABLE, "service is shutting down")
+        allowed = self.config.allowed_origins
+        origin = request.headers.get("Origin")
+        if allowed and origin is not None and origin not in allowed:
+            raise Refused(http.HTTPStatus.FORBIDDEN, f"origin not allowed: {origin}")
+        vsn = params.get("vsn", VSN)
+        if vsn != VSN:
+            raise Refused(http.HTTPStatus.BAD_REQUEST, f"unsupported vsn {vsn!r}: use {VSN}")
+        try:
+            token = params.get("token") or token_from_subprotocols(
+                request.headers.get_all("Sec-WebSocket-Protocol")
+            )
+            claims = verify_token(self.config.secret_key or "", token) if token else None
+            if claims is None and self.config.auth:
+                raise TokenError("missing token")
+        except TokenError as exc:
+            if self.config.auth:
+                raise Refused(http.HTTPStatus.FORBIDDEN, f"unauthorized: {exc}") from None
+            claims = None  # auth off: a bad token is ignored, not fatal
+        public = {k: v for k, v in params.items() if k not in PRIVATE_PARAMS}
+        if claims is None:
+            user = params.get("user") or f"anonymous-{next(self._anonymous)}"
+            claims = {"user": user}
+        return claims["user"], claims, public
+
+    # -- one connection ----------------------------------------------------------------------
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        user_id, claims, params = conn.veraltheim_auth  # type: ignore[attr-defined]
+        del conn.veraltheim_auth  # type: ignore[attr-defined]
+        socket = Socket(self.service, conn, next(self._ids), user_id, claims, params)
+        self.service.socket_opened(socket)
+        try:
+            await socket.run()
+        finally:
+            self.service.socket_closed(socket)

@@ -1,0 +1,106 @@
+"""Phoenix.Presence semantics on one node: who is on a topic, as key -> metas.
+
+Each track gets a unique phx_ref. A joining client gets `presence_state`
+{key: {"metas": [{phx_ref, ...}]}}; then every subscriber of the topic gets `presence_diff`
+{"joins": {...}, "leaves": {...}} as others come and go.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Hashable
+from typing import Any
+
+from protocol.constants import PRESENCE_DIFF
+from service.pubsub import PubSub
+
+Meta = dict[str, Any]
+
+
+class Presence:
+    def __init__(self, pubsub: PubSub) -> None:
+        self.pubsub = pubsub
+        # topic -> key -> phx_ref -> meta (with phx_ref)
+        self._topics: dict[str, dict[str, dict[str, Meta]]] = {}
+        # owner -> [(topic, key, phx_ref)]
+        self._owned: dict[Hashable, list[tuple[str, str, str]]] = {}
+        # A per-process prefix keeps refs unique across restarts, a counter keeps them cheap.
+        self._prefix = secrets.token_urlsafe(6)
+        self._counter = itertools.count(1)
+
+    def _ref(self) -> str:
+        return f"{self._prefix}{next(self._counter)}"
+
+    def add(
+        self, owner: Hashable, topic: str, key: str, meta: Meta | None = None
+    ) -> tuple[str, Meta]:
+        """Record (key, meta) on topic for owner without telling anyone; (phx_ref, full meta)."""
+        ref = self._ref()
+        full = {**(meta or {}), "phx_ref": ref}
+        self._topics.setdefault(topic, {}).setdefault(key, {})[ref] = full
+        self._owned.setdefault(owner, []).append((topic, key, ref))
+        return ref, full
+
+    def announce_join(self, topic: str, key: str, meta: Meta) -> None:
+        self.pubsub.broadcast(
+            topic, PRESENCE_DIFF, {"joins": {key: {"metas": [meta]}}, "leaves": {}}
+        )
+
+    def track(self, owner: Hashable, topic: str, key: str, meta: Meta | None = None) -> str:
+        """Add (key, meta) on topic for owner and broadcast the diff; returns the phx_ref."""
+        ref, full = self.add(owner, topic, key, meta)
+        self.announce_join(topic, key, full)
+        return ref
+
+    def untrack(self, owner: Hashable, topic: str | None = None) -> None:
+        """Remove what owner tracked (on topic, or everywhere); broadcasts one diff per topic."""
+        entries = self._owned.pop(owner, [])
+        keep = [e for e in entries if topic is not None and e[0] != topic]
+        if keep:
+            self._owned[owner] = keep
+        leaves: dict[str, dict[str, list[Meta]]] = {}
+        for t, key, ref in entries:
+            if topic is not None and t != topic:
+                continue
+            keys = self._topics.get(t, {})
+            metas = keys.get(key, {})
+            meta = metas.pop(ref, None)
+            if not metas:
+                keys.pop(key, None)
+            if not keys:
+                self._topics.pop(t, None)
+            if meta is not None:
+                leaves.setdefault(t, {}).setdefault(key, []).append(meta)
+        for t, by_key in leaves.items():
+            diff = {k: {"metas": metas} for k, metas in by_key.items()}
+            self.pubsub.broadcast(t, PRESENCE_DIFF, {"joins": {}, "leaves": diff})
+
+    def update(self, owner: Hashable, topic: str, key: str, meta: Meta) -> str:
+        """Replace owner's meta for key on topic (one diff with leave + join, like Phoenix)."""
+        entries = self._owned.get(owner, [])
+        old = next((e for e in entries if e[0] == topic and e[1] == key), None)
+        if old is None:
+            return self.track(owner, topic, key, meta)
+        metas = self._topics[topic][key]
+        previous = metas.pop(old[2])
+        ref = self._ref()
+        full = {**meta, "phx_ref": ref, "phx_ref_prev": old[2]}
+        metas[ref] = full
+        entries[entries.index(old)] = (topic, key, ref)
+        self.pubsub.broadcast(
+            topic,
+            PRESENCE_DIFF,
+            {"joins": {key: {"metas": [full]}}, "leaves": {key: {"metas": [previous]}}},
+        )
+        return ref
+
+    def list(self, topic: str) -> dict[str, dict[str, list[Meta]]]:
+        """The presence_state payload of topic."""
+        return {
+            key: {"metas": list(metas.values())}
+            for key, metas in self._topics.get(topic, {}).items()
+        }
+
+    def count(self, topic: str) -> int:
+        return len(self._topics.get(topic, ()))

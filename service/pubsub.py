@@ -1,0 +1,76 @@
+"""In-process topic fan-out.
+
+The interface is kept narrow (subscribe, unsubscribe, broadcast, publish) so a Redis adapter can
+implement it for several nodes, as Phoenix.PubSub's does. A broadcast is encoded once into a
+frame and that frame is handed to every subscriber: the cost per extra socket is one write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any, Protocol
+
+from protocol import Message, encode
+
+
+class Subscriber(Hashable, Protocol):
+    def deliver_frame(self, data: bytes, text: bool) -> None:
+        """Write an already encoded frame to this subscriber's socket (no await, no copy)."""
+
+    def deliver_info(self, message: Any) -> None:
+        """Queue a server-side message for the subscriber's handle_info."""
+
+
+def encode_broadcast(topic: str, event: str, payload: Any) -> tuple[bytes, bool]:
+    """The wire bytes of a broadcast and whether they form a text frame."""
+    frame = encode(Message(None, None, topic, event, payload), sender="server")
+    if isinstance(frame, str):
+        return frame.encode(), True
+    return frame, False
+
+
+class PubSub:
+    def __init__(self) -> None:
+        self._topics: dict[str, set[Subscriber]] = {}
+
+    def subscribe(self, topic: str, subscriber: Subscriber) -> None:
+        self._topics.setdefault(topic, set()).add(subscriber)
+
+    def unsubscribe(self, topic: str, subscriber: Subscriber) -> None:
+        subs = self._topics.get(topic)
+        if subs is not None:
+            subs.discard(subscriber)
+            if not subs:
+                del self._topics[topic]
+
+    def subscribers(self, topic: str) -> int:
+        return len(self._topics.get(topic, ()))
+
+    def broadcast(
+        self, topic: str, event: str, payload: Any, *, exclude: Subscriber | None = None
+    ) -> int:
+        """Send event to every subscriber of topic but `exclude`; returns how many got it.
+
+        Raises ProtocolError (before sending anything) if the payload cannot be encoded.
+        """
+        subs = self._topics.get(topic)
+        if not subs:
+            return 0
+        data, text = encode_broadcast(topic, event, payload)
+        sent = 0
+        # A copy: a delivery may evict a slow socket, which unsubscribes it.
+        for sub in list(subs):
+            if sub is not exclude:
+                sub.deliver_frame(data, text)
+                sent += 1
+        return sent
+
+    def publish(self, topic: str, message: Any, *, exclude: Subscriber | None = None) -> int:
+        """Hand a server-side message to each subscriber's handle_info."""
+        subs = self._topics.get(topic)
+        if not subs:
+            return 0
+        for sub in list(subs):
+            if sub is not exclude:
+                sub.deliver_info(message)
+        return len(subs) - (exclude in subs)
