@@ -130,6 +130,9 @@ class KernelInstance:
             kind[0] = _UPDATE_DEADLINE_CONTINUE
             return 0
         except BaseException as e:  # never let an exception escape into wasmtime
+            # e.g. KeyboardInterrupt delivered while this callback ran: stop, re-raise later.
+            if self.job is not None:
+                self.job.stop = e
             return _error_ptr(f"epoch callback failed: {e!r}")
 
     def _progress(self, _env, _caller, args, _nargs) -> int:

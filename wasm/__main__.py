@@ -1,0 +1,5 @@
+"""`python -m wasm` is `veraltheim-kernel`."""
+
+from .cli import main
+
+raise SystemExit(main())
