@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from client.ui.notices import Notices
 
 LOBBY_TOPIC = "lobby"
 RTT_REFRESH_MS = 1000
+PING_EVERY = 5  # a heartbeat round trip every 5 refreshes keeps the shown RTT fresh
 
 
 def state_name(state: Any) -> str:
@@ -35,6 +37,7 @@ class Connection(QObject):
         self._detail = ""
         self._user = ""
         self._rtt = -1.0
+        self._rtt_ticks = 0
         self._people = DictListModel(["user", "detail"], self)
         self.state_listeners: list[Callable[[str], None]] = []
         self._rtt_timer = QTimer(self)
@@ -118,11 +121,21 @@ class Connection(QObject):
             self.notices.show("warning", f"The service at {self._address} is {name}.", detail)
 
     def _refresh_rtt(self) -> None:
-        rtt = getattr(self.socket, "rtt_ms", None) if self.socket is not None else None
+        self._rtt_ticks += 1
+        socket = self.socket
+        if socket is not None and self._state == "connected" and self._rtt_ticks % PING_EVERY == 1:
+            self.notices.spawn(self._ping(socket), "Ping: ")
+        rtt = getattr(socket, "rtt_ms", None) if socket is not None else None
         value = float(rtt) if rtt is not None else -1.0
         if value != self._rtt:
             self._rtt = value
             self.changed.emit()
+
+    async def _ping(self, socket: Any) -> None:
+        from client.net import PushTimeout, SocketOffline
+
+        with contextlib.suppress(PushTimeout, SocketOffline, TimeoutError):
+            await socket.ping(timeout=5)
 
     @Slot(str, str)
     def connectTo(self, address: str, token: str) -> None:

@@ -75,6 +75,7 @@ class NotesController(QObject):
             return
         start, deleted, inserted = text_edit(self._text, text)
         self._text = text
+        self.textChanged.emit()  # an edit from code (not the editor) must reach the editor too
         try:
             with self.notes.doc.transaction():
                 if deleted:

@@ -60,6 +60,7 @@ class Shell(QObject):
         self.notes = NotesController(self.notices, self)
         self.inspector = Inspector(self)
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel")
+        self.startup_error: Exception | None = None
         self.runtime = runtime if runtime is not None else self._make_runtime(settings)
         self.jobs = Jobs(LocalOnly(self.runtime, self.executor))
         self.workbench = Workbench(
@@ -77,6 +78,7 @@ class Shell(QObject):
         self.socket: Any = None
         self.store: Any = None
         self.docs: dict[str, Any] = {}
+        self.dispatcher_available = False  # remote runs possible (compute package + a socket)
         self.skipped: list[str] = []  # parts not available in this build, said once in the window
         self._link_lock = asyncio.Lock()
         self.inspector.cache_paths = {
@@ -86,11 +88,16 @@ class Shell(QObject):
         }
 
     def _make_runtime(self, settings: AppSettings) -> Any:
-        from wasm import Runtime
+        """The kernel runtime; if it cannot start, the window still opens and says why."""
+        try:
+            from wasm import Runtime
 
-        return Runtime(
-            cache_dir=settings.kernel_cache_dir(), default_deadline_s=settings.deadline_s
-        )
+            return Runtime(
+                cache_dir=settings.kernel_cache_dir(), default_deadline_s=settings.deadline_s
+            )
+        except Exception as exc:
+            self.startup_error = exc
+            return None
 
     def user_name(self) -> str:
         if self.connection.user:
@@ -125,10 +132,18 @@ class Shell(QObject):
             raise RuntimeError("the window could not be loaded:\n" + "\n".join(warnings))
         self.engine = engine
         self.qml_warnings = warnings
-        try:
-            self.workbench.load_catalogue()
-        except Exception as exc:
-            self.notices.error(exc, "Loading the kernel catalogue: ")
+        if self.startup_error is not None:
+            self.notices.show(
+                "error",
+                f"Kernels are not available: {self.startup_error}",
+                "Reinstall Veraltheim or rebuild the kernels (make wasm); shared runs and notes "
+                "still work.",
+            )
+        else:
+            try:
+                self.workbench.load_catalogue()
+            except Exception as exc:
+                self.notices.error(exc, "Loading the kernel catalogue: ")
         self.inspector.refreshCache()
         return self.window
 
@@ -171,6 +186,7 @@ class Shell(QObject):
             dispatcher = self._make_dispatcher(socket)
             if dispatcher is not None:
                 self.jobs.dispatcher = dispatcher
+            self.dispatcher_available = dispatcher is not None and socket is not None
             await self._open_documents(socket)
             if socket is not None:
                 self.socket = socket
@@ -189,6 +205,8 @@ class Shell(QObject):
         return socket
 
     def _make_dispatcher(self, socket: Any) -> Any:
+        if self.runtime is None:
+            return None
         try:
             from client.compute import Dispatcher
         except ImportError:

@@ -203,12 +203,16 @@ class Workbench(QObject):
             return
         for name, value in self._input.params.items():
             self.setParam(name, value)
+            self.setParam(f"out_{name}", value)  # e.g. a resize starts at the input's size
 
     # --- running ------------------------------------------------------------------------------
 
     @Slot()
     def run(self) -> None:
-        if self._running or self._spec is None:
+        if self._running:
+            return
+        if self._spec is None:
+            self.notices.show("error", "No kernel is selected.", "Pick one in the Kernel list.")
             return
         if self.needsInput and self._input is None:
             self.notices.show(

@@ -56,8 +56,13 @@ Item {
                 objectName: "kernelDescription"
                 text: workbench.kernelDescription
                 wrapMode: Text.Wrap
+                maximumLineCount: 4
+                elide: Text.ElideRight
                 opacity: 0.8
                 Layout.fillWidth: true
+                HoverHandler { id: descHover }
+                ToolTip.visible: descHover.hovered && truncated
+                ToolTip.text: workbench.kernelDescription
             }
             Label { text: "Parameters"; font.bold: true; Layout.topMargin: 6 }
             ScrollView {
@@ -105,7 +110,8 @@ Item {
                     objectName: "inputSummary"
                     Layout.fillWidth: true
                     elide: Text.ElideMiddle
-                    text: !workbench.needsInput ? "This kernel generates its data from the parameters."
+                    text: workbench.kernel === "" ? "No kernel selected."
+                        : !workbench.needsInput ? "This kernel generates its data from the parameters."
                         : workbench.inputSummary !== "" ? workbench.inputSummary
                         : "No input yet: open a file or drop one below."
                 }

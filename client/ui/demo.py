@@ -1,0 +1,146 @@
+"""The screenless `make run`: drive the real window through a short demo and screenshot it.
+
+    python -m client.ui.demo --service ws://127.0.0.1:PORT/socket/websocket --out screenshots
+
+A local job (a fractal rendered here), a remote job (that picture blurred on the service), a
+shared note; then one PNG per view. What cannot run (no service, no compute) is said and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from client.ui.waiting import wait_signal, wait_until
+
+LOCAL_KERNEL = "fractal.mandelbrot"
+REMOTE_KERNEL = "image.blur"
+CONNECT_TIMEOUT_S = 20.0
+JOB_TIMEOUT_S = 120.0
+DEMO_NOTE = "Demo: rendered a fractal here, blurred it on the service.\n"
+
+
+def say(text: str) -> None:
+    print(f"demo: {text}", flush=True)
+
+
+async def run_job(shell: Any, kernel: str, where: str, *, use_result: bool = False) -> str:
+    wb = shell.workbench
+    names = [row["name"] for row in wb.kernels.rows]
+    if kernel not in names:
+        return f"skipped {kernel}: not in the catalogue"
+    wb.selectKernel(kernel)
+    if use_result:
+        wb.useResultAsInput()
+        if not wb.inputSummary:
+            return f"skipped {kernel}: no image to use as input"
+    wb.setWhere(where)
+    finished = asyncio.ensure_future(wait_signal(wb.finished, JOB_TIMEOUT_S))
+    wb.run()
+    (status,) = await finished
+    if status != "ok":
+        return f"{kernel} ({where}) {status}: {shell.notices.text} {shell.notices.hint}".strip()
+    return f"{kernel}: {wb.resultInfo}"
+
+
+async def run_demo(shell: Any, out: Path) -> list[Path]:
+    from client.ui.shell import VIEWS
+
+    conn = shell.connection
+    online = False
+    if shell.socket is not None:
+        try:
+            await wait_until(
+                lambda: conn.state == "connected", [conn.changed], CONNECT_TIMEOUT_S, "connection"
+            )
+            online = True
+            say(f"connected to {conn.address}")
+        except TimeoutError:
+            say(f"skipped the service: still {conn.state} after {CONNECT_TIMEOUT_S:g} s")
+    for what in shell.skipped:
+        say(f"skipped: {what} (not available in this build)")
+
+    if shell.runtime is None:
+        say("skipped both jobs: the kernel runtime could not start")
+    else:
+        say(await run_job(shell, LOCAL_KERNEL, "local"))
+        shell.show_view("Workbench")
+        workbench_shot = shell.grab()  # the local result, before the remote job replaces it
+        if online and shell.dispatcher_available:
+            say(await run_job(shell, REMOTE_KERNEL, "remote", use_result=True))
+        else:
+            say("skipped the remote job: no compute service connected")
+    if shell.notes.ready:
+        shell.notes.edit(shell.notes.text + DEMO_NOTE)
+        say("wrote a shared note")
+        if online and shell.docs:
+            try:
+                await shell.docs["notes"].flush(10)
+            except Exception as exc:
+                say(f"the note is saved locally; the service did not confirm it: {exc}")
+    else:
+        say("skipped the shared note: documents are not available")
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, view in enumerate(VIEWS, 1):
+        shell.show_view(view)
+        if view == "Runs" and shell.runs.model.count:
+            shell.runs.select(shell.runs.model.count - 1)
+        await asyncio.sleep(0)  # let QML apply the view change before the frame is grabbed
+        path = out / f"{i}-{view.lower()}.png"
+        written.append(shell.screenshot(path))
+    if shell.runtime is not None:
+        path = out / "0-workbench-local-job.png"
+        workbench_shot.save(str(path))
+        written.insert(0, path)
+    return written
+
+
+async def demo_main(args: argparse.Namespace) -> int:
+    from client.ui.settings import load_settings
+    from client.ui.shell import Shell
+
+    settings, _ = load_settings()
+    settings.user_name = settings.user_name or "demo"
+    shell = Shell(settings)
+    try:
+        shell.load()
+        await shell.start(args.service or "", "")
+        written = await run_demo(shell, args.out)
+        say(f"screenshots of each view in {args.out.resolve()}:")
+        for p in written:
+            print(f"  {p}")
+        return 0
+    finally:
+        await shell.stop()
+        shell.close_window()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Run the app offscreen through a short demo.")
+    p.add_argument("--service", help="service address (none: local only)")
+    p.add_argument("--out", type=Path, default=Path("screenshots"))
+    args = p.parse_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import qasync
+
+    from client.ui.app import make_app
+
+    app = make_app()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    try:
+        with loop:
+            return loop.run_until_complete(demo_main(args))
+    except Exception as exc:
+        print(f"demo: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
