@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import struct
 from ctypes import POINTER, byref, c_size_t, c_uint64, c_void_p
+from typing import NoReturn
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -32,9 +33,28 @@ _EPOCH_CALLBACK_T = ctypes.CFUNCTYPE(
     POINTER(ffi.wasmtime_update_deadline_kind_t),
 )
 _NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, c_void_p))
+
+
+def _prototype(name: str, restype, *argtypes):
+    # Our own function objects over wasmtime-py's library (`dll[name]` makes a new one),
+    # typed with plain addresses: no wrapper frames, and wasmtime-py's own are untouched.
+    func = ffi.dll[name]
+    func.restype = restype
+    func.argtypes = argtypes
+    return func
+
+
+_func_call = _prototype(
+    "wasmtime_func_call_unchecked", c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p
+)
+_memory_data = _prototype("wasmtime_memory_data", c_void_p, c_void_p, c_void_p)
+_memory_data_size = _prototype("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p)
+_set_epoch_deadline = _prototype("wasmtime_context_set_epoch_deadline", None, c_void_p, c_uint64)
 _UPDATE_DEADLINE_CONTINUE = 0
 _PROGRESS_TYPE = wasmtime.FuncType([wasmtime.ValType.i32(), wasmtime.ValType.i32()], [])
-_RESULT_SLOT = struct.Struct("<II")  # {u32 out_ptr, u32 out_len}
+_RESULT_SLOT = struct.Struct("<II")
+_ERROR_PTR = POINTER(ffi.wasmtime_error_t)
+_TRAP_PTR = POINTER(ffi.wasm_trap_t)  # {u32 out_ptr, u32 out_len}
 
 # Kernel return codes (CONTRACTS section 1).
 RC_BAD_PARAMS, RC_BAD_INPUT, RC_OUT_OF_MEMORY = -1, -2, -3
@@ -97,15 +117,25 @@ class KernelInstance:
                 ) from None
             raise KernelError(f"module {spec.name}: cannot instantiate: {msg}") from None
         exports = instance.exports(store)
-        self._memory = exports["memory"]._memory
-        self._begin = exports["vh_begin"]._func
-        self._vh_error = exports["vh_error"]._func
         self._exports = exports
-        self._funcs: dict[str, ffi.wasmtime_func_t] = {}
+        # Raw addresses for the C calls; the objects behind them live as long as self.
+        self._ctx_addr = ctypes.cast(self._ctx, c_void_p).value
+        self._memory = exports["memory"]._memory
+        self._memory_addr = ctypes.addressof(self._memory)
+        self._func_addrs: dict[str, int] = {}
+        self._func_keep: list[ffi.wasmtime_func_t] = []
+        self._begin = self._func("vh_begin")
+        self._vh_error = self._func("vh_error")
         self._arg1 = (ffi.wasmtime_val_raw_t * 1)()
         self._arg5 = (ffi.wasmtime_val_raw_t * 5)()
-        self._trap = POINTER(ffi.wasm_trap_t)()
-        self._trap_ref = byref(self._trap)
+        self._arg1_addr = ctypes.addressof(self._arg1)
+        self._arg5_addr = ctypes.addressof(self._arg5)
+        self._trap = c_void_p()
+        self._trap_addr = ctypes.addressof(self._trap)
+        self._known_size = -1
+        self._known_base = 0
+        #: Linear memory size after the last job (the runtime drops big instances).
+        self.memory_bytes = self.memory_size()
 
     def _import(self, name: str) -> wasmtime.Func:
         # Load-time checks already refused anything but granted imports.
@@ -147,47 +177,54 @@ class KernelInstance:
     # -- the job path --
 
     def memory_size(self) -> int:
-        return ffi.wasmtime_memory_data_size(self._ctx, byref(self._memory))
+        return _memory_data_size(self._ctx_addr, self._memory_addr)
 
     def _base(self) -> int:
-        return ctypes.cast(ffi.wasmtime_memory_data(self._ctx, byref(self._memory)), c_void_p).value
+        """Address of linear memory; it can move only when the memory grew."""
+        size = _memory_data_size(self._ctx_addr, self._memory_addr)
+        if size != self._known_size:
+            self._known_size = size
+            self._known_base = _memory_data(self._ctx_addr, self._memory_addr)
+        return self._known_base
 
-    def _call(self, func: ffi.wasmtime_func_t, args, nargs: int) -> None:
-        err = ffi.wasmtime_func_call_unchecked(self._ctx, byref(func), args, nargs, self._trap_ref)
-        if err or self._trap:
-            self.broken = True
-            job = self.job
-            if job is not None and job.stop is not None:
-                if err:
-                    ffi.wasmtime_error_delete(err)
-                raise job.stop
-            if err:
-                text = str(wasmtime.WasmtimeError._from_ptr(err))
-            else:
-                trap = wasmtime.Trap._from_ptr(self._trap)
-                self._trap = POINTER(ffi.wasm_trap_t)()
-                self._trap_ref = byref(self._trap)
-                text = trap.message
-            name = job.kernel if job is not None else self.spec.name
-            summary = summarize_wasm_error(text)
-            margin = max(1 << 20, self._memory_limit // 16)
-            if "memory fault" in summary and self.memory_size() + margin > self._memory_limit:
-                # memory.grow failed at the cap and the kernel used the memory anyway.
-                raise MemoryLimitExceeded(
-                    f"{name}: memory limit of {self._memory_limit} bytes reached ({summary})"
-                )
-            raise Trapped(f"{name}: kernel trapped: {summary}")
+    def _func(self, export: str) -> int:
+        """Address of an exported function's handle (cached on first use)."""
+        addr = self._func_addrs.get(export)
+        if addr is None:
+            func = self._exports[export]._func
+            self._func_keep.append(func)
+            addr = self._func_addrs[export] = ctypes.addressof(func)
+        return addr
 
-    def _func(self, export: str) -> ffi.wasmtime_func_t:
-        func = self._funcs.get(export)
-        if func is None:
-            func = self._funcs[export] = self._exports[export]._func
-        return func
+    def _call(self, func_addr: int, args_addr: int, nargs: int) -> None:
+        err = _func_call(self._ctx_addr, func_addr, args_addr, nargs, self._trap_addr)
+        if err or self._trap.value:
+            self._unwound(err)
+
+    def _unwound(self, err: int | None) -> NoReturn:
+        """The call trapped or was stopped: raise why, and mark this instance for disposal."""
+        self.broken = True
+        job = self.job
+        trap_ptr, self._trap.value = self._trap.value, None
+        if err:
+            text = str(wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, _ERROR_PTR)))
+        else:
+            text = wasmtime.Trap._from_ptr(ctypes.cast(trap_ptr, _TRAP_PTR)).message
+        if job is not None and job.stop is not None:
+            raise job.stop
+        name = job.kernel if job is not None else self.spec.name
+        summary = summarize_wasm_error(text)
+        margin = max(1 << 20, self._memory_limit // 16)
+        if "memory fault" in summary and self.memory_size() + margin > self._memory_limit:
+            # memory.grow failed at the cap and the kernel used the memory anyway.
+            raise MemoryLimitExceeded(
+                f"{name}: memory limit of {self._memory_limit} bytes reached ({summary})"
+            )
+        raise Trapped(f"{name}: kernel trapped: {summary}")
 
     def _last_error(self) -> str:
-        a = self._arg1
-        self._call(self._vh_error, a, 1)
-        ptr = a[0].i32 & 0xFFFFFFFF
+        self._call(self._vh_error, self._arg1_addr, 1)
+        ptr = self._arg1[0].i32 & 0xFFFFFFFF
         if not ptr or ptr >= self.memory_size():
             return ""
         return ctypes.string_at(self._base() + ptr).decode("utf-8", "replace")[:500]
@@ -195,14 +232,17 @@ class KernelInstance:
     def run(self, spec: KernelSpec, data, size: int, params: bytes, job: Job) -> bytes:
         """Run one kernel call; the caller has validated params and the input size."""
         self.job = job
-        ctx = self._ctx
-        ffi.wasmtime_context_set_epoch_deadline(ctx, 1)
+        ctx = self._ctx_addr
+        trap = self._trap
+        _set_epoch_deadline(ctx, 1)
         try:
             # One block: result slot, params (f64[]), then the input, 16-byte aligned.
             head = (8 + len(params) + 15) & ~15
             a1 = self._arg1
             a1[0].i32 = _i32(head + size)
-            self._call(self._begin, a1, 1)
+            err = _func_call(ctx, self._begin, self._arg1_addr, 1, self._trap_addr)
+            if err or trap.value:
+                self._unwound(err)
             block = a1[0].i32 & 0xFFFFFFFF
             if block == 0:
                 raise MemoryLimitExceeded(
@@ -218,13 +258,16 @@ class KernelInstance:
             a5[2].i32 = _i32(block + 8)
             a5[3].i32 = len(params) // 8
             a5[4].i32 = _i32(block)
-            self._call(self._func(spec.export), a5, 5)
+            err = _func_call(ctx, self._func(spec.export), self._arg5_addr, 5, self._trap_addr)
+            if err or trap.value:
+                self._unwound(err)
             rc = a5[0].i32
             if rc != 0:
                 raise self._failure(spec, rc)
             base = self._base()
+            memory_bytes = self.memory_bytes = self._known_size
             out_ptr, out_len = _RESULT_SLOT.unpack(ctypes.string_at(base + block, 8))
-            if out_ptr + out_len > self.memory_size():
+            if out_ptr + out_len > memory_bytes:
                 self.broken = True
                 raise KernelError(f"{spec.name}: kernel returned an output outside its memory")
             return ctypes.string_at(base + out_ptr, out_len)

@@ -64,6 +64,14 @@ class ParamSpec:
 
     def coerce(self, kernel: str, value: Any) -> Any:
         """Check one value; return its normalized form (int, float, or the enum choice)."""
+        t = type(value)
+        # Fast path for the common case; NaN fails both comparisons and falls through.
+        if (
+            ((t is int and self.type == "int") or (t is float and self.type == "float"))
+            and (self.min is None or value >= self.min)
+            and (self.max is None or value <= self.max)
+        ):
+            return value
         where = f"{kernel}: param {self.name!r}"
         if self.type == "enum":
             if not isinstance(value, str) or value not in self.choices:
@@ -107,12 +115,13 @@ class KernelSpec:
     tiles: dict[str, Any] | None = None
     cost: dict[str, float] = field(default_factory=dict)
     grants: tuple[str, ...] = ()
+    _by_name: dict[str, ParamSpec] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {p.name: p for p in self.params})
 
     def param(self, name: str) -> ParamSpec | None:
-        for p in self.params:
-            if p.name == name:
-                return p
-        return None
+        return self._by_name.get(name)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (for a `kernels` reply or `list --json`)."""
@@ -130,15 +139,17 @@ class KernelSpec:
 
     def validate_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Normalized params in manifest order, defaults filled in; BadInput on any problem."""
-        given = dict(params or {})
-        unknown = [k for k in given if self.param(k) is None]
+        given = params or {}
+        by_name = self._by_name
+        unknown = [k for k in given if k not in by_name]
         if unknown:
             known = ", ".join(p.name for p in self.params) or "none"
             raise BadInput(f"{self.name}: unknown param {unknown[0]!r} (params: {known})")
         out: dict[str, Any] = {}
         for p in self.params:
-            if p.name in given and given[p.name] is not None:
-                out[p.name] = p.coerce(self.name, given[p.name])
+            value = given.get(p.name)
+            if value is not None:
+                out[p.name] = p.coerce(self.name, value)
             elif p.required:
                 raise BadInput(f"{self.name}: missing param {p.name!r}")
             else:

@@ -186,7 +186,7 @@ class Runtime:
             output = inst.run(spec, data, size, packed, job)
         finally:
             ticker.job_finished()
-            if inst.broken or inst.memory_size() > RETAIN_MEMORY_BYTES:
+            if inst.broken or inst.memory_bytes > RETAIN_MEMORY_BYTES:
                 self._drop_instance(spec.module)
         return RunResult(output, name, normalized, time.perf_counter() - t0)
 
