@@ -126,7 +126,7 @@ class Socket:
             raise ValueError(f"token_in must be 'subprotocol' or 'param', not {token_in!r}")
         self.url = url
         self._params = params if params is not None else {}
-        self._token = token
+        self.token = token
         self.token_in = token_in
         self.heartbeat_interval_s = heartbeat_interval_s
         self.reconnect_backoff = reconnect_backoff
@@ -150,6 +150,7 @@ class Socket:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._waiting = False  # the run loop sleeps between attempts
+        self._skip_backoff = False  # reconnect() asked for no delay after this drop
         self._wake = asyncio.Event()
         self._attempt_done: asyncio.Future[None] | None = None
         self._connected_waiters: set[asyncio.Future[None]] = set()
@@ -183,6 +184,17 @@ class Socket:
         elif self._waiting:
             self._wake.set()
         await asyncio.shield(done)
+
+    async def reconnect(self) -> None:
+        """Drop the current connection (if any) and connect again at once, with a fresh token
+        and the current `url`; channels rejoin as after any drop."""
+        conn = self._conn
+        if conn is None:
+            await self.connect()
+            return
+        self._skip_backoff = True
+        with contextlib.suppress(Exception):
+            await conn.ws.close(CLOSE_NORMAL, "reconnect")
 
     def retry_now(self) -> None:
         """Skip the current backoff (or the long wait after a refusal): try at once."""
@@ -277,7 +289,8 @@ class Socket:
                 next_state = ConnectionState.CONNECTING
             else:
                 failures = 1 if outcome == "served" else failures + 1
-                delay = self.reconnect_backoff.delay(failures)
+                delay = 0.0 if self._skip_backoff else self.reconnect_backoff.delay(failures)
+                self._skip_backoff = False
                 log.info("link %s (%s); retrying in %.2f s", outcome, reason, delay)
                 self._set_state(ConnectionState.RECONNECTING)
                 next_state = ConnectionState.RECONNECTING
@@ -298,9 +311,9 @@ class Socket:
             self._attempt_done.set_result(None)
 
     async def _token_now(self) -> str | None:
-        if self._token is None or isinstance(self._token, str):
-            return self._token
-        value = self._token()
+        if self.token is None or isinstance(self.token, str):
+            return self.token
+        value = self.token()
         if inspect.isawaitable(value):
             value = await value
         return value
