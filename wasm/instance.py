@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from ctypes import POINTER, byref, c_size_t, c_uint64, c_void_p
+from ctypes import POINTER, c_size_t, c_uint64, c_void_p
 from typing import NoReturn
 
 import wasmtime
@@ -50,6 +50,19 @@ _func_call = _prototype(
 _memory_data = _prototype("wasmtime_memory_data", c_void_p, c_void_p, c_void_p)
 _memory_data_size = _prototype("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p)
 _set_epoch_deadline = _prototype("wasmtime_context_set_epoch_deadline", None, c_void_p, c_uint64)
+# Host function callback with raw addresses (ctypes builds no pointer objects per call).
+_HOST_CALLBACK_T = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_size_t)
+_func_new_unchecked = _prototype(
+    "wasmtime_func_new_unchecked",
+    None,
+    c_void_p,
+    c_void_p,
+    _HOST_CALLBACK_T,
+    c_void_p,
+    c_void_p,
+    c_void_p,
+)
+_VAL_RAW_SIZE = ctypes.sizeof(ffi.wasmtime_val_raw_t)
 _UPDATE_DEADLINE_CONTINUE = 0
 _PROGRESS_TYPE = wasmtime.FuncType([wasmtime.ValType.i32(), wasmtime.ValType.i32()], [])
 _RESULT_SLOT = struct.Struct("<II")
@@ -103,7 +116,7 @@ class KernelInstance:
         # ctypes callbacks must outlive the store: keep them on self.
         self._on_epoch = _EPOCH_CALLBACK_T(self._epoch)
         ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), self._on_epoch, None, _NO_FINALIZER)
-        self._on_progress = ffi.wasmtime_func_unchecked_callback_t(self._progress)
+        self._on_progress = _HOST_CALLBACK_T(self._progress)
         imports = [self._import(f"{imp.module}.{imp.name}") for imp in module.imports]
         store.set_epoch_deadline(1 << 40)  # start functions must not hit a stale deadline
         try:
@@ -142,8 +155,13 @@ class KernelInstance:
         if name != "env.vh_progress":
             raise KernelError(f"module {self.spec.name}: no host function for import {name}")
         raw = ffi.wasmtime_func_t()
-        ffi.wasmtime_func_new_unchecked(
-            self._ctx, _PROGRESS_TYPE.ptr(), self._on_progress, None, _NO_FINALIZER, byref(raw)
+        _func_new_unchecked(
+            ctypes.cast(self._ctx, c_void_p),
+            ctypes.cast(_PROGRESS_TYPE.ptr(), c_void_p),
+            self._on_progress,
+            None,
+            None,
+            ctypes.addressof(raw),
         )
         return wasmtime.Func._from_raw(raw)
 
@@ -165,10 +183,12 @@ class KernelInstance:
                 self.job.stop = e
             return _error_ptr(f"epoch callback failed: {e!r}")
 
-    def _progress(self, _env, _caller, args, _nargs) -> int:
+    def _progress(self, _env, _caller, args: int, _nargs) -> int:
         job = self.job
-        if job is not None:
-            job.report_progress(args[0].i32, args[1].i32)
+        if job is not None and job.progress is not None:
+            done = ctypes.c_int32.from_address(args).value
+            total = ctypes.c_int32.from_address(args + _VAL_RAW_SIZE).value
+            job.report_progress(done, total)
             if job.stop is not None:
                 msg = str(job.stop).encode()
                 return ctypes.cast(ffi.wasmtime_trap_new(msg, len(msg)), c_void_p).value or 0
