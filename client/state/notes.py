@@ -7,6 +7,7 @@ from typing import Any
 
 from pycrdt import Doc, Text
 
+from client.state.observers import keep
 from client.state.shared_doc import SharedDoc
 
 ROOT = "notes"
@@ -50,7 +51,7 @@ class Notes:
     def on_change(self, callback: Callable[[Delta], None]) -> Callable[[], None]:
         """cb(delta) after every change, local or remote; returns an unsubscribe."""
         subscription = self._text.observe(lambda event: callback(list(event.delta)))
-        return lambda: self._text.unobserve(subscription)
+        return keep(self.doc, self._text, subscription)
 
     def _check(self, index: int, length: int) -> None:
         if index < 0 or length < 0 or index + length > len(self._text):

@@ -12,6 +12,7 @@ from typing import Any, TypedDict
 
 from pycrdt import Array, Doc, Map
 
+from client.state.observers import keep
 from client.state.shared_doc import SharedDoc
 
 ROOT = "runs"
@@ -95,4 +96,4 @@ class RunHistory:
     def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
         """cb() after any change to the history, local or remote; returns an unsubscribe."""
         subscription = self._runs.observe_deep(lambda _events: callback())
-        return lambda: self._runs.unobserve(subscription)
+        return keep(self.doc, self._runs, subscription)

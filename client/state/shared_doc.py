@@ -294,18 +294,20 @@ class SharedDoc:
         self._push(YJS_EVENT, create_awareness_message(self.awareness.encode_awareness_update(ids)))
 
     def _push(self, event: str, payload: bytes) -> asyncio.Task[Any] | None:
+        """Write now (so pushes keep their order); a task waits for the reply."""
         channel = self._channel
         if channel is None:
             return None
+        push = channel.push(event, payload)
 
-        async def push() -> Any:
+        async def reply() -> Any:
             try:
-                return await channel.push(event, payload)
+                return await push
             except Exception as exc:  # timeout or closed: the next sync covers it
                 log.debug("%s: %s push failed: %s", self.topic, event, exc)
                 return None
 
-        return self._spawn(push())
+        return self._spawn(reply())
 
     def _send_update(self, message: bytes, acks: list[int] | int) -> None:
         """Push an update; its ok reply acknowledges `acks` (seqs, or every seq up to one)."""

@@ -153,6 +153,16 @@ class DocRegistry:
         self.loaded: dict[str, LiveDoc] = {}
         self._open_by_user: dict[str, Counter[str]] = defaultdict(Counter)
 
+    @classmethod
+    def from_config(cls, config: Any) -> DocRegistry:
+        """The factory service/app.py registers (config: ServiceConfig)."""
+        docs = config.docs
+        return cls(
+            max_docs_per_user=docs.max_docs_per_user,
+            idle_unload_s=docs.idle_unload_s,
+            compact_every=docs.compact_every,
+        )
+
     async def start(self, ctx: Any) -> None:
         docs = ctx.config.docs
         self.max_docs_per_user = docs.max_docs_per_user

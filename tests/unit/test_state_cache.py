@@ -3,6 +3,8 @@ typed views over the raw Doc."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from pycrdt import Doc, Map
 
@@ -62,7 +64,9 @@ def test_run_history_validates_and_updates():
     doc = Doc()
     history = RunHistory(doc)
     changes = []
-    unsubscribe = history.on_change(lambda: changes.append(len(history)))
+    # registered through a view that is dropped at once: the callback must keep firing
+    unsubscribe = RunHistory(doc).on_change(lambda: changes.append(len(history)))
+    gc.collect()
     run_id = history.append(
         {"kernel": "hash.sha256", "status": "running", "where": "local", "size": 5}
     )

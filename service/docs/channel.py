@@ -1,0 +1,129 @@
+"""`doc:<name>`: a shared document, wire-compatible with the y-phoenix-channel Yjs provider.
+
+Client -> service: `yjs_sync` (sync step 1) after join, then `yjs` (sync step 1/2, update,
+awareness, query awareness). Service -> client: `yjs` pushes and broadcasts. Every update is
+applied (which validates it), committed to the store, acknowledged with an ok reply and broadcast
+to the other members, in that order. Errors are error replies with a `reason`:
+bad_message, too_large, rate_limited, read_only, bad_update.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from service.channel import Channel, JoinError, Reply
+from service.docs.registry import DocRegistry, LiveDoc, TooManyDocuments, UpdateRejected
+from service.docs.sync import (
+    YJS_EVENT,
+    YJS_SYNC_EVENT,
+    BadMessage,
+    Kind,
+    create_update_message,
+    parse_message,
+)
+from service.limits import TokenBucket
+
+TOPIC_PREFIX = "doc:"
+MAX_NAME_CHARS = 200
+COMPONENT = "docs"  # the registry's name in service.components
+BURST_SECONDS = 2.0  # the update rate limit allows bursts of this many seconds' worth
+
+
+def _error(reason: str, message: str) -> Reply:
+    return Reply.error({"reason": reason, "message": message})
+
+
+class DocChannel(Channel):
+    live: LiveDoc
+    read_only: bool
+
+    async def join(self, payload: Any) -> dict[str, Any]:
+        name = self.topic[len(TOPIC_PREFIX) :]
+        if not 1 <= len(name) <= MAX_NAME_CHARS:
+            raise JoinError(
+                {"reason": "bad_name", "message": f"a document name is 1 to {MAX_NAME_CHARS} chars"}
+            )
+        params = payload if isinstance(payload, dict) else {}
+        claims = self.claims or {}
+        self.read_only = bool(params.get("read_only")) or bool(claims.get("read_only"))
+        self.user = str(self.user_id or "anonymous")
+        docs = self.service.config.docs
+        self.max_update_bytes = docs.max_update_bytes
+        now = time.monotonic()
+        self.bucket = TokenBucket(
+            docs.updates_per_s, max(1.0, docs.updates_per_s * BURST_SECONDS), now
+        )
+        self.awareness_ids: set[int] = set()
+        self.registry: DocRegistry = self.service.components[COMPONENT]
+        try:
+            self.live = self.registry.open(name, self.user)
+        except TooManyDocuments as exc:
+            raise JoinError({"reason": "too_many_documents", "message": str(exc)}) from None
+        self.track_presence(self.user, {"read_only": self.read_only})
+        return {"read_only": self.read_only}
+
+    async def handle_in(self, event: str, payload: Any, ref: str | None) -> Reply | None:
+        if event not in (YJS_EVENT, YJS_SYNC_EVENT):
+            return _error("bad_message", f"unknown event {event!r}")
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            return _error("bad_message", "yjs payloads are binary y-protocols messages")
+        if len(payload) > self.max_update_bytes:
+            return _error(
+                "too_large", f"{len(payload)} bytes is over the limit of {self.max_update_bytes}"
+            )
+        try:
+            message = parse_message(payload)
+        except BadMessage as exc:
+            return _error("bad_message", str(exc))
+        if message.kind is Kind.SYNC_STEP1:
+            return self._sync(message.data)
+        if not self.bucket.take(time.monotonic()):
+            return _error("rate_limited", "too many yjs messages per second; sync again later")
+        if message.kind.carries_update:
+            return self._update(message.data)
+        if message.kind is Kind.AWARENESS:
+            try:
+                self.awareness_ids.update(self.live.apply_awareness(message.data, self))
+            except BadMessage as exc:
+                return _error("bad_message", str(exc))
+            self.broadcast_from(YJS_EVENT, bytes(payload))
+            return Reply.ok({})
+        # query awareness
+        states = self.live.awareness_message()
+        if states is not None:
+            self.push(YJS_EVENT, states)
+        return Reply.ok({})
+
+    def _sync(self, state_vector: bytes) -> Reply:
+        """Step 2 (what the client lacks), then our step 1 so the client sends what we lack."""
+        try:
+            step2 = self.live.sync_step2(state_vector)
+        except BadMessage as exc:
+            return _error("bad_message", str(exc))
+        self.push(YJS_EVENT, step2)
+        self.push(YJS_EVENT, self.live.sync_step1())
+        states = self.live.awareness_message()
+        if states is not None:
+            self.push(YJS_EVENT, states)
+        return Reply.ok({})
+
+    def _update(self, update: bytes) -> Reply:
+        if self.read_only:
+            return _error("read_only", "this document is joined read-only; the update is dropped")
+        try:
+            changed = self.live.apply_update(update)
+        except UpdateRejected as exc:
+            return _error("bad_update", str(exc))
+        if changed:
+            self.broadcast_from(YJS_EVENT, create_update_message(update))
+        return Reply.ok({})
+
+    async def terminate(self, reason: Any) -> None:
+        live = getattr(self, "live", None)
+        if live is None:
+            return
+        gone = live.forget_clients(sorted(self.awareness_ids))
+        if gone is not None:
+            self.broadcast_from(YJS_EVENT, gone)
+        self.registry.close(live, self.user)
