@@ -42,20 +42,12 @@ def setup_logging(config: ServiceConfig, stream: TextIO | None = None) -> None:
 
 
 def prepare(config: ServiceConfig) -> ServiceConfig:
-    """Resolve what must be right before serving: the secret, the TLS files, absolute paths.
+    """Resolve what must be right before serving: the data dir, the TLS files, the secret.
 
-    Raises SecretError / TLSConfigError / ConfigError with a one-line message.
+    Raises SecretError / TLSConfigError with a one-line message, before any fork.
     """
-    config = dataclasses.replace(
-        config,
-        data_dir=config.data_dir.expanduser().absolute(),
-        certfile=config.certfile and config.certfile.absolute(),
-        keyfile=config.keyfile and config.keyfile.absolute(),
-        log_file=config.log_file and config.log_file.absolute(),
-        pidfile=config.pidfile and config.pidfile.absolute(),
-    )
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    server_ssl_context(config)  # fails here, with the file named, rather than after a fork
+    server_ssl_context(config)  # fails here, naming the file, rather than after a fork
     return dataclasses.replace(config, secret_key=load_or_create_secret(config))
 
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from service.auth import verify_token
+from service.auth import issue_token, verify_token
 from tests.integration.phx_raw import WAIT_S, join, open_socket, until
 from tests.support.service import TEST_SECRET, service_env
 
@@ -82,7 +82,7 @@ async def test_generated_secret_is_shared_by_token_issue_and_run(service_factory
     finally:
         await ws.close()
     with pytest.raises(InvalidStatus):
-        await open_socket(svc.ws_url, svc.token("carol"))  # signed with TEST_SECRET: refused
+        await open_socket(svc.ws_url, issue_token(TEST_SECRET, "carol", 600))  # another secret
 
 
 async def test_graceful_stop_sends_phx_close_and_1001_then_exits_0(service):
