@@ -142,3 +142,19 @@ def test_systemd_unit_verifies(tmp_path):
         ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+def test_launchd_plist_runs_in_the_foreground_with_known_settings():
+    import plistlib
+
+    from service.config import settings
+
+    path = UNIT.parents[1] / "launchd" / "org.veraltheim.service.plist"
+    with path.open("rb") as fh:
+        plist = plistlib.load(fh)
+    assert plist["Label"] == "org.veraltheim.service"
+    assert Path(plist["ProgramArguments"][0]).name == "veraltheim-service"
+    assert plist["ProgramArguments"][1:] == ["run"]
+    known = {s.env for s in settings()} | {"VERALTHEIM_CONFIG"}
+    assert set(plist["EnvironmentVariables"]) <= known
+    assert plist["ExitTimeOut"] > 10  # more than the default shutdown_grace_s

@@ -163,3 +163,19 @@ def test_status_of_a_service_never_started(tmp_path):
     out = cli("status", "--data-dir", str(tmp_path))
     assert out.returncode == 3
     assert out.stdout.strip() == "stopped"
+
+
+def test_config_file_from_environment_variable(tmp_path):
+    config = tmp_path / "from-env.toml"
+    config.write_text("[docs]\ncompact_every = 0\n")
+    out = cli(
+        "config", "--data-dir", str(tmp_path), env=service_env({"VERALTHEIM_CONFIG": str(config)})
+    )
+    assert out.returncode == 2
+    assert "'docs.compact_every'" in out.stderr and str(config) in out.stderr
+    config.write_text("[docs]\ncompact_every = 5\n")
+    env = service_env({"VERALTHEIM_CONFIG": str(config), "VERALTHEIM_DOCS_COMPACT_EVERY": "6"})
+    out = cli("config", "--data-dir", str(tmp_path), env=env)
+    assert out.returncode == 0, out.stderr
+    assert "compact_every = 6" in out.stdout.splitlines()
+    assert "# secret_key = <set>" in out.stdout and "test-secret" not in out.stdout
