@@ -3,10 +3,23 @@
 //
 // node yjs_client.mjs <socket url, e.g. ws://127.0.0.1:PORT/socket> <token> <doc name>
 //                     <text to append> <text to wait for>
+import { register } from "node:module";
 import { Socket } from "phoenix";
 import WebSocket from "ws";
 import * as Y from "yjs";
-import { PhoenixChannelProvider } from "y-phoenix-channel";
+
+// y-phoenix-channel 0.1.1 imports "@y/protocols/sync.js", a subpath its dependency
+// @y/protocols 1.0.6-rc.1 does not export (and that release targets lib0 1.x). Resolve it to
+// y-protocols 1.0.7, the stable release made for yjs 13, before loading the provider.
+register(
+  "data:text/javascript," +
+    encodeURIComponent(
+      "export async function resolve(spec, ctx, next) {" +
+        " const m = /^@y\\/protocols\\/(sync|awareness)(\\.js)?$/.exec(spec);" +
+        " return next(m ? `y-protocols/${m[1]}.js` : spec, ctx); }",
+    ),
+);
+const { PhoenixChannelProvider } = await import("y-phoenix-channel");
 
 const [url, token, name, mine, waitFor] = process.argv.slice(2);
 const TIMEOUT_MS = 20000;
