@@ -159,9 +159,9 @@ class Channel:
 
     # -- the socket side ---------------------------------------------------------------------
 
-    def deliver_frame(self, data: bytes, text: bool) -> None:
+    def deliver_wire(self, wire: bytes) -> None:
         if self.joined:
-            self._socket.deliver_frame(data, text)
+            self._socket.write_wire(wire)
 
     def deliver_info(self, message: Any) -> None:
         self._mailbox.put((_INFO, message))

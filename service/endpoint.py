@@ -35,6 +35,9 @@ HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
 # Waiting for a client's answer to our close frame; then the TCP connection is cut.
 CLOSE_TIMEOUT_S = 5.0
+# Thousands of clients may (re)connect at once, e.g. after a restart: asyncio's default of 100
+# pending connections would make the rest retry their SYN a second later.
+LISTEN_BACKLOG = 4096
 # Connect params the service consumes itself; channels never see them.
 PRIVATE_PARAMS = ("token", "vsn")
 
@@ -93,6 +96,7 @@ class Endpoint:
             close_timeout=CLOSE_TIMEOUT_S,
             server_header="veraltheim",
             ssl=server_ssl_context(config),
+            backlog=LISTEN_BACKLOG,
         )
         host, port = self.server.sockets[0].getsockname()[:2]
         return host, port

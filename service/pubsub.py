@@ -2,7 +2,8 @@
 
 The interface is kept narrow (subscribe, unsubscribe, broadcast, publish) so a Redis adapter can
 implement it for several nodes, as Phoenix.PubSub's does. A broadcast is encoded once into a
-frame and that frame is handed to every subscriber: the cost per extra socket is one write.
+complete WebSocket frame (server frames are unmasked, so the bytes are the same for every
+socket) and handed to every subscriber: the cost per extra socket is one write.
 """
 
 from __future__ import annotations
@@ -11,22 +12,20 @@ from collections.abc import Hashable
 from typing import Any, Protocol
 
 from protocol import Message, encode
+from service.wire import wire_frame
 
 
 class Subscriber(Hashable, Protocol):
-    def deliver_frame(self, data: bytes, text: bool) -> None:
-        """Write an already encoded frame to this subscriber's socket (no await, no copy)."""
+    def deliver_wire(self, wire: bytes) -> None:
+        """Write a complete WebSocket frame (header + payload) to this subscriber's socket."""
 
     def deliver_info(self, message: Any) -> None:
         """Queue a server-side message for the subscriber's handle_info."""
 
 
-def encode_broadcast(topic: str, event: str, payload: Any) -> tuple[bytes, bool]:
-    """The wire bytes of a broadcast and whether they form a text frame."""
-    frame = encode(Message(None, None, topic, event, payload), sender="server")
-    if isinstance(frame, str):
-        return frame.encode(), True
-    return frame, False
+def encode_broadcast(topic: str, event: str, payload: Any) -> bytes:
+    """The WebSocket frame of a broadcast, byte for byte as every subscriber gets it."""
+    return wire_frame(encode(Message(None, None, topic, event, payload), sender="server"))
 
 
 class PubSub:
@@ -56,12 +55,12 @@ class PubSub:
         subs = self._topics.get(topic)
         if not subs:
             return 0
-        data, text = encode_broadcast(topic, event, payload)
+        wire = encode_broadcast(topic, event, payload)
         sent = 0
         # A copy: a delivery may evict a slow socket, which unsubscribes it.
         for sub in list(subs):
             if sub is not exclude:
-                sub.deliver_frame(data, text)
+                sub.deliver_wire(wire)
                 sent += 1
         return sent
 

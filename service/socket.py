@@ -30,6 +30,7 @@ from protocol.constants import (
 )
 from service.channel import CLOSED, CRASHED, DUPLICATE, LEFT, SHUTDOWN, Channel
 from service.limits import TokenBucket
+from service.wire import wire_frame
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
@@ -210,26 +211,24 @@ class Socket:
         self.send_message(Message.reply(msg.join_ref, msg.ref, msg.topic, status, response))
 
     def send_message(self, msg: Message) -> None:
-        frame = encode(msg, sender="server")
-        if isinstance(frame, str):
-            self.deliver_frame(frame.encode(), True)
-        else:
-            self.deliver_frame(frame, False)
+        self.write_wire(wire_frame(encode(msg, sender="server")))
 
-    def deliver_frame(self, data: bytes, text: bool) -> None:
-        """Write one encoded frame now, or evict the socket if the client is not reading."""
+    def write_wire(self, wire: bytes) -> None:
+        """Write one complete frame now, or evict the socket if its client is not reading.
+
+        Frames go straight to the transport: with compression off, an unmasked server frame
+        is the same bytes websockets would write, and writing whole frames synchronously
+        cannot interleave with the frames websockets itself writes (pong, close).
+        """
         conn = self.conn
         if self.closing or conn.protocol.state is not State.OPEN:
             return
-        if conn.transport.get_write_buffer_size() > self.service.config.send_buffer_bytes:
+        transport = conn.transport
+        if transport.get_write_buffer_size() > self.service.config.send_buffer_bytes:
             self.evict()
             return
         try:
-            if text:
-                conn.protocol.send_text(data)
-            else:
-                conn.protocol.send_binary(data)
-            conn.send_data()
+            transport.write(wire)
         except Exception as exc:  # the transport went away under us; run() will clean up
             log.debug("socket %s: write failed: %s", self.id, exc)
             return
