@@ -32,8 +32,22 @@ def data_dir(tmp_path):
     yield tmp_path
     pid = read_pid(tmp_path / "service.pid")
     if pid is not None and process_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        for victim in [pid, *children(pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+
+
+def children(pid: int) -> list[int]:
+    """Live processes whose parent is pid (the daemon's compute workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
 
 
 def token(data_dir: Path, user: str) -> str:
@@ -62,6 +76,8 @@ async def test_start_status_stop_leaves_nothing_behind(data_dir):
         assert re.search(r"\bsockets=1\b", status.stdout), status.stdout
     finally:
         await ws.close()
+    workers = children(pid)
+    assert workers, "expected the compute pool's worker processes under the daemon"
 
     again = cli("start", "--port", "0", "--data-dir", str(data_dir))
     assert again.returncode == 1
@@ -71,6 +87,7 @@ async def test_start_status_stop_leaves_nothing_behind(data_dir):
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.strip() == f"stopped (pid {pid})"
     assert not process_alive(pid)
+    assert not [w for w in workers if process_alive(w)], "a child of the daemon outlived it"
     assert not (data_dir / "service.pid").exists()
     assert not (data_dir / "service.pid.url").exists()
     log = (data_dir / "service.log").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import stat
 import subprocess
@@ -179,3 +180,10 @@ def test_config_file_from_environment_variable(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "compact_every = 6" in out.stdout.splitlines()
     assert "# secret_key = <set>" in out.stdout and "test-secret" not in out.stdout
+
+
+def test_ctrl_c_stops_gracefully_with_exit_0(service):
+    assert service.proc is not None
+    service.proc.send_signal(signal.SIGINT)
+    assert service.proc.wait(30) == 0
+    assert any("stopping" in line for line in service.output)
