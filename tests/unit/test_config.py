@@ -216,3 +216,73 @@ def test_markdown_table_has_a_row_per_setting():
         "| `compute.workers` | `VERALTHEIM_COMPUTE_WORKERS` | number of CPUs |"
         in table[2 + [s.key for s in settings()].index("compute.workers")]
     )
+
+
+# --- the signing secret -------------------------------------------------------------------------
+
+
+def test_secret_from_config_wins_and_writes_nothing(tmp_path):
+    from service.secret import load_or_create_secret
+
+    config = load_config({"data_dir": str(tmp_path)}, {"VERALTHEIM_SECRET_KEY": "from-env"})
+    assert load_or_create_secret(config) == "from-env"
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_secret_generated_once_with_mode_0600(tmp_path):
+    import stat
+
+    from service.secret import load_or_create_secret
+
+    config = load_config({"data_dir": str(tmp_path / "new")}, {})
+    first = load_or_create_secret(config)
+    path = tmp_path / "new" / "secret_key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(first) >= 43  # 32+ random bytes, base64url
+    assert load_or_create_secret(config) == first
+    assert load_or_create_secret(load_config({"data_dir": str(tmp_path / "other")}, {})) != first
+
+
+def test_empty_secret_file_is_a_clear_error(tmp_path):
+    from service.secret import SecretError, load_or_create_secret
+
+    (tmp_path / "secret_key").write_text("\n")
+    with pytest.raises(SecretError, match="is empty; delete it"):
+        load_or_create_secret(load_config({"data_dir": str(tmp_path)}, {}))
+
+
+def test_world_readable_secret_file_is_warned_about(tmp_path, caplog):
+    from service.secret import load_or_create_secret
+
+    path = tmp_path / "secret_key"
+    path.write_text("kept\n")
+    path.chmod(0o644)
+    assert load_or_create_secret(load_config({"data_dir": str(tmp_path)}, {})) == "kept"
+    assert "readable by others" in caplog.text
+
+
+# --- TLS ----------------------------------------------------------------------------------------
+
+
+def test_dev_cert_loads_into_a_server_context_and_is_trusted_by_a_client(tmp_path):
+    import ssl
+
+    from service.tls import client_ssl_context, make_dev_cert, server_ssl_context
+
+    cert, key = make_dev_cert(tmp_path, ["localhost", "127.0.0.1", "myhost.test"])
+    config = load_config({"certfile": str(cert), "keyfile": str(key)}, {})
+    assert isinstance(server_ssl_context(config), ssl.SSLContext)
+    client = client_ssl_context(cert)
+    assert client.verify_mode == ssl.CERT_REQUIRED and client.check_hostname
+    assert any("Veraltheim development" in str(c) for c in client.get_ca_certs())
+    assert server_ssl_context(load_config({}, {})) is None
+
+
+def test_mismatched_key_is_a_clear_tls_error(tmp_path):
+    from service.tls import TLSConfigError, make_dev_cert, server_ssl_context
+
+    cert, _ = make_dev_cert(tmp_path / "a")
+    _, other_key = make_dev_cert(tmp_path / "b")
+    config = load_config({"certfile": str(cert), "keyfile": str(other_key)}, {})
+    with pytest.raises(TLSConfigError, match="cannot load TLS certificate"):
+        server_ssl_context(config)
