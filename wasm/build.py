@@ -42,6 +42,7 @@ WASM_CFLAGS = (
     "-O2",
     "-msimd128",
     "-mbulk-memory",
+    "-mnontrapping-fptoint",
     "-nostdlib",
     "-ffile-prefix-map=.=.",
     "-Wall",

@@ -18,7 +18,14 @@ static const uint32_t K[64] = {
 static inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
 static inline uint32_t load_be32(const uint8_t *p) {
+#ifdef __wasm__
+    /* wasm has no bswap: one 32-bit load and two rotates beat four byte loads. */
+    uint32_t x;
+    memcpy(&x, p, 4);
+    return (rotr(x, 24) & 0x00ff00ffu) | (rotr(x, 8) & 0xff00ff00u);
+#else
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+#endif
 }
 
 #define S0(x) (rotr(x, 2) ^ rotr(x, 13) ^ rotr(x, 22))
