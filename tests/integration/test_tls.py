@@ -12,6 +12,8 @@ import urllib.request
 import pytest
 from cryptography import x509
 
+from service.cli import fetch_health
+from service.config import load_config
 from service.tls import client_ssl_context
 from tests.integration.phx_raw import WAIT_S, join, open_socket
 from tests.support.service import service_env
@@ -59,6 +61,9 @@ async def test_wss_with_a_trusted_dev_cert(service_factory, dev_cert):
     url = f"https://127.0.0.1:{svc.port}/healthz"
     with urllib.request.urlopen(url, timeout=WAIT_S, context=client_ssl_context(cert_path)) as r:
         assert json.loads(r.read())["status"] == "ok"
+    # `status` reads /healthz the same way, trusting the configured certificate.
+    config = load_config({"certfile": str(cert_path), "keyfile": str(key_path)}, {})
+    assert fetch_health(svc.ws_url, config)["status"] == "ok"
 
 
 def test_missing_key_file_is_one_line_error(tmp_path, dev_cert):

@@ -10,7 +10,9 @@ const WebSocket = require("ws") // Node 20 has no global WebSocket (FACTS.md)
 
 const [endpoint, token, mode, user] = process.argv.slice(2)
 const STEP_TIMEOUT_MS = 10000
-const HEARTBEAT_MS = 100 // short, so several heartbeats are answered within the test
+// Short, so heartbeats are answered within the test; not so short that a busy CI machine misses
+// one (phoenix.js closes the socket when a reply is later than one interval).
+const HEARTBEAT_MS = 500
 
 const result = {
   mode,
@@ -135,7 +137,7 @@ async function main() {
   await until("shout broadcast", () => result.shout !== null)
   result.steps.push("shout")
 
-  await until("three heartbeat replies", () => result.heartbeat_replies >= 3)
+  await until("two heartbeat replies", () => result.heartbeat_replies >= 2)
   await new Promise((resolve) => socket.ping((rtt) => { result.ping_rtt_ms = rtt; resolve() }))
   result.steps.push("heartbeat")
 
