@@ -204,7 +204,8 @@ def unit_and_seed(cost: dict[str, Any]) -> tuple[str, float]:
 def pixels(params: dict[str, Any]) -> int:
     width = params.get("width") or 0
     if "row_start" in params and "row_end" in params:
-        rows = (params.get("row_end") or 0) - (params.get("row_start") or 0)
+        end = params.get("row_end") or params.get("height") or 0  # row_end 0 means height
+        rows = end - (params.get("row_start") or 0)
     else:
         rows = params.get("height") or 0
     return int(width) * max(0, int(rows))

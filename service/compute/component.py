@@ -22,13 +22,23 @@ class ComputeComponent:
         self.catalogue = Catalogue(None)
         self.pool: ComputePool = None  # type: ignore[assignment]
 
+    @classmethod
+    def from_config(cls, config: Any) -> ComputeComponent:
+        """The factory service/app.py registers: takes the ServiceConfig."""
+        return cls(config.compute)
+
     async def start(self, ctx: Any = None) -> None:
         cfg = self.config if self.config is not None else ctx.config.compute
         from wasm import Runtime
 
         memory = cfg.memory_limit_mib * MIB
-        self.runtime = Runtime(memory_limit_bytes=memory)
-        self.catalogue = Catalogue(self.runtime)
+        try:
+            self.runtime = Runtime(memory_limit_bytes=memory)
+            self.catalogue = Catalogue(self.runtime)
+        except Exception as exc:  # no manifest yet (`python -m wasm.build`): native kernels only
+            log.error("compute: wasm kernels unavailable (%s); serving native kernels only", exc)
+            self.runtime = None
+            self.catalogue = Catalogue(None)
         self.pool = ComputePool(
             workers=cfg.workers,
             queue_limit=cfg.queue_limit,

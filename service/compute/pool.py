@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # killed and replaced.
 KILL_GRACE_S = 1.0
 READY_TIMEOUT_S = 60.0
+MAX_RESTART_DELAY_S = 30.0
 RECENT_JOBS = 32
 
 Progress = Callable[[int, int], None]
@@ -168,15 +169,17 @@ class ComputePool:
         self.recent: dict[str, deque[tuple[int, float]]] = {}
         self.jobs_done: dict[str, int] = {}
         self.crashes = 0
+        self.failed_starts = 0
         self.stopping = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Spawn the workers; jobs may be submitted at once (they wait in the worker's pipe)."""
         self.workers = [WorkerProcess(self, i) for i in range(self.size)]
-        await asyncio.wait_for(
-            asyncio.gather(*(w.ready.wait() for w in self.workers)), READY_TIMEOUT_S
-        )
+
+    async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in self.workers)), timeout_s)
 
     async def stop(self) -> None:
         self.stopping = True
@@ -410,9 +413,19 @@ class ComputePool:
                 )
         if self.stopping or worker not in self.workers:
             return
-        log.warning("compute worker %d exited; starting a replacement", worker.pid)
-        replacement = WorkerProcess(self, worker.index)
-        self.workers[self.workers.index(worker)] = replacement
+        # A worker that dies before it is ready will likely die again: back off, don't spin.
+        if worker.ready.is_set():
+            self.failed_starts = 0
+        else:
+            self.failed_starts += 1
+        delay = min(MAX_RESTART_DELAY_S, 0.25 * 2**self.failed_starts) if self.failed_starts else 0
+        log.warning("compute worker %d exited; replacing it in %.2g s", worker.pid, delay)
+        asyncio.get_running_loop().call_later(delay, self._replace, worker)
+
+    def _replace(self, worker: WorkerProcess) -> None:
+        if self.stopping or worker not in self.workers:
+            return
+        self.workers[self.workers.index(worker)] = WorkerProcess(self, worker.index)
         self._pump()
 
 

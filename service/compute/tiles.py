@@ -51,7 +51,9 @@ def plan(
         return None
     width = int(width)
     if "row_start" in params and "row_end" in params:
-        start, end = int(params["row_start"]), int(params["row_end"])
+        # row_end 0 means "to the last row" (the manifest's convention for mandelbrot).
+        start = int(params["row_start"])
+        end = int(params["row_end"]) or int(params.get("height") or 0)
         bands = _bands(start, end, width, max_tiles, min_tile_pixels)
         if bands is None:
             return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import signal
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -133,13 +134,20 @@ class _Worker:
         if self.runtime is None:
             from wasm import Runtime
 
-            self.runtime = Runtime(
+            runtime = Runtime(
                 manifest_path=Path(self.manifest_path) if self.manifest_path else None,
                 memory_limit_bytes=self.memory_limit_bytes,
             )
+            # Compile (or load from the disk cache) every module now, not in the first job.
+            for module in runtime.manifest.modules:
+                runtime.load_module(module)
+            self.runtime = runtime
         return self.runtime
 
 
 def worker_main(conn: Connection, manifest_path: str | None, memory_limit_bytes: int) -> None:
     """Entry point of a worker process (spawned by the pool)."""
+    # Ctrl-C or a SIGTERM to the whole process group is for the service, which stops us itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _Worker(conn, manifest_path, memory_limit_bytes).serve()

@@ -6,10 +6,16 @@ import pytest
 
 from client.compute.cost_model import CostModel, unit_and_seed, work_units
 
-BLUR = {"cost": {"ns_per_byte": 2.0}, "tiles": {"axis": "rows", "halo": 2},
-        "output": {"kind": "rgba8"}}  # fmt: skip
-MANDEL = {"cost": {"ns_per_iteration": 1.5}, "tiles": {"axis": "rows", "halo": 0},
-          "output": {"kind": "rgba8"}}  # fmt: skip
+BLUR = {
+    "cost": {"ns_per_byte": 2.0},
+    "tiles": {"axis": "rows", "halo": 2},
+    "output": {"kind": "rgba8"},
+}
+MANDEL = {
+    "cost": {"ns_per_iteration": 1.5},
+    "tiles": {"axis": "rows", "halo": 0},
+    "output": {"kind": "rgba8"},
+}
 
 
 def model(**load) -> CostModel:
@@ -23,7 +29,7 @@ def model(**load) -> CostModel:
 
 def test_units_follow_the_cost_hint():
     assert unit_and_seed({"ns_per_pixel": 3}) == ("pixel", 3.0)
-    assert unit_and_seed({}) [0] == "byte"  # fmt: skip
+    assert unit_and_seed({})[0] == "byte"
     p = {"width": 100, "height": 50, "row_start": 10, "row_end": 30, "max_iter": 200}
     assert work_units("iteration", 0, p) == 100 * 20 * 200
     assert work_units("pixel", 0, {"width": 8, "height": 4}) == 32
@@ -37,8 +43,9 @@ def test_tiny_job_is_local_and_big_tileable_job_is_remote_on_a_fast_link():
     p = {"width": 1000, "height": 1000, "row_start": 0, "row_end": 1000, "max_iter": 500}
     big = m.estimate("fractal.mandelbrot", 0, p)
     assert big.remote_ms < big.local_ms  # 4 workers, almost no bytes to move
-    assert big.remote_ms == pytest.approx(10 + big.bytes_down * 8000 / 100e6 + big.local_ms / 4,
-                                          rel=0.05)  # fmt: skip
+    assert big.remote_ms == pytest.approx(
+        10 + big.bytes_down * 8000 / 100e6 + big.local_ms / 4, rel=0.05
+    )
 
 
 def test_busy_service_adds_queue_wait():
@@ -60,8 +67,17 @@ def test_learning_moves_estimates_toward_measurements():
     for _ in range(20):
         m.learn_transfer(12.0 + 80.0, 1_000_000)  # 1 MB in 80 ms beyond the RTT: 100 Mbit/s
     assert m.bandwidth_bps == pytest.approx(1e8, rel=0.02)
-    m.learn_remote("image.blur", 1e6, run_ms=5.0, tiles=4, wall_ms=100.0, server_ms=6.0,
-                   bytes_moved=2_000_000, data_len=1_000_000, out_len=1_000_000)  # fmt: skip
+    m.learn_remote(
+        "image.blur",
+        1e6,
+        run_ms=5.0,
+        tiles=4,
+        wall_ms=100.0,
+        server_ms=6.0,
+        bytes_moved=2_000_000,
+        data_len=1_000_000,
+        out_len=1_000_000,
+    )
     assert m.kernels["image.blur"].remote_ns == pytest.approx(20.0)  # 5 ms x 4 workers / 1e6
 
 

@@ -23,6 +23,7 @@ def values(n: int, seed: int = 1) -> bytes:
 async def pool():
     p = ComputePool(workers=2, queue_limit=1, job_deadline_s=20.0, memory_limit_bytes=64 * MIB)
     await p.start()
+    await p.wait_ready()
     yield p
     await p.stop()
     assert all(not w.proc.is_alive() for w in p.workers)
@@ -36,7 +37,7 @@ async def wait_for(predicate, timeout: float = 20.0) -> None:
 
 def long_job(pool: ComputePool, **kw):
     """A percentiles job big enough to still be running while the test acts on it."""
-    return pool.submit("data.percentiles", values(6_000_000), {"steps": 4}, **kw)
+    return pool.submit("data.percentiles", values(3_000_000), {"steps": 4}, **kw)
 
 
 async def test_runs_a_job_and_matches_numpy(pool):
@@ -51,7 +52,7 @@ async def test_runs_a_job_and_matches_numpy(pool):
 async def test_progress_reaches_the_caller(pool):
     seen: list[tuple[int, int]] = []
     await long_job(pool, progress=lambda d, t: seen.append((d, t))).future
-    assert seen and seen[-1][0] == seen[-1][1] == 6_000_000
+    assert seen and seen[-1][0] == seen[-1][1] == 3_000_000
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
@@ -81,7 +82,7 @@ async def test_cancel_queued_and_running(pool):
 
 
 async def test_deadline(pool):
-    job = pool.submit("data.percentiles", values(6_000_000), {"steps": 4}, deadline_s=0.05)
+    job = pool.submit("data.percentiles", values(3_000_000), {"steps": 4}, deadline_s=0.05)
     with pytest.raises(ComputeError) as err:
         await job.future
     assert err.value.reason == DEADLINE
