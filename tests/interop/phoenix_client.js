@@ -2,7 +2,7 @@
 //
 // usage: node phoenix_client.js <endpoint ws://H:P/socket> <token> <params|authToken> <user>
 // Prints one JSON object with what happened; tests/interop/test_phoenix_js.py asserts on it.
-// Exit code 0 when every step finished (the assertions are the Python test's job), 1 on timeout.
+// Exit code 0 when every step finished (asserting is the Python test's job), 1 when one failed.
 "use strict"
 
 const {Socket, Presence} = require("phoenix")
@@ -30,7 +30,7 @@ const result = {
   heartbeat_replies: 0,
   ping_rtt_ms: null,
   left: false,
-  closed_by_server: null,
+  closed_during_session: null,
   steps: [],
 }
 
@@ -43,7 +43,7 @@ function finish(code) {
   process.stdout.write(JSON.stringify(result) + "\n", () => process.exit(code))
 }
 
-// Resolve when `check()` is true, polling on every incoming message (no sleeps, no fixed waits).
+// Resolve when `check()` is true, re-checked on every socket event (no sleeps, no fixed waits).
 const waiters = []
 function until(name, check) {
   return new Promise((resolve, reject) => {
@@ -90,7 +90,7 @@ async function main() {
     wake()
   })
   socket.onClose((ev) => {
-    if (!finishing && result.opened) result.closed_by_server = ev && ev.code
+    if (!finishing && result.opened) result.closed_during_session = ev && ev.code
     wake()
   })
   socket.onMessage((msg) => {

@@ -68,7 +68,7 @@ def test_phoenix_js_client_full_session(service, mode):
     assert result["heartbeat_replies"] >= 2
     assert isinstance(result["ping_rtt_ms"], int) and result["ping_rtt_ms"] >= 0
     assert result["left"]
-    assert result["closed_by_server"] is None
+    assert result["closed_during_session"] is None
     assert result["steps"] == [
         "connect",
         "join",
