@@ -20,11 +20,16 @@ def socket_url(ws_url: str, token: str | None = None) -> str:
 
 
 async def open_socket(
-    ws_url: str, token: str | None = None, ssl_context: ssl.SSLContext | None = None
+    ws_url: str,
+    token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    origin: str | None = None,
 ) -> ClientConnection:
     kwargs: dict[str, Any] = {"open_timeout": WAIT_S}
     if ssl_context is not None:
         kwargs["ssl"] = ssl_context
+    if origin is not None:
+        kwargs["origin"] = origin
     return await connect(socket_url(ws_url, token), **kwargs)
 
 

@@ -187,3 +187,26 @@ def test_ctrl_c_stops_gracefully_with_exit_0(service):
     service.proc.send_signal(signal.SIGINT)
     assert service.proc.wait(30) == 0
     assert any("stopping" in line for line in service.output)
+
+
+async def test_env_beats_file_in_the_running_service(service_factory, tmp_path):
+    """allowed_origins from the file is overridden by VERALTHEIM_ALLOWED_ORIGINS."""
+    config = tmp_path / "service.toml"
+    config.write_text('allowed_origins = ["https://file.example"]\n')
+    env = {"VERALTHEIM_ALLOWED_ORIGINS": "https://env.example"}
+    svc = service_factory("--config", str(config), env=env)
+    token = svc.token("olive")
+    ws = await open_socket(svc.ws_url, token, origin="https://env.example")
+    await ws.close()
+    for origin in ("https://file.example", "https://evil.example"):
+        with pytest.raises(InvalidStatus) as err:
+            await open_socket(svc.ws_url, token, origin=origin)
+        assert err.value.response.status_code == 403
+
+
+def test_log_file_flag_sends_the_log_there(service_factory, tmp_path):
+    log = tmp_path / "logs" / "service.log"
+    svc = service_factory("--log-file", str(log))
+    text = log.read_text()
+    assert f"listening on {svc.ws_url}" in text
+    assert [line for line in svc.output if line.strip()] == [f"listening {svc.ws_url}\n"]
