@@ -1,0 +1,588 @@
+"""Benchmark of the link: the real service against a bare `websockets` echo server (the floor of
+this stack), side by side in one run. Prints ONE JSON object.
+
+    .venv/bin/python bench/link.py [--sockets 10000] [--rounds 15]
+
+- rtt_us / echo_rtt_us: one small push and its reply against one frame echoed, p50/p99, in
+  interleaved rounds, measured with the same minimal client (so the ratio is the service's);
+  client_rtt_us: the same push through client.net's Socket (what the app sees).
+- pushes_per_s: pipelined pushes with replies over 1 and 100 sockets (echo_msgs_per_s: the same
+  load on the echo server).
+- broadcast_ms: one `shout` on `lobby` reaching every joined socket (p50/p99 of the delivery
+  delays, max = the last socket), with the receiving sockets in two other processes.
+- idle_socket_kib: the service's RSS growth per idle joined socket.
+
+The service runs with --no-auth and raised rate limits (the default 100 messages/s per socket
+would cap the throughput figures); the bulk sockets join `lobby` with {"presence": false}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import os
+import resource
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from protocol import SOCKET_PATH, VSN  # noqa: E402
+
+LISTENING = "listening "
+SMALL = {"n": 1, "text": "hello"}
+BULK_PER_PROCESS_BATCH = 200  # concurrent handshakes per client process
+OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE = 1, 2, 8
+
+
+# -- a minimal WebSocket client: the load generator must be much cheaper than the service -------
+
+
+def masked_frame(payload: bytes, opcode: int = OPCODE_TEXT) -> bytes:
+    """A client frame; the zero mask key leaves the payload as is (RFC 6455 allows any key)."""
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return head + b"\0\0\0\0" + payload
+
+
+class RawWs(asyncio.Protocol):
+    """Handshake, then unmasked server frames to `on_frame(opcode, payload, arrived_ns)`."""
+
+    def __init__(self, path: str, on_frame: Callable[[int, bytes, int], None]) -> None:
+        self.path = path
+        self.on_frame = on_frame
+        self.buf = bytearray()
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self.closed = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(  # type: ignore[attr-defined]
+            (
+                f"GET {self.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError(f"closed before upgrade: {exc}"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic_ns()
+        if not self.buf and self.upgraded.done():
+            rest = self._frames(data, now)  # the common case: no copy into the buffer
+            if rest:
+                self.buf += data[rest:]
+            return
+        buf = self.buf
+        buf += data
+        if not self.upgraded.done():
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(buf[: buf.find(b"\r\n")])
+            del buf[: end + 4]
+            if b" 101 " not in status:
+                self.upgraded.set_exception(ConnectionError(status.decode(errors="replace")))
+                return
+            self.upgraded.set_result(None)
+        data = bytes(buf)
+        buf.clear()
+        rest = self._frames(data, now)
+        if rest:
+            buf += data[rest:]
+
+    def _frames(self, data: bytes, now: int) -> int:
+        """Hand over every complete frame in data; returns where the incomplete rest starts
+        (0 when nothing is left)."""
+        pos, size = 0, len(data)
+        while size - pos >= 2:
+            opcode, n = data[pos] & 0x0F, data[pos + 1] & 0x7F
+            start = pos + 2
+            if n == 126:
+                if size - pos < 4:
+                    break
+                n, start = struct.unpack_from("!H", data, pos + 2)[0], pos + 4
+            elif n == 127:
+                if size - pos < 10:
+                    break
+                n, start = struct.unpack_from("!Q", data, pos + 2)[0], pos + 10
+            if size < start + n:
+                break
+            self.on_frame(opcode, data[start : start + n], now)
+            pos = start + n
+        return pos if pos < size else 0
+
+    def send(self, frame: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(frame)
+
+
+async def open_raw(
+    port: int, on_frame: Callable[[int, bytes, int], None], path: str | None = None
+) -> RawWs:
+    loop = asyncio.get_running_loop()
+    path = path or f"{SOCKET_PATH}?vsn={VSN}"
+    _, proto = await loop.create_connection(lambda: RawWs(path, on_frame), "127.0.0.1", port)
+    await proto.upgraded
+    return proto
+
+
+def text_frame(
+    join_ref: str | None, ref: str | None, topic: str, event: str, payload: Any
+) -> bytes:
+    return masked_frame(json.dumps([join_ref, ref, topic, event, payload]).encode())
+
+
+class Replies:
+    """Collects frames of one raw socket; `wait(n)` until n frames arrived in total."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.target = 0
+        self.event = asyncio.Event()
+        self.last: bytes = b""
+
+    def __call__(self, opcode: int, payload: bytes, arrived_ns: int) -> None:
+        if opcode in (OPCODE_TEXT, OPCODE_BINARY):
+            self.count += 1
+            self.last = payload
+            if self.count >= self.target:
+                self.event.set()
+
+    async def wait(self, total: int, timeout: float = 60.0) -> None:
+        self.target = total
+        while self.count < total:
+            self.event.clear()
+            await asyncio.wait_for(self.event.wait(), timeout)
+
+
+async def joined_raw(port: int, user: str) -> tuple[RawWs, Replies]:
+    replies = Replies()
+    ws = await open_raw(port, replies, f"{SOCKET_PATH}?vsn={VSN}&user={user}")
+    ws.send(text_frame("1", "1", "lobby", "phx_join", {"presence": False}))
+    await replies.wait(1)
+    if b'"ok"' not in replies.last:
+        raise RuntimeError(f"join refused: {replies.last[:200]!r}")
+    return ws, replies
+
+
+# -- the measurements ----------------------------------------------------------------------------
+
+
+def percentiles(values: list[float], digits: int = 1) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], digits)
+
+    return {"p50": at(0.50), "p99": at(0.99), "n": len(ordered)}
+
+
+async def round_trips(ws: RawWs, replies: Replies, frame: bytes, n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        before = time.perf_counter_ns()
+        ws.send(frame)
+        await replies.wait(replies.count + 1)
+        samples.append((time.perf_counter_ns() - before) / 1000)
+    return samples
+
+
+async def measure_rtt(svc_port: int, echo_port: int, rounds: int, per_round: int) -> dict:
+    svc, svc_replies = await joined_raw(svc_port, "rtt")
+    echo_replies = Replies()
+    echo = await open_raw(echo_port, echo_replies)
+    push = text_frame("1", "2", "lobby", "ping", SMALL)  # the same bytes go to the echo server
+    await round_trips(svc, svc_replies, push, 200)  # warm up
+    await round_trips(echo, echo_replies, push, 200)
+    service_us: list[float] = []
+    echo_us: list[float] = []
+    for i in range(rounds):  # interleaved, alternating which goes first
+        pair = [(svc, svc_replies, service_us), (echo, echo_replies, echo_us)]
+        for ws, replies, out in pair if i % 2 == 0 else pair[::-1]:
+            out += await round_trips(ws, replies, push, per_round)
+    svc.transport.close()
+    echo.transport.close()
+    rtt, echo_rtt = percentiles(service_us), percentiles(echo_us)
+    return {
+        "rtt_us": rtt,
+        "echo_rtt_us": echo_rtt,
+        "rtt_vs_echo": round(statistics.median(service_us) / statistics.median(echo_us), 2),
+        "rtt_vs_echo_p99": round(rtt["p99"] / echo_rtt["p99"], 2),
+    }
+
+
+async def measure_client_rtt(svc_port: int, n: int) -> dict:
+    from client.net import Socket
+
+    sock = Socket(f"ws://127.0.0.1:{svc_port}/socket", params={"user": "client-rtt"})
+    await sock.connect()
+    lobby = sock.channel("lobby", {"presence": False})
+    await lobby.join()
+    for _ in range(100):
+        await lobby.push("ping", SMALL)
+    samples = []
+    for _ in range(n):
+        before = time.perf_counter_ns()
+        await lobby.push("ping", SMALL)
+        samples.append((time.perf_counter_ns() - before) / 1000)
+    await sock.disconnect()
+    return percentiles(samples)
+
+
+async def throughput(port: int, n_sockets: int, per_socket: int, window: int, *, service: bool):
+    """Pushes (or echoed frames) per second, each socket keeping `window` in flight."""
+    conns = []
+    for i in range(n_sockets):
+        if service:
+            conns.append(await joined_raw(port, f"tp{n_sockets}-{i}"))
+        else:
+            replies = Replies()
+            conns.append((await open_raw(port, replies), replies))
+    frame = text_frame("1", "2", "lobby", "ping", SMALL)
+
+    async def drive(ws: RawWs, replies: Replies) -> None:
+        base = replies.count
+        sent = 0
+        while sent < per_socket:
+            burst = min(window - (sent - (replies.count - base)), per_socket - sent)
+            if burst > 0:
+                ws.send(frame * burst)
+                sent += burst
+            await replies.wait(base + max(0, sent - window // 2))  # half the window is free
+        await replies.wait(base + per_socket)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(drive(ws, r) for ws, r in conns))
+    elapsed = time.perf_counter() - started
+    for ws, _ in conns:
+        ws.transport.close()
+    return round(n_sockets * per_socket / elapsed)
+
+
+class BulkClients:
+    """A client process holding many joined sockets; talks over its stdin/stdout lines."""
+
+    def __init__(self, port: int, name: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--bulk-client", str(port), name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+
+    def command(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def read(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bulk client exited ({self.proc.poll()})")
+        return line.strip()
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+async def bulk_open(clients: list[BulkClients], total: int) -> None:
+    share = total // len(clients)
+    for c in clients:
+        c.command(f"open {share}")
+    for c in clients:
+        reply = await asyncio.to_thread(c.read)
+        if not reply.startswith("opened"):
+            raise RuntimeError(f"bulk client: {reply}")
+
+
+async def broadcasts(clients: list[BulkClients], svc_port: int, count: int) -> dict:
+    sender, sender_replies = await joined_raw(svc_port, "sender")
+    for c in clients:
+        c.command("reset")
+    for c in clients:
+        await asyncio.to_thread(c.read)
+    last_ms, fanout_ms = [], []
+    for seq in range(count):
+        sent_ns = time.monotonic_ns()
+        frames_before = sender_replies.count
+        sender.send(text_frame("1", str(seq + 10), "lobby", "shout", {"seq": seq, "t": sent_ns}))
+        # the sender is joined too: its copy, then the ok reply written after the whole fan-out
+        await sender_replies.wait(frames_before + 2)
+        fanout_ms.append((time.monotonic_ns() - sent_ns) / 1e6)
+        for c in clients:
+            c.command(f"wait {seq}")
+        for c in clients:
+            line = await asyncio.to_thread(c.read)
+            last_ms.append(float(line.split()[1]))
+    delays: list[float] = []
+    for c in clients:
+        c.command("report")
+    for c in clients:
+        delays += json.loads(await asyncio.to_thread(c.read))
+    sender.transport.close()
+    out = percentiles(delays, 2)
+    out["max"] = round(max(last_ms), 2)
+    out["service_fanout_ms"] = round(statistics.median(fanout_ms), 2)
+    out["broadcasts"] = count
+    return out
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+def start_service(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
+    env = dict(os.environ)
+    env.update(
+        VERALTHEIM_SOCKET_RATE="1000000",
+        VERALTHEIM_SOCKET_BURST="1000000",
+        VERALTHEIM_USER_RATE="1000000",
+        VERALTHEIM_USER_BURST="1000000",
+        VERALTHEIM_IDLE_TIMEOUT_S="3600",
+        VERALTHEIM_LOG_LEVEL="WARNING",
+        VERALTHEIM_COMPUTE_WORKERS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    cmd = [sys.executable, "-m", "service", "run", "--host", "127.0.0.1", "--port", "0"]
+    if os.environ.get("BENCH_PROFILE"):  # a cProfile of the service, for finding slow paths
+        cmd[1:1] = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
+    cmd += ["--data-dir", str(data_dir), "--no-auth"]
+    log = (data_dir / "service.log").open("w")  # read back only if it fails
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    return proc, read_port(proc)
+
+
+def start_echo() -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--echo-server"], stdout=subprocess.PIPE, text=True
+    )
+    return proc, read_port(proc)
+
+
+def read_port(proc: subprocess.Popen[str]) -> int:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(LISTENING):
+            # keep draining so a chatty child never blocks on a full pipe
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            return int(line.split(":")[2].split("/")[0])
+    raise RuntimeError(f"process {proc.args} did not start")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+async def run(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-link-") as tmp:
+        service, svc_port = start_service(Path(tmp))
+        echo, echo_port = start_echo()
+        clients: list[BulkClients] = []
+        result: dict[str, Any] = {"bench": "link"}
+        try:
+            result.update(await measure_rtt(svc_port, echo_port, args.rounds, 100))
+            result["client_rtt_us"] = await measure_client_rtt(svc_port, 1000)
+            result["pushes_per_s"] = {
+                "sockets_1": await throughput(svc_port, 1, 20000, 64, service=True),
+                "sockets_100": await throughput(svc_port, 100, 300, 16, service=True),
+            }
+            result["echo_msgs_per_s"] = {
+                "sockets_1": await throughput(echo_port, 1, 20000, 64, service=False),
+                "sockets_100": await throughput(echo_port, 100, 300, 16, service=False),
+            }
+            clients = [BulkClients(svc_port, f"c{i}") for i in range(args.client_processes)]
+            base_rss = rss_kib(service.pid)
+            result["broadcast_ms"] = {}
+            opened = 0
+            for size in (1000, args.sockets):
+                await bulk_open(clients, size - opened)
+                opened = size
+                if size == args.sockets:
+                    grown = rss_kib(service.pid) - base_rss
+                    result["idle_socket_kib"] = round(grown / size, 1)
+                    result["service_rss_mib"] = round(rss_kib(service.pid) / 1024, 1)
+                result["broadcast_ms"][f"sockets_{size}"] = await broadcasts(
+                    clients, svc_port, args.broadcasts
+                )
+            result["goals"] = {
+                "rtt_within_1_5x_echo": result["rtt_vs_echo"] <= 1.5,
+                "broadcast_10000_p99_under_1s": result["broadcast_ms"]
+                .get("sockets_10000", {})
+                .get("p99", 1e9)
+                < 1000,
+                "idle_socket_under_40_kib": result["idle_socket_kib"] < 40,
+            }
+            result["setup"] = {
+                "cpus": os.cpu_count(),
+                "service": "--no-auth, rate limits raised, 1 compute worker",
+                "bulk_client_processes": len(clients),
+            }
+        except BaseException:
+            sys.stderr.write((Path(tmp) / "service.log").read_text()[-4000:])
+            raise
+        finally:
+            for c in clients:
+                c.stop()
+            stop(echo)
+            stop(service)
+        return result
+
+
+# -- the helper processes --------------------------------------------------------------------------
+
+
+async def echo_server() -> None:
+    from websockets.asyncio.server import serve
+    from websockets.exceptions import ConnectionClosed
+
+    async def echo(ws) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                await ws.send(message)
+
+    async with serve(echo, "127.0.0.1", 0, compression=None, ping_interval=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"{LISTENING}ws://127.0.0.1:{port}/", flush=True)
+        await asyncio.Future()
+
+
+async def bulk_client(port: int, name: str) -> None:
+    """stdin commands: `open N` (N more joined sockets), `reset`, `wait SEQ` (until every socket
+    got broadcast SEQ; prints the last delay), `report` (all delays, ms, as JSON)."""
+    loop = asyncio.get_running_loop()
+    sockets: list[RawWs] = []
+    delays: list[float] = []
+    got: dict[int, int] = {}
+    last: dict[int, float] = {}
+    done: dict[int, asyncio.Event] = {}
+    ids = itertools.count()
+
+    parsed: dict[bytes, tuple[int, int]] = {}  # every socket gets the same bytes: parse once
+
+    def on_frame(opcode: int, payload: bytes, arrived_ns: int) -> None:
+        known = parsed.get(payload)
+        if known is None:
+            body = json.loads(payload)[4]
+            known = parsed[payload] = (body["seq"], body["t"])
+        seq, sent_ns = known
+        ms = (arrived_ns - sent_ns) / 1e6
+        delays.append(ms)
+        got[seq] = got.get(seq, 0) + 1
+        last[seq] = max(last.get(seq, 0.0), ms)
+        if got[seq] == len(sockets):
+            done.setdefault(seq, asyncio.Event()).set()
+
+    async def open_one(limit: asyncio.Semaphore) -> None:
+        async with limit:
+            replies = Replies()
+
+            def frames(opcode: int, payload: bytes, arrived_ns: int) -> None:
+                if payload in parsed or b'"shout"' in payload:
+                    on_frame(opcode, payload, arrived_ns)
+                else:
+                    replies(opcode, payload, arrived_ns)
+
+            user = f"{name}-{next(ids)}"
+            ws = await open_raw(port, frames, f"{SOCKET_PATH}?vsn={VSN}&user={user}")
+            ws.send(text_frame("1", "1", "lobby", "phx_join", {"presence": False}))
+            await replies.wait(1)
+            sockets.append(ws)
+
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().split():
+        command = line[0]
+        if command == "open":
+            limit = asyncio.Semaphore(BULK_PER_PROCESS_BATCH)
+            await asyncio.gather(*(open_one(limit) for _ in range(int(line[1]))))
+            print(f"opened {len(sockets)}", flush=True)
+        elif command == "reset":
+            parsed.clear()
+            delays.clear()
+            got.clear()
+            last.clear()
+            done.clear()
+            print("ok", flush=True)
+        elif command == "wait":
+            seq = int(line[1])
+            await asyncio.wait_for(done.setdefault(seq, asyncio.Event()).wait(), 120)
+            print(f"done {last[seq]:.3f}", flush=True)
+        elif command == "report":
+            print(json.dumps(delays), flush=True)
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sockets", type=int, default=10000, help="joined sockets for the big broadcast"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=15, help="interleaved rounds of 100 rtt samples"
+    )
+    parser.add_argument("--broadcasts", type=int, default=5, help="broadcasts per size")
+    parser.add_argument(
+        "--client-processes", type=int, default=1, help="processes holding the joined sockets"
+    )
+    parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--bulk-client", nargs=2, metavar=("PORT", "NAME"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    raise_fd_limit()
+    if args.echo_server:
+        asyncio.run(echo_server())
+    elif args.bulk_client:
+        asyncio.run(bulk_client(int(args.bulk_client[0]), args.bulk_client[1]))
+    else:
+        print(json.dumps(asyncio.run(run(args))))
+
+
+if __name__ == "__main__":
+    main()
