@@ -1,0 +1,203 @@
+"""The Channel base in a real in-process Service: join refusal, deferred replies, handle_info,
+terminate reasons, pushes queued during join, presence from join(), crash isolation, graceful
+stop waiting for in-flight replies."""
+
+import asyncio
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from protocol import Message, decode, encode
+from protocol.constants import CLOSE_GOING_AWAY, VSN
+from service import app as app_module
+from service.app import Service
+from service.auth import issue_token
+from service.channel import Channel, JoinError, Reply
+from service.config import ServiceConfig
+
+SECRET = "unit-secret"
+WAIT_S = 10.0
+EVENTS: list[tuple] = []
+
+
+class ProbeChannel(Channel):
+    async def join(self, payload):
+        if payload.get("refuse"):
+            raise JoinError({"reason": "not you"})
+        if payload.get("explode"):
+            raise RuntimeError("join blew up")
+        self.push("early", {"sent": "during join"})  # queued until after the join reply
+        if payload.get("present"):
+            self.track_presence(self.user_id, {"via": "join"})
+        return {"params": self.socket_params, "user": self.user_id, "claims": self.claims}
+
+    async def handle_in(self, event, payload, ref):
+        if event == "later":
+            asyncio.get_running_loop().call_later(
+                payload.get("delay", 0), self.reply, ref, "ok", {"later": True}
+            )
+            return None
+        if event == "boom":
+            raise ValueError("boom")
+        if event == "tell":
+            self.service.pubsub.publish(self.topic, {"told": payload})
+            return Reply.ok()
+        if event == "from":
+            self.broadcast_from("echo", payload)
+            return Reply.ok()
+        return Reply.error({"reason": "unknown"})
+
+    async def handle_info(self, message):
+        self.push("info", message)
+
+    async def terminate(self, reason):
+        EVENTS.append((self.topic, reason))
+
+
+@pytest.fixture
+async def svc(tmp_path, monkeypatch):
+    monkeypatch.setattr(app_module, "COMPONENTS", {})
+    config = ServiceConfig(
+        host="127.0.0.1", port=0, data_dir=tmp_path, secret_key=SECRET, shutdown_grace_s=5
+    )
+    service = Service(config)
+    service.router.add("test:*", ProbeChannel)
+    host, port = await service.start()
+    service.url = f"ws://{host}:{port}/socket/websocket"
+    EVENTS.clear()
+    yield service
+    await service.stop(1)
+
+
+async def open_ws(svc, user="u", query=""):
+    token = issue_token(SECRET, user, 60, {"role": "tester"})
+    return await connect(f"{svc.url}?vsn={VSN}&token={token}&{query}", open_timeout=WAIT_S)
+
+
+async def recv(ws):
+    return decode(await asyncio.wait_for(ws.recv(), WAIT_S), sender="server")
+
+
+async def send(ws, *fields):
+    await ws.send(encode(Message(*fields), sender="client"))
+
+
+async def wait_for(predicate):
+    async with asyncio.timeout(WAIT_S):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def test_join_reply_then_queued_push_and_socket_params_without_token(svc):
+    ws = await open_ws(svc, "ann", "device=pad")
+    await send(ws, "1", "1", "test:a", "phx_join", {})
+    reply = await recv(ws)
+    assert reply.event == "phx_reply"
+    assert reply.payload["response"]["params"] == {"device": "pad"}  # no token, no vsn
+    assert reply.payload["response"]["claims"]["role"] == "tester"
+    early = await recv(ws)
+    assert (early.event, early.join_ref, early.payload) == ("early", "1", {"sent": "during join"})
+    await ws.close()
+
+
+async def test_join_error_and_join_crash_are_error_replies(svc):
+    ws = await open_ws(svc)
+    await send(ws, "1", "1", "test:a", "phx_join", {"refuse": True})
+    assert (await recv(ws)).payload == {"status": "error", "response": {"reason": "not you"}}
+    await send(ws, "2", "2", "test:a", "phx_join", {"explode": True})
+    assert (await recv(ws)).payload == {"status": "error", "response": {"reason": "join crashed"}}
+    await send(ws, "3", "3", "test:a", "phx_join", {})
+    assert (await recv(ws)).payload["status"] == "ok"  # nothing of the failures remains
+    await ws.close()
+
+
+async def test_deferred_replies_arrive_by_ref_in_any_order(svc):
+    ws = await open_ws(svc)
+    await send(ws, "1", "1", "test:a", "phx_join", {})
+    await recv(ws), await recv(ws)
+    await send(ws, "1", "slow", "test:a", "later", {"delay": 0.2})
+    await send(ws, "1", "fast", "test:a", "later", {"delay": 0})
+    first, second = await recv(ws), await recv(ws)
+    assert (first.ref, second.ref) == ("fast", "slow")
+    assert second.payload == {"status": "ok", "response": {"later": True}}
+    await ws.close()
+
+
+async def test_handle_info_broadcast_from_and_crash_isolation(svc):
+    a, b = await open_ws(svc, "a"), await open_ws(svc, "b")
+    for ws in (a, b):
+        await send(ws, "1", "1", "test:room", "phx_join", {})
+        await recv(ws), await recv(ws)
+        await send(ws, "2", "2", "test:other", "phx_join", {})
+        await recv(ws), await recv(ws)
+    await send(a, "1", "3", "test:room", "tell", {"x": 1})
+    for ws in (a, b):
+        msgs = [await recv(ws) for _ in range(2 if ws is a else 1)]
+        info = next(m for m in msgs if m.event == "info")
+        assert info.payload == {"told": {"x": 1}}
+    await send(a, "1", "4", "test:room", "from", {"y": 2})
+    assert (await recv(a)).event == "phx_reply"
+    echo = await recv(b)
+    assert (echo.event, echo.payload) == ("echo", {"y": 2})
+    # a crash ends test:room on socket a only
+    await send(a, "1", "5", "test:room", "boom", {})
+    err = await recv(a)
+    assert (err.event, err.topic, err.join_ref, err.ref) == ("phx_error", "test:room", "1", "1")
+    await wait_for(lambda: ("test:room", "crashed") in EVENTS)
+    await send(a, "2", "6", "test:other", "later", {})
+    assert (await recv(a)).payload["response"] == {"later": True}
+    await send(b, "1", "7", "test:room", "later", {})
+    assert (await recv(b)).payload["response"] == {"later": True}
+    await asyncio.gather(a.close(), b.close())
+
+
+async def test_terminate_reasons_for_leave_duplicate_and_disconnect(svc):
+    ws = await open_ws(svc)
+    await send(ws, "1", "1", "test:a", "phx_join", {})
+    await recv(ws), await recv(ws)
+    await send(ws, "1", "2", "test:a", "phx_leave", {})
+    assert (await recv(ws)).payload["status"] == "ok"
+    assert (await recv(ws)).event == "phx_close"
+    await send(ws, "3", "3", "test:b", "phx_join", {})
+    await recv(ws), await recv(ws)
+    await send(ws, "4", "4", "test:b", "phx_join", {})
+    assert (await recv(ws)).event == "phx_close"
+    await send(ws, "5", "5", "test:c", "phx_join", {})
+    await recv(ws)
+    await ws.close()
+    await wait_for(lambda: len(EVENTS) == 4)
+    assert sorted(EVENTS) == [
+        ("test:a", "left"),
+        ("test:b", "closed"),
+        ("test:b", "duplicate"),
+        ("test:c", "closed"),
+    ]
+    assert len(svc.channels) == 0 and len(svc.sockets) == 0
+
+
+async def test_presence_tracked_in_join_is_sent_after_the_reply(svc):
+    ws = await open_ws(svc, "pat")
+    await send(ws, "1", "1", "test:p", "phx_join", {"present": True})
+    events = [(await recv(ws)).event for _ in range(4)]
+    assert events[0] == "phx_reply"
+    assert events.index("presence_state") < events.index("presence_diff")
+    await ws.close()
+
+
+async def test_graceful_stop_waits_for_in_flight_replies_then_closes_1001(svc):
+    ws = await open_ws(svc)
+    await send(ws, "1", "1", "test:a", "phx_join", {})
+    await recv(ws), await recv(ws)
+    await send(ws, "1", "job", "test:a", "later", {"delay": 0.3})
+    await wait_for(lambda: any(c._pending for c in svc.channels))
+    stopping = asyncio.create_task(svc.stop(5))
+    reply = await recv(ws)
+    assert (reply.ref, reply.payload["status"]) == ("job", "ok")  # in-flight work finished
+    close = await recv(ws)
+    assert (close.event, close.join_ref) == ("phx_close", "1")
+    with pytest.raises(ConnectionClosed) as exc:
+        await recv(ws)
+    assert exc.value.rcvd.code == CLOSE_GOING_AWAY
+    await stopping
+    assert svc.health()["status"] == "stopping"

@@ -1,0 +1,167 @@
+"""Sans-I/O parts of the service: token buckets, router, pubsub fan-out, presence, metrics."""
+
+import pytest
+
+from protocol import decode
+from service import pubsub as pubsub_module
+from service.limits import TokenBucket, UserBuckets
+from service.metrics import Metrics
+from service.presence import Presence
+from service.pubsub import PubSub
+from service.router import Router
+
+
+def test_token_bucket_allows_the_burst_then_refills_at_rate():
+    bucket = TokenBucket(rate=2, burst=3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(0.5)  # 0.5 s * 2/s = one token back
+    assert not bucket.take(0.5)
+    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]  # capped at burst
+
+
+def test_token_bucket_rate_zero_means_no_limit():
+    bucket = TokenBucket(rate=0, burst=1, now=0.0)
+    assert all(bucket.take(0.0) for _ in range(1000))
+
+
+def test_user_buckets_are_shared_and_dropped_with_the_last_socket():
+    users = UserBuckets(rate=1, burst=2)
+    a, b = users.acquire("u", 0.0), users.acquire("u", 0.0)
+    assert a is b and len(users) == 1
+    users.release("u")
+    assert len(users) == 1
+    users.release("u")
+    assert len(users) == 0
+
+
+def test_router_exact_and_prefix_patterns():
+    class A: ...
+
+    class B: ...
+
+    class C: ...
+
+    router = Router()
+    router.add("lobby", A)
+    router.add("doc:*", B)
+    router.add("doc:special:*", C)
+    assert router.match("lobby") is A
+    assert router.match("lobby2") is None
+    assert router.match("doc:x") is B
+    assert router.match("doc:special:x") is C
+    assert router.match("compute:default") is None
+    with pytest.raises(ValueError, match="may only end"):
+        router.add("a*b", A)
+
+
+class Sub:
+    def __init__(self):
+        self.wires, self.infos = [], []
+
+    def deliver_wire(self, wire):
+        self.wires.append(wire)
+
+    def deliver_info(self, message):
+        self.infos.append(message)
+
+
+def payload_of(wire: bytes):
+    # an unmasked server frame: FIN + opcode, then a 7-bit length or 126 + a 16-bit length
+    assert wire[1] <= 126
+    data = wire[2:] if wire[1] < 126 else wire[4:]
+    assert len(data) == (wire[1] if wire[1] < 126 else int.from_bytes(wire[2:4], "big"))
+    return decode(data.decode() if wire[0] == 0x81 else data, sender="server")
+
+
+def test_broadcast_encodes_once_and_skips_the_sender(monkeypatch):
+    calls = []
+    real = pubsub_module.encode_broadcast
+    monkeypatch.setattr(pubsub_module, "encode_broadcast", lambda *a: calls.append(a) or real(*a))
+    ps = PubSub()
+    subs = [Sub() for _ in range(50)]
+    for s in subs:
+        ps.subscribe("t", s)
+    assert ps.broadcast("t", "e", {"k": 1}, exclude=subs[0]) == 49
+    assert len(calls) == 1
+    assert subs[0].wires == []
+    first = subs[1].wires[0]
+    assert all(s.wires[0] is first for s in subs[1:])  # the very same bytes object
+    msg = payload_of(first)
+    assert (msg.join_ref, msg.ref, msg.topic, msg.event, msg.payload) == (
+        None,
+        None,
+        "t",
+        "e",
+        {"k": 1},
+    )
+    assert payload_of(ps_binary(ps)).payload == b"\x01\x02"
+
+
+def ps_binary(ps):
+    sub = Sub()
+    ps.subscribe("b", sub)
+    ps.broadcast("b", "e", b"\x01\x02")
+    assert sub.wires[0][0] == 0x82  # a binary frame
+    return sub.wires[0]
+
+
+def test_unsubscribe_and_publish():
+    ps = PubSub()
+    a, b = Sub(), Sub()
+    ps.subscribe("t", a)
+    ps.subscribe("t", b)
+    assert ps.publish("t", {"hello": 1}, exclude=a) == 1
+    assert b.infos == [{"hello": 1}] and a.infos == []
+    ps.unsubscribe("t", a)
+    ps.unsubscribe("t", b)
+    assert ps.subscribers("t") == 0
+    assert ps.broadcast("t", "e", {}) == 0
+
+
+def test_presence_track_list_update_untrack_with_diffs():
+    ps = PubSub()
+    watcher = Sub()
+    ps.subscribe("room", watcher)
+    presence = Presence(ps)
+    r1 = presence.track("owner1", "room", "alice", {"device": "laptop"})
+    r2 = presence.track("owner2", "room", "alice", {"device": "phone"})
+    assert r1 != r2
+    state = presence.list("room")
+    assert [m["device"] for m in state["alice"]["metas"]] == ["laptop", "phone"]
+    diffs = [payload_of(w).payload for w in watcher.wires]
+    assert diffs[0] == {
+        "joins": {"alice": {"metas": [{"device": "laptop", "phx_ref": r1}]}},
+        "leaves": {},
+    }
+    r3 = presence.update("owner2", "room", "alice", {"device": "tablet"})
+    update = payload_of(watcher.wires[-1]).payload
+    assert update["joins"]["alice"]["metas"][0] == {
+        "device": "tablet",
+        "phx_ref": r3,
+        "phx_ref_prev": r2,
+    }
+    assert update["leaves"]["alice"]["metas"][0]["phx_ref"] == r2
+    presence.untrack("owner1")
+    leave = payload_of(watcher.wires[-1]).payload
+    assert leave == {
+        "joins": {},
+        "leaves": {"alice": {"metas": [{"device": "laptop", "phx_ref": r1}]}},
+    }
+    presence.untrack("owner2", "room")
+    assert presence.list("room") == {} and presence.count("room") == 0
+
+
+def test_metrics_render_prometheus_text():
+    m = Metrics()
+    c = m.counter("things", "things done")
+    c.inc()
+    c.inc(2, kind='a"b')
+    m.gauge("level", "current level", lambda: 2.5)
+    text = m.render()
+    assert "# TYPE veraltheim_things counter" in text
+    assert "veraltheim_things_total 1\n" in text
+    assert 'veraltheim_things_total{kind="a\\"b"} 2\n' in text
+    assert "# TYPE veraltheim_level gauge\nveraltheim_level 2.5\n" in text
+    assert m.counter("things", "again") is c
+    with pytest.raises(ValueError, match="already registered"):
+        m.gauge("things", "clash")
