@@ -281,9 +281,9 @@ class Socket:
             if self._stopping:
                 break
             delay: float | None
-            if outcome == "forbidden" or outcome == "fatal":
+            if outcome == "refused" or outcome == "fatal":
                 failures = 0
-                delay = self.forbidden_retry_s if outcome == "forbidden" else None
+                delay = self.forbidden_retry_s if outcome == "refused" else None
                 log.warning("link offline: %s", reason)
                 self._set_state(ConnectionState.OFFLINE, reason)
                 next_state = ConnectionState.CONNECTING
@@ -320,7 +320,7 @@ class Socket:
 
     async def _attempt(self) -> tuple[str, str]:
         """One handshake and, when it succeeds, the whole connection. Returns (outcome, why):
-        served (was connected, then dropped), failed, forbidden, fatal."""
+        served (was connected, then dropped), failed, refused (token, certificate), fatal."""
         self.handshakes += 1
         try:
             token = await self._token_now()
@@ -352,8 +352,11 @@ class Socket:
             body = bytes(exc.response.body or b"").decode(errors="replace").strip()[:200]
             why = f"HTTP {status} at the handshake" + (f": {body}" if body else "")
             if status in (401, 403):
-                return "forbidden", f"refused by the service ({why})"
+                return "refused", f"refused by the service ({why})"
             return "failed", why
+        except ssl_module.SSLCertVerificationError as exc:
+            # retrying at once cannot fix a certificate: wait like after a refused token
+            return "refused", f"TLS certificate not trusted: {exc.verify_message or exc}"
         except (InvalidURI, ValueError) as exc:
             return "fatal", f"bad URL {self.url!r}: {exc}"
         except (OSError, TimeoutError, InvalidHandshake) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import time
 import urllib.request
 
@@ -20,6 +21,7 @@ from client.net import (
     Socket,
 )
 from service.auth import issue_token
+from service.tls import make_dev_cert
 from tests.support.service import TEST_SECRET
 
 WAIT_S = 20.0
@@ -239,3 +241,18 @@ async def test_killed_service_back_on_a_new_port(service, sockets):
     a.retry_now()
     assert (await shout).ok
     assert await asyncio.wait_for(heard.get(), WAIT_S) == {"after": "restart"}
+
+
+async def test_wss_with_a_trusted_dev_cert_and_an_untrusted_one(service_factory, sockets, tmp_path):
+    cert, key = make_dev_cert(tmp_path / "certs")
+    svc = service_factory("--certfile", str(cert), "--keyfile", str(key))
+    assert svc.ws_url.startswith("wss://")
+    trusted = ssl.create_default_context(cafile=str(cert))
+    sock = sockets(svc.ws_url, token=token_for(svc, "tess"), ssl=trusted)
+    await sock.connect()
+    assert await sock.channel("lobby").join() == {"user": "tess"}
+
+    doubtful = sockets(svc.ws_url, token=token_for(svc, "tess"), ssl=ssl.create_default_context())
+    await doubtful.connect()
+    assert doubtful.state == ConnectionState.OFFLINE
+    assert "certificate" in doubtful.offline_reason and doubtful.handshakes == 1
