@@ -51,7 +51,18 @@ class Load:
     busy: int = 0
     queue_depth: int = 0
     max_tiles: int = 1
-    recent_run_ms: float = 0.0
+    recent_run_ms: float = 0.0  # typical job time on the service, 0 if none finished lately
+    running_ms: list[float] = field(default_factory=list)  # how long each running job has run
+
+    def wait_ms(self) -> float:
+        """Expected wait for a worker when none is idle: the first running job to finish
+        (remaining time: typical minus elapsed, or, past that or unknown, as long again as it
+        has run), then the queue ahead of us, spread over the workers."""
+        typical = self.recent_run_ms or (
+            sorted(self.running_ms)[len(self.running_ms) // 2] if self.running_ms else 0.0
+        )
+        remaining = [max(typical - e, e) for e in self.running_ms] or [typical]
+        return min(remaining) + self.queue_depth * typical / max(1, self.workers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +119,7 @@ class CostModel:
                 min(idle, load.max_tiles) if k.tileable and units >= 2 * MIN_TILE_UNITS else 1
             )
         else:
-            # Everyone ahead of us must finish first, spread over all workers.
-            ahead = load.busy + load.queue_depth - load.workers + 1
-            queue_ms = max(0, ahead) * load.recent_run_ms / max(1, load.workers)
-            queue_ms = max(queue_ms, load.recent_run_ms / 2)
+            queue_ms = load.wait_ms()
             parallel = 1
         per_worker = k.remote_ns if k.remote_ns is not None else k.local_ns
         remote_ms = link_ms + queue_ms + per_worker * units / parallel / 1e6
@@ -178,6 +186,7 @@ class CostModel:
         self.load.busy = int(load.get("busy", 0))
         self.load.queue_depth = int(load.get("queue_depth", 0))
         self.load.max_tiles = int(load.get("max_tiles", self.load.workers)) or 1
+        self.load.running_ms = [float(x) for x in load.get("running_ms") or ()]
         runs = [v.get("recent_run_ms") or 0.0 for v in (load.get("throughput") or {}).values()]
         if runs:
             self.load.recent_run_ms = max(runs)

@@ -28,6 +28,8 @@ WHERE = ("auto", "local", "remote")
 # Remote errors that are about the input, not the service: running locally would fail the same.
 INPUT_ERRORS = {"bad_input", "bad_request", "cancelled"}
 LOAD_MAX_AGE_S = 1.0
+RTT_PROBES = 2
+PROBE_BYTES = 64 * 1024
 MIN_REMOTE_TIMEOUT_S = 5.0
 REMOTE_TIMEOUT_FACTOR = 4.0  # give up on the service at this multiple of its estimate
 
@@ -48,29 +50,35 @@ class Dispatcher:
         self.max_remote_timeout_s = max_remote_timeout_s
         self._refreshing: asyncio.Task | None = None
         self._warm: set[str] = set()
+        self._probed = False
         for spec in runtime.catalogue():
             self.model.add_kernel(spec.name, spec.to_dict(), local=True)
 
     # --- public -------------------------------------------------------------------------------
 
     async def connect(self) -> bool:
-        """Join the compute topic and learn its catalogue, load and RTT; False when offline."""
+        """Join the compute topic; learn its catalogue, load, the RTT and the bandwidth (a few
+        small round trips and one probe of PROBE_BYTES each way). False when offline."""
         if self.remote is None or not self.remote.online:
             return False
         try:
             await self.remote.ensure_joined()
-            await self.refresh()
-        except (RemoteError, PushTimeout, Exception):
+            self._learn_catalogue()
+            for _ in range(RTT_PROBES):
+                self.model.learn_rtt(await self.remote.probe(0))
+            self.model.learn_transfer(await self.remote.probe(PROBE_BYTES), 2 * PROBE_BYTES)
+        except Exception:
             return False
+        self._probed = True
         return True
 
     async def refresh(self) -> None:
-        """Fetch `kernels` again (catalogue + load) and take its round trip as an RTT sample."""
+        """Fetch the service's load again; its round trip is one more RTT sample."""
         if self.remote is None:
             return
-        rtt_ms = await self.remote.refresh()
+        rtt_ms = await self.remote.refresh(catalogue=False)
         self.model.learn_rtt(rtt_ms)
-        self._learn_catalogue()
+        self.model.learn_load(self.remote.load)
 
     async def run(
         self,
@@ -209,16 +217,13 @@ class Dispatcher:
         remote = self.remote
         if remote is None or not remote.online:
             return False
-        if not remote.joined or not remote.catalogue:
-            try:
-                await remote.ensure_joined()
-                self.model.learn_rtt(await remote.refresh())
-                self._learn_catalogue()
-            except Exception:
-                return False
-        elif time.monotonic() - remote.load_at > LOAD_MAX_AGE_S and self._refreshing is None:
+        if remote.channel is not None and not remote.joined:
+            return False  # (re)joining: don't wait for it, run here
+        if not self._probed:
+            return await self.connect()
+        if time.monotonic() - remote.load_at > LOAD_MAX_AGE_S and self._refreshing is None:
             self._refreshing = asyncio.create_task(self._refresh_in_background())
-        return remote.joined
+        return True
 
     async def _refresh_in_background(self) -> None:
         try:

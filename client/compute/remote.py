@@ -66,17 +66,28 @@ class RemoteCompute:
         elif not self.catalogue and self.joined:
             await self.refresh()
 
-    async def refresh(self) -> float:
-        """Ask `kernels {}`; return the round trip in ms (a small transfer: the link's RTT)."""
+    async def refresh(self, catalogue: bool = True) -> float:
+        """Ask `kernels` (the load, and the catalogue unless told not to); return the round
+        trip in ms (without the catalogue, a small reply: a sample of the link's RTT)."""
         start = time.perf_counter()
-        reply = await self.channel.push("kernels", {}, timeout=KERNELS_TIMEOUT_S)
+        payload = {} if catalogue else {"catalogue": False}
+        reply = await self.channel.push("kernels", payload, timeout=KERNELS_TIMEOUT_S)
         rtt_ms = (time.perf_counter() - start) * 1000
         if not reply.ok:
             raise RemoteError(reply.response.get("reason", "error"), str(reply.response))
-        self.catalogue = dict(reply.response.get("kernels") or {})
+        if catalogue:
+            self.catalogue = dict(reply.response.get("kernels") or {})
         self.load = dict(reply.response.get("load") or {})
         self.load_at = time.monotonic()
         return rtt_ms
+
+    async def probe(self, nbytes: int) -> float:
+        """Echo `nbytes` through the service; the round trip in ms (for RTT and bandwidth)."""
+        start = time.perf_counter()
+        reply = await self.channel.push("probe", bytes(nbytes), timeout=KERNELS_TIMEOUT_S * 4)
+        if not reply.ok:
+            raise RemoteError(reply.response.get("reason", "error"), str(reply.response))
+        return (time.perf_counter() - start) * 1000
 
     async def run(
         self,

@@ -8,7 +8,9 @@ Events in:
   "stats" kernel gets JSON with the decoded `result` instead. Failures are error replies
   {reason, message, id}.
 - `cancel {id}`: stops a queued or running job of this channel (its request gets `cancelled`).
-- `kernels {}`: {kernels: {name: manifest entry + remote_only}, load: {...}}.
+- `kernels {}`: {kernels: {name: manifest entry + remote_only}, load: {...}};
+  `kernels {"catalogue": false}`: {load} only.
+- `probe` (binary, up to 1 MiB): echoed back, so a client can time the link's bandwidth.
 Events out: `progress {id, done, total}` while a job runs.
 """
 
@@ -27,6 +29,7 @@ from service.compute.errors import BAD_REQUEST, ComputeError
 from service.compute.pool import Job, JobResult
 
 MAX_ID_CHARS = 128
+MAX_PROBE_BYTES = 1024 * 1024
 POOLS = ("default",)
 
 
@@ -45,7 +48,15 @@ class ComputeChannel(Channel):
             return self._request(payload, ref)
         if event == "cancel":
             return self._cancel(payload)
+        if event == "probe":
+            # The client times this echo to learn the link's bandwidth; capped like a job input.
+            if isinstance(payload, bytes | bytearray) and len(payload) <= MAX_PROBE_BYTES:
+                return Reply.ok(bytes(payload))
+            return Reply.error({"reason": BAD_REQUEST, "message": "probe takes up to 1 MiB"})
         if event == "kernels":
+            # {"catalogue": false} asks for the load alone (a small reply, polled often).
+            if isinstance(payload, dict) and payload.get("catalogue") is False:
+                return Reply.ok({"load": self.compute.load()})
             return Reply.ok(
                 {"kernels": self.compute.catalogue.entries, "load": self.compute.load()}
             )
@@ -154,7 +165,9 @@ class ComputeChannel(Channel):
                 "total_ms": round(result.total_ms, 3),
             },
             "output_kind": self.compute.catalogue.output_kind(kernel),
-            "load": {k: load[k] for k in ("workers", "busy", "queue_depth", "max_tiles")},
+            "load": {
+                k: load[k] for k in ("workers", "busy", "queue_depth", "max_tiles", "running_ms")
+            },
         }
         if not binary and header["output_kind"] == "stats":
             self.reply(ref, "ok", {**header, "result": self.compute.decode(kernel, result.output)})

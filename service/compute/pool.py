@@ -252,6 +252,7 @@ class ComputePool:
         return True
 
     def load(self) -> dict[str, Any]:
+        now = time.monotonic()
         busy = sum(1 for w in self.workers if w.task is not None)
         throughput = {}
         for kernel, samples in self.recent.items():
@@ -271,6 +272,12 @@ class ComputePool:
             "crashes": self.crashes,
             "worker_pids": [w.pid for w in self.workers],
             "busy_pids": [w.pid for w in self.workers if w.task is not None],
+            # How long each running job has run: a client's guess of the wait for a worker.
+            "running_ms": [
+                round((now - w.task.job.started_at) * 1000, 1)
+                for w in self.workers
+                if w.task is not None
+            ],
             "throughput": throughput,
         }
 

@@ -49,11 +49,19 @@ def test_tiny_job_is_local_and_big_tileable_job_is_remote_on_a_fast_link():
 
 
 def test_busy_service_adds_queue_wait():
-    idle = model().estimate("image.blur", 4_000_000, {"width": 1000, "height": 1000})
-    busy = model(busy=4, queue_depth=6, throughput={"x": {"recent_run_ms": 50.0}})
-    est = busy.estimate("image.blur", 4_000_000, {"width": 1000, "height": 1000})
-    assert est.queue_ms == pytest.approx((4 + 6 - 4 + 1) * 50 / 4)
+    job = ("image.blur", 4_000_000, {"width": 1000, "height": 1000})
+    idle = model().estimate(*job)
+    assert idle.queue_ms == 0
+    busy = model(
+        busy=4, queue_depth=6, running_ms=[10, 30, 45, 5], throughput={"x": {"recent_run_ms": 50.0}}
+    )
+    est = busy.estimate(*job)
+    # first free worker: the one 30 ms into a 50 ms job (20 left, but at least 30 as observed)
+    assert est.queue_ms == pytest.approx(30 + 6 * 50 / 4)
     assert est.remote_ms > idle.remote_ms + est.queue_ms - 1
+    # no finished jobs to go by: a running job is expected to take as long again
+    unknown = model(busy=4, workers=4, queue_depth=0, running_ms=[200, 400, 300, 250])
+    assert unknown.estimate(*job).queue_ms == pytest.approx(200)
 
 
 def test_learning_moves_estimates_toward_measurements():
