@@ -48,6 +48,7 @@ FORBIDDEN_RETRY_S = 300.0  # after a refused token, try again only this late (or
 OPEN_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 2.0
 MAX_FRAME_BYTES = 256 * 1024 * 1024  # compute results (images) come back in one frame
+RETRYABLE_STATUS = frozenset({408, 425, 429})  # 4xx answers worth retrying with the backoff
 SERVICE_RESTART = 1012  # RFC 6455 close code "service restart"; like 1001, not a final close
 
 TokenSource = str | Callable[[], str | Awaitable[str | None] | None] | None
@@ -100,10 +101,11 @@ class Socket:
 
     token: a string, or a callable (sync or async) asked on every connect so a fresh token is
     used; sent as the phoenix.js subprotocol (`token_in="subprotocol"`) or the `token` query
-    param (`token_in="param"`). A 401/403 at the handshake puts the socket OFFLINE with
-    `offline_reason`; it tries again after `forbidden_retry_s` (None: never) or when
-    `connect()` / `retry_now()` is called. Assign `sock.url` to point it elsewhere (a service
-    that came back on another port); the next attempt uses it.
+    param (`token_in="param"`). A 401/403 (any 4xx but 408/425/429) at the handshake, or an
+    untrusted TLS certificate, puts the socket OFFLINE with `offline_reason`; it tries again
+    after `forbidden_retry_s` (None: never) or when `connect()` / `retry_now()` is called.
+    Assign `sock.url` to point it elsewhere (a service that came back on another port); the
+    next attempt uses it.
     """
 
     def __init__(
@@ -351,7 +353,8 @@ class Socket:
             status = exc.response.status_code
             body = bytes(exc.response.body or b"").decode(errors="replace").strip()[:200]
             why = f"HTTP {status} at the handshake" + (f": {body}" if body else "")
-            if status in (401, 403):
+            if 400 <= status < 500 and status not in RETRYABLE_STATUS:
+                # a refused token, a wrong path or version: retrying soon cannot help
                 return "refused", f"refused by the service ({why})"
             return "failed", why
         except ssl_module.SSLCertVerificationError as exc:
@@ -405,6 +408,10 @@ class Socket:
                 await conn.wake.wait()
         except ConnectionClosed:
             pass
+        except Exception:
+            # a connection that cannot write is useless: drop it, the run loop reconnects
+            log.exception("writing to the service failed; reconnecting")
+            conn.ws.transport.abort()
 
     async def _heartbeat_loop(self, conn: _Connection) -> None:
         self._send_heartbeat(conn)  # at once, so rtt_ms is known right after connecting

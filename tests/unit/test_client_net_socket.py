@@ -35,9 +35,11 @@ class FakeService:
 
     def __init__(self, *, refuse=lambda token: False, heartbeat_replies: bool = True) -> None:
         self.refuse = refuse
+        self.refuse_status = HTTPStatus.FORBIDDEN
         self.heartbeat_replies = heartbeat_replies
         self.join_status: str | None = "ok"  # None: never answer joins
         self.handshakes = 0
+        self.handshake_seen: asyncio.Queue[str] = asyncio.Queue()
         self.tokens: list[str | None] = []
         self.paths: list[str] = []
         self.connections: list[ServerConnection] = []
@@ -63,6 +65,7 @@ class FakeService:
 
     def check(self, connection, request):
         self.handshakes += 1
+        self.handshake_seen.put_nowait(request.path)
         self.paths.append(request.path)
         token = parse_qs(urlsplit(request.path).query).get("token", [None])[0]
         offered = request.headers.get("Sec-WebSocket-Protocol", "")
@@ -72,7 +75,7 @@ class FakeService:
                 token = base64.b64decode(raw + "=" * (-len(raw) % 4)).decode()
         self.tokens.append(token)
         if self.refuse(token):
-            return connection.respond(HTTPStatus.FORBIDDEN, "invalid token\n")
+            return connection.respond(self.refuse_status, "invalid token\n")
         return None
 
     async def handle(self, ws: ServerConnection) -> None:
@@ -396,3 +399,19 @@ async def test_a_new_url_is_used_by_the_next_attempt(sockets):
         await first.connections[-1].close()
         await asyncio.wait_for(second.next("phx_join"), WAIT_S)
         assert await ch.push("echo", {"on": "second"}) == Reply("ok", {"on": "second"})
+
+
+@pytest.mark.parametrize(
+    ("status", "retried"), [(HTTPStatus.NOT_FOUND, False), (HTTPStatus.SERVICE_UNAVAILABLE, True)]
+)
+async def test_other_handshake_statuses(sockets, status, retried):
+    async with FakeService(refuse=lambda token: True) as fake:
+        fake.refuse_status = status
+        sock = sockets(fake.url, forbidden_retry_s=None)
+        await sock.connect()
+        if retried:  # a 503 (service stopping) is retried with the backoff
+            assert sock.state == ConnectionState.RECONNECTING
+            for _ in range(3):
+                await asyncio.wait_for(fake.handshake_seen.get(), WAIT_S)
+        else:
+            assert sock.state == ConnectionState.OFFLINE and "404" in sock.offline_reason
