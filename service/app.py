@@ -17,6 +17,8 @@ from typing import Any
 
 from protocol.constants import CLOSE_GOING_AWAY, CLOSE_IDLE_TIMEOUT
 from service.channel import SHUTDOWN, Channel
+from service.compute.channel import ComputeChannel
+from service.compute.component import ComputeComponent
 from service.config import ServiceConfig
 from service.context import ServiceContext
 from service.docs.channel import DocChannel
@@ -43,12 +45,14 @@ def build_router() -> Router:
     router = Router()
     router.add("lobby", LobbyChannel)
     router.add("doc:*", DocChannel)
+    router.add("compute:*", ComputeChannel)
     return router
 
 
 # name -> factory(config); each component has `async start(ctx)` and `async stop()`.
 COMPONENTS: dict[str, Callable[[ServiceConfig], Any]] = {
     "docs": DocRegistry.from_config,
+    "compute": ComputeComponent.from_config,
 }
 
 
