@@ -211,6 +211,7 @@ class Channel:
         if join is not self._join_push or self.state != ChannelState.JOINING:
             return
         log.info("join of %s timed out after %g s; retrying", self.topic, join.timeout_s)
+        self._join_push = None  # a late answer to it must not count as joined
         # tell the service to drop the join it may still be working on, as phoenix.js does
         self.socket._send(Message(self.join_ref, self.socket.make_ref(), self.topic, PHX_LEAVE, {}))
         self.state = ChannelState.ERRORED
@@ -237,12 +238,13 @@ class Channel:
         self._rejoin_timer.reset()
         if self._first_join is not None and not self._first_join.done():
             self._first_join.set_result(response)
-        for callback in list(self._on_join):
-            call_safely(callback, response)
+        # the buffered pushes go first, as phoenix.js flushes before the join's receive hooks
         while self._buffer and self.can_push:
             push = self._buffer.popleft()
             if not push.done:
                 self._write(push)
+        for callback in list(self._on_join):
+            call_safely(callback, response)
 
     def _join_refused(self, response: Any) -> None:
         first = self._first_join

@@ -415,3 +415,20 @@ async def test_other_handshake_statuses(sockets, status, retried):
                 await asyncio.wait_for(fake.handshake_seen.get(), WAIT_S)
         else:
             assert sock.state == ConnectionState.OFFLINE and "404" in sock.offline_reason
+
+
+async def test_join_timeout_leaves_and_keeps_retrying_like_phoenix_js(fake, sockets):
+    fake.join_status = None  # the service does not answer the join
+    sock = sockets(fake.url)
+    await sock.connect()
+    ch = sock.channel("room:1")
+    joined = asyncio.Queue()
+    ch.on_join(joined.put_nowait)
+    with pytest.raises(PushTimeout, match="join"):
+        await ch.join(timeout=0.1)
+    _, leave = await fake.next("phx_leave")  # phoenix.js drops the join it gave up on
+    _, rejoin = await fake.next("phx_join")  # then tries again after the rejoin backoff
+    fake.join_status = "ok"
+    assert await asyncio.wait_for(joined.get(), WAIT_S) == {"joined": "room:1"}
+    assert ch.state == ChannelState.JOINED and ch.join_ref not in (leave.join_ref, None)
+    assert rejoin.join_ref != leave.join_ref  # every rejoin has a new join_ref
