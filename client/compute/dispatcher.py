@@ -89,6 +89,7 @@ class Dispatcher:
         where: str = "auto",
         progress: Progress | None = None,
         cancel: Any = None,
+        deadline_s: float | None = None,
     ) -> tuple[bytes, Decision]:
         """Run `kernel`; return its output and the Decision (where, why, estimates, times)."""
         if where not in WHERE:
@@ -113,7 +114,9 @@ class Dispatcher:
         decision = self.decide(kernel, len(data), norm, where, online, local_ok=too_big is None)
         if decision.where == "remote":
             try:
-                output = await self._run_remote(kernel, data, norm, decision, progress, cancel)
+                output = await self._run_remote(
+                    kernel, data, norm, decision, progress, cancel, deadline_s
+                )
                 decision.actual_ms = (time.perf_counter() - start) * 1000
                 return output, decision
             except RemoteError as exc:
@@ -126,7 +129,7 @@ class Dispatcher:
                 decision.fallback = str(exc) or "no reply from the service in time"
             decision.where = "local"
             norm = self.runtime.validate(kernel, data, params)
-        output = await self._run_local(kernel, data, norm, progress, cancel)
+        output = await self._run_local(kernel, data, norm, progress, cancel, deadline_s)
         decision.actual_ms = (time.perf_counter() - start) * 1000
         return output, decision
 
@@ -189,7 +192,13 @@ class Dispatcher:
         return costs is not None and costs.local
 
     async def _run_local(
-        self, kernel: str, data: Any, params: dict[str, Any], progress: Progress | None, cancel: Any
+        self,
+        kernel: str,
+        data: Any,
+        params: dict[str, Any],
+        progress: Progress | None,
+        cancel: Any,
+        deadline_s: float | None = None,
     ) -> bytes:
         loop = asyncio.get_running_loop()
         relay = None
@@ -204,7 +213,13 @@ class Dispatcher:
             self._warm.add(module)
         start = time.perf_counter()
         result = await asyncio.to_thread(
-            self.runtime.run, kernel, data, params, cancel=cancel, progress=relay
+            self.runtime.run,
+            kernel,
+            data,
+            params,
+            cancel=cancel,
+            progress=relay,
+            deadline_s=deadline_s,
         )
         elapsed_ms = (time.perf_counter() - start) * 1000
         units = _units(self.model, kernel, len(data), params)
@@ -254,6 +269,7 @@ class Dispatcher:
         decision: Decision,
         progress: Progress | None,
         cancel: Any,
+        deadline_s: float | None = None,
     ) -> bytes:
         assert self.remote is not None
         estimate_s = (decision.remote_estimate_ms or 1000.0) / 1000
@@ -263,8 +279,16 @@ class Dispatcher:
         )
         if cancel is not None and cancel.cancelled:
             raise Cancelled(f"{kernel}: cancelled")
+        if deadline_s is not None:
+            timeout_s = min(timeout_s, deadline_s + MIN_REMOTE_TIMEOUT_S)
         res = await self.remote.run(
-            kernel, data, params, timeout_s=timeout_s, progress=progress, cancel=cancel
+            kernel,
+            data,
+            params,
+            timeout_s=timeout_s,
+            progress=progress,
+            cancel=cancel,
+            deadline_s=deadline_s,
         )
         hdr = res.header
         timings = hdr.get("timings") or {}

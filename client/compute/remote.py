@@ -98,11 +98,15 @@ class RemoteCompute:
         timeout_s: float,
         progress: Progress | None = None,
         cancel: Any = None,
+        deadline_s: float | None = None,
     ) -> RemoteResult:
         if not self.joined:
             raise RemoteUnavailable(f"not joined to {self.topic}")
         job_id = self.prefix + str(next(self.ids))
-        payload = pack_envelope({"kernel": kernel, "params": params, "id": job_id}, data)
+        header: dict[str, Any] = {"kernel": kernel, "params": params, "id": job_id}
+        if deadline_s is not None:
+            header["deadline_s"] = deadline_s
+        payload = pack_envelope(header, data)
         lost = self.lost[job_id] = asyncio.get_running_loop().create_future()
         if progress is not None:
             self.progress[job_id] = progress

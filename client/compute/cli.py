@@ -1,0 +1,154 @@
+"""`veraltheim-kernel`: wasm/cli.py's `list` and `run`, with `run` dispatched local or remote.
+
+    veraltheim-kernel run KERNEL [--input F] --output F [--param N=V ...]
+        [--where auto|local|remote] [--service ws://HOST:PORT] [--token T] [--json-decision]
+
+Without --service everything runs here (as wasm/cli.py does). With it, the dispatcher decides
+(or obeys --where) and one line on stderr says where the job ran and why; --json-decision
+prints the whole decision record as JSON on stderr instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from client.compute.decision import Decision
+from client.compute.dispatcher import WHERE, Dispatcher
+from client.net import ConnectionState, Socket
+from wasm import KernelError, KernelSpec, ParamSpec, UnknownKernel
+from wasm import cli as wasm_cli
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """wasm/cli.py's commands, `run` with the dispatch options added."""
+    parser = wasm_cli.OneLineParser(
+        prog=wasm_cli.PROG, description="List Veraltheim's kernels; run one here or on a service."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=wasm_cli.OneLineParser)
+    lister = sub.add_parser("list", help="list kernels with their params")
+    lister.add_argument("--json", action="store_true", help="machine-readable catalogue")
+    wasm_cli.add_runtime_arguments(lister)
+    run = sub.add_parser("run", help="run a kernel on files, here or on --service")
+    wasm_cli.add_run_arguments(run)
+    wasm_cli.add_runtime_arguments(run)
+    run.add_argument("--where", choices=WHERE, default="auto", help="where to run (default auto)")
+    run.add_argument("--service", metavar="URL", help="service to offload to: ws[s]://HOST:PORT")
+    run.add_argument("--token", help="access token for --service")
+    run.add_argument(
+        "--json-decision", action="store_true", help="print the decision record as JSON"
+    )
+    return parser
+
+
+def spec_from_entry(name: str, entry: dict[str, Any]) -> KernelSpec:
+    """A KernelSpec for a kernel only the service has (from its `kernels` catalogue)."""
+    params = tuple(
+        ParamSpec(
+            name=p["name"],
+            type=p.get("type", "float"),
+            min=p.get("min"),
+            max=p.get("max"),
+            default=p.get("default"),
+            choices=tuple(p.get("choices") or ()),
+            description=p.get("description", ""),
+        )
+        for p in entry.get("params", [])
+    )
+    return KernelSpec(
+        name=name,
+        module="",
+        export="",
+        description=entry.get("description", ""),
+        params=params,
+        input_kind=entry.get("input", {}).get("kind", "bytes"),
+        output_kind=entry.get("output", {}).get("kind", "bytes"),
+        tiles=entry.get("tiles"),
+        cost=dict(entry.get("cost") or {}),
+        grants=tuple(entry.get("grants") or ()),
+    )
+
+
+async def open_socket(url: str, token: str | None) -> Socket:
+    sock = Socket(url, token=token, forbidden_retry_s=None)
+    with contextlib.suppress(TimeoutError):  # still down: the dispatcher treats it as offline
+        await asyncio.wait_for(sock.connect(), CONNECT_TIMEOUT_S)
+    return sock
+
+
+async def run_command(args: argparse.Namespace) -> Decision:
+    rt = wasm_cli.make_runtime(args)
+    sock = await open_socket(args.service, args.token) if args.service else None
+    try:
+        if sock is not None and sock.state != ConnectionState.CONNECTED:
+            reason = sock.offline_reason or "no connection"
+            sys.stderr.write(f"{wasm_cli.PROG}: service {args.service} unreachable: {reason}\n")
+        dispatcher = Dispatcher(rt, sock)
+        await dispatcher.connect()
+        spec = kernel_spec(rt, dispatcher, args.kernel)
+        params = wasm_cli.parse_params(spec, args.param)
+        data, params = wasm_cli.load_job_input(spec, args.input, params)
+        show = wasm_cli.progress_printer(spec.name)
+        try:
+            output, decision = await dispatcher.run(
+                spec.name,
+                data,
+                params,
+                where=args.where,
+                progress=show,
+                deadline_s=args.deadline,
+            )
+        finally:
+            if show is not None:
+                sys.stderr.write("\r\x1b[K")
+        wasm_cli.save_job_output(spec, args.output, output, params)
+        return decision
+    finally:
+        if sock is not None:
+            await sock.disconnect()
+
+
+def kernel_spec(rt: Any, dispatcher: Dispatcher, name: str) -> KernelSpec:
+    try:
+        return rt.spec(name)
+    except UnknownKernel:
+        remote = dispatcher.remote
+        entry = remote.catalogue.get(name) if remote is not None else None
+        if entry is not None:
+            return spec_from_entry(name, entry)
+        if remote is None or not remote.catalogue:
+            raise UnknownKernel(
+                f"unknown kernel {name!r} here; the service (which may have it) is not reachable"
+            ) from None
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        return wasm_cli.main(argv)
+    try:
+        decision = asyncio.run(run_command(args))
+    except KernelError as e:
+        return wasm_cli.fail(str(e))
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        return wasm_cli.fail(f"{where}{e.strerror or e}")
+    except KeyboardInterrupt:
+        return wasm_cli.fail("interrupted", 130)
+    if args.json_decision:
+        sys.stderr.write(json.dumps(decision.to_dict()) + "\n")
+    else:
+        sys.stderr.write(f"{wasm_cli.PROG}: {decision.summary()}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
