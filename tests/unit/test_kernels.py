@@ -326,7 +326,15 @@ SORT_F64_CASES = {
     "random": np.random.default_rng(1).standard_normal(5000) * 1e6,
     "specials": np.array([np.nan, 0.0, -0.0, np.inf, -np.inf, 1e-310, -1e-310, -np.nan, 3.0, 0.0]),
     "small ints (radix passes skipped)": np.random.default_rng(2).integers(0, 50, 3001) * 1.0,
-    "few nans, odd passes": np.concatenate([np.arange(100.0), [np.nan, -np.nan], np.arange(5.0)]),
+    "nans, even passes": np.concatenate([np.arange(100.0), [np.nan, -np.nan], np.arange(5.0)]),
+    # Only the lowest 11-bit digit differs: one radix pass, so the result ends in the other buffer.
+    "nans, one pass": np.concatenate(
+        [
+            1.0 + np.arange(100.0)[::-1] * 2.0**-52,
+            [np.nan, -np.nan, np.nan],
+            1.0 + np.arange(5.0) * 2.0**-52,
+        ]
+    ),
     "sorted": np.arange(777.0),
     "reversed": np.arange(777.0)[::-1].copy(),
 }

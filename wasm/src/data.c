@@ -233,67 +233,48 @@ static inline int is_nan_bits(uint64_t u) {
     return (u & 0x7fffffffffffffffull) > 0x7ff0000000000000ull;
 }
 
-/* Sorts n keys; returns the buffer holding them (a or b). */
-static uint64_t *radix64(uint64_t *a, uint64_t *b, uint32_t n, int key_bits, uint32_t *hist) {
-    int passes = (key_bits + DIGIT_BITS - 1) / DIGIT_BITS;
-    memset(hist, 0, 4u * DIGITS * (uint32_t)passes);
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t k = a[i];
-        for (int p = 0; p < passes; p++) hist[p * DIGITS + ((k >> (p * DIGIT_BITS)) & (DIGITS - 1))]++;
+#define F64_PASSES ((64 + DIGIT_BITS - 1) / DIGIT_BITS)
+#define I32_PASSES ((32 + DIGIT_BITS - 1) / DIGIT_BITS)
+#define DIGIT(k, p) ((uint32_t)((k) >> ((p) * DIGIT_BITS)) & (DIGITS - 1u))
+
+/* Counts of one digit -> start offsets. Returns 0 when one value holds all n keys: that pass
+ * would not move anything and is skipped. */
+static int digit_offsets(uint32_t *h, uint32_t n) {
+    int useful = 1;
+    uint32_t sum = 0;
+    for (uint32_t d = 0; d < DIGITS; d++) {
+        uint32_t c = h[d];
+        if (c == n) useful = 0;
+        h[d] = sum;
+        sum += c;
     }
-    for (int p = 0; p < passes; p++) {
-        uint32_t *h = hist + p * DIGITS;
-        int trivial = 0;
-        uint32_t sum = 0;
-        for (uint32_t d = 0; d < DIGITS; d++) {
-            if (h[d] == n) trivial = 1;
-            uint32_t c = h[d];
-            h[d] = sum;
-            sum += c;
-        }
-        if (trivial) continue;
-        int shift = p * DIGIT_BITS;
-        for (uint32_t i = 0; i < n; i++) {
-            uint64_t k = a[i];
-            b[h[(k >> shift) & (DIGITS - 1)]++] = k;
-        }
-        uint64_t *t = a;
-        a = b;
-        b = t;
-        vh_progress(p + 1, passes);
-    }
-    return a;
+    return useful;
 }
 
-static uint32_t *radix32(uint32_t *a, uint32_t *b, uint32_t n, uint32_t *hist) {
-    const int passes = (32 + DIGIT_BITS - 1) / DIGIT_BITS;
-    memset(hist, 0, 4u * DIGITS * passes);
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t k = a[i];
-        for (int p = 0; p < passes; p++) hist[p * DIGITS + ((k >> (p * DIGIT_BITS)) & (DIGITS - 1))]++;
+/* One stable counting-sort pass; unrolled so loop overhead (and the host's interruption check
+ * on every back edge) is paid once per four keys. */
+static void scatter64(const uint64_t *a, uint64_t *b, uint32_t n, int p, uint32_t *h) {
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint64_t k0 = a[i], k1 = a[i + 1], k2 = a[i + 2], k3 = a[i + 3];
+        b[h[DIGIT(k0, p)]++] = k0;
+        b[h[DIGIT(k1, p)]++] = k1;
+        b[h[DIGIT(k2, p)]++] = k2;
+        b[h[DIGIT(k3, p)]++] = k3;
     }
-    for (int p = 0; p < passes; p++) {
-        uint32_t *h = hist + p * DIGITS;
-        int trivial = 0;
-        uint32_t sum = 0;
-        for (uint32_t d = 0; d < DIGITS; d++) {
-            if (h[d] == n) trivial = 1;
-            uint32_t c = h[d];
-            h[d] = sum;
-            sum += c;
-        }
-        if (trivial) continue;
-        int shift = p * DIGIT_BITS;
-        for (uint32_t i = 0; i < n; i++) {
-            uint32_t k = a[i];
-            b[h[(k >> shift) & (DIGITS - 1)]++] = k;
-        }
-        uint32_t *t = a;
-        a = b;
-        b = t;
-        vh_progress(p + 1, passes);
+    for (; i < n; i++) b[h[DIGIT(a[i], p)]++] = a[i];
+}
+
+static void scatter32(const uint32_t *a, uint32_t *b, uint32_t n, int p, uint32_t *h) {
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t k0 = a[i], k1 = a[i + 1], k2 = a[i + 2], k3 = a[i + 3];
+        b[h[DIGIT(k0, p)]++] = k0;
+        b[h[DIGIT(k1, p)]++] = k1;
+        b[h[DIGIT(k2, p)]++] = k2;
+        b[h[DIGIT(k3, p)]++] = k3;
     }
-    return a;
+    for (; i < n; i++) b[h[DIGIT(a[i], p)]++] = a[i];
 }
 
 VH_EXPORT("data_sort")
@@ -308,38 +289,63 @@ int32_t data_sort(const uint8_t *in, uint32_t in_len, const double *params, int3
         return vh_fail(VH_BAD_INPUT, dtype == 0 ? "input length must be a multiple of 8 (f64)"
                                                 : "input length must be a multiple of 4 (i32)");
     uint32_t n = in_len / size;
-    uint32_t *hist = vh_alloc(4u * DIGITS * ((64u + DIGIT_BITS - 1) / DIGIT_BITS));
+    uint32_t *hist = vh_alloc(4u * DIGITS * F64_PASSES);
     uint8_t *work = vh_alloc(in_len);
     if (!hist || !work) return VH_NO_MEMORY;
+    memset(hist, 0, 4u * DIGITS * F64_PASSES);
     /* The input block belongs to this job: sort in it and one more buffer, not three. */
     uint8_t *buf = (uint8_t *)(uintptr_t)in;
 
     if (dtype == 1) {
-        uint32_t *k = (uint32_t *)buf;
-        for (uint32_t i = 0; i < n; i++) k[i] ^= 0x80000000u;
-        uint32_t *sorted = radix32(k, (uint32_t *)work, n, hist);
-        for (uint32_t i = 0; i < n; i++) sorted[i] ^= 0x80000000u;
-        return vh_done(result, sorted, in_len);
+        uint32_t *a = (uint32_t *)buf, *b = (uint32_t *)work;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t k = a[i] ^ 0x80000000u;
+            a[i] = k;
+            for (int p = 0; p < I32_PASSES; p++) hist[p * DIGITS + DIGIT(k, p)]++;
+        }
+        for (int p = 0; p < I32_PASSES; p++) {
+            if (!digit_offsets(hist + p * DIGITS, n)) continue;
+            scatter32(a, b, n, p, hist + p * DIGITS);
+            uint32_t *t = a;
+            a = b;
+            b = t;
+            vh_progress(p + 1, I32_PASSES);
+        }
+        for (uint32_t i = 0; i < n; i++) a[i] ^= 0x80000000u;
+        return vh_done(result, a, in_len);
     }
     /* Keys of the non-NaN values are packed at the front of buf; NaNs (bits and order kept) go
      * to the back of work, last one first. */
-    uint64_t *k = (uint64_t *)buf, *w = (uint64_t *)work;
+    uint64_t *a = (uint64_t *)buf, *b = (uint64_t *)work;
     uint32_t m = 0, nans = 0;
     for (uint32_t i = 0; i < n; i++) {
-        uint64_t u = k[i];
-        if (is_nan_bits(u)) w[n - 1 - nans++] = u;
-        else k[m++] = f64_key(u);
-    }
-    uint64_t *sorted = radix64(k, w, m, 64, hist);
-    for (uint32_t i = 0; i < m; i++) sorted[i] = f64_unkey(sorted[i]);
-    if (sorted == w) {
-        for (uint32_t i = m, j = n - 1; i < j; i++, j--) {
-            uint64_t t = w[i];
-            w[i] = w[j];
-            w[j] = t;
+        uint64_t u = a[i];
+        if (is_nan_bits(u)) {
+            b[n - 1 - nans++] = u;
+            continue;
         }
-    } else {
-        for (uint32_t j = 0; j < nans; j++) k[m + j] = w[n - 1 - j];
+        uint64_t k = f64_key(u);
+        a[m++] = k;
+        for (int p = 0; p < F64_PASSES; p++) hist[p * DIGITS + DIGIT(k, p)]++;
     }
-    return vh_done(result, sorted, in_len);
+    uint64_t *keys = a;
+    for (int p = 0; p < F64_PASSES; p++) {
+        if (!digit_offsets(hist + p * DIGITS, m)) continue;
+        scatter64(a, b, m, p, hist + p * DIGITS);
+        uint64_t *t = a;
+        a = b;
+        b = t;
+        vh_progress(p + 1, F64_PASSES);
+    }
+    for (uint32_t i = 0; i < m; i++) a[i] = f64_unkey(a[i]);
+    if (a == keys) {
+        for (uint32_t j = 0; j < nans; j++) a[m + j] = b[n - 1 - j];
+    } else {
+        for (uint32_t i = m, j = n - 1; i < j; i++, j--) {
+            uint64_t t = a[i];
+            a[i] = a[j];
+            a[j] = t;
+        }
+    }
+    return vh_done(result, a, in_len);
 }
