@@ -7,9 +7,10 @@ this stack), side by side in one run. Prints ONE JSON object.
   interleaved rounds, measured with the same minimal client (so the ratio is the service's);
   client_rtt_us: the same push through client.net's Socket (what the app sees).
 - pushes_per_s: pipelined pushes with replies over 1 and 100 sockets (echo_msgs_per_s: the same
-  load on the echo server).
+  load on the echo server), interleaved rounds, medians.
 - broadcast_ms: one `shout` on `lobby` reaching every joined socket (p50/p99 of the delivery
-  delays, max = the last socket), with the receiving sockets in two other processes.
+  delays, max = the last socket; service_fanout_ms = until the sender's reply, which the service
+  writes after the whole fan-out), the receiving sockets held by another process.
 - idle_socket_kib: the service's RSS growth per idle joined socket.
 
 The service runs with --no-auth and raised rate limits (the default 100 messages/s per socket
@@ -286,6 +287,27 @@ async def throughput(port: int, n_sockets: int, per_socket: int, window: int, *,
     return round(n_sockets * per_socket / elapsed)
 
 
+async def measure_throughput(svc_port: int, echo_port: int, rounds: int) -> dict:
+    """Pushes/s over 1 socket (64 in flight) and 100 sockets (16 in flight each), service and
+    echo interleaved round by round; medians."""
+    loads = {"sockets_1": (1, 10000, 64), "sockets_100": (100, 100, 16)}
+    runs: dict[tuple[str, bool], list[int]] = {}
+    for i in range(rounds):
+        for name, (n, per_socket, window) in loads.items():
+            for service in (True, False) if i % 2 == 0 else (False, True):
+                port = svc_port if service else echo_port
+                rate = await throughput(port, n, per_socket, window, service=service)
+                runs.setdefault((name, service), []).append(rate)
+    median = {key: round(statistics.median(values)) for key, values in runs.items()}
+    return {
+        "pushes_per_s": {name: median[(name, True)] for name in loads},
+        "echo_msgs_per_s": {name: median[(name, False)] for name in loads},
+        "pushes_vs_echo": {
+            name: round(median[(name, True)] / median[(name, False)], 2) for name in loads
+        },
+    }
+
+
 class BulkClients:
     """A client process holding many joined sockets; talks over its stdin/stdout lines."""
 
@@ -425,14 +447,7 @@ async def run(args: argparse.Namespace) -> dict:
         try:
             result.update(await measure_rtt(svc_port, echo_port, args.rounds, 100))
             result["client_rtt_us"] = await measure_client_rtt(svc_port, 1000)
-            result["pushes_per_s"] = {
-                "sockets_1": await throughput(svc_port, 1, 20000, 64, service=True),
-                "sockets_100": await throughput(svc_port, 100, 300, 16, service=True),
-            }
-            result["echo_msgs_per_s"] = {
-                "sockets_1": await throughput(echo_port, 1, 20000, 64, service=False),
-                "sockets_100": await throughput(echo_port, 100, 300, 16, service=False),
-            }
+            result.update(await measure_throughput(svc_port, echo_port, args.rounds_throughput))
             clients = [BulkClients(svc_port, f"c{i}") for i in range(args.client_processes)]
             base_rss = rss_kib(service.pid)
             result["broadcast_ms"] = {}
@@ -569,6 +584,9 @@ def main() -> None:
         "--rounds", type=int, default=15, help="interleaved rounds of 100 rtt samples"
     )
     parser.add_argument("--broadcasts", type=int, default=5, help="broadcasts per size")
+    parser.add_argument(
+        "--rounds-throughput", type=int, default=3, help="interleaved rounds of pushes/s"
+    )
     parser.add_argument(
         "--client-processes", type=int, default=1, help="processes holding the joined sockets"
     )
