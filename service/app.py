@@ -107,6 +107,16 @@ class Service:
         self.metrics.gauge("channels", "joined channels", lambda: len(self.channels))
         self.metrics.gauge("users", "users with an open socket", lambda: len(self.user_buckets))
         self.metrics.gauge("uptime_seconds", "seconds since start", self.uptime)
+        self.metrics.gauge(
+            "last_broadcast_recipients",
+            "sockets the last broadcast went to",
+            lambda: pubsub.last_fanout[0],
+        )
+        self.metrics.gauge(
+            "last_broadcast_fanout_seconds",
+            "time to encode and write the last broadcast",
+            lambda: pubsub.last_fanout[1],
+        )
 
     @property
     def components(self) -> dict[str, Any]:

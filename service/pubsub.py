@@ -8,6 +8,7 @@ socket) and handed to every subscriber: the cost per extra socket is one write.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable
 from typing import Any, Protocol
 
@@ -31,6 +32,8 @@ def encode_broadcast(topic: str, event: str, payload: Any) -> bytes:
 class PubSub:
     def __init__(self) -> None:
         self._topics: dict[str, set[Subscriber]] = {}
+        # (recipients, seconds) of the last broadcast's fan-out, for /metrics and benchmarks
+        self.last_fanout: tuple[int, float] = (0, 0.0)
 
     def subscribe(self, topic: str, subscriber: Subscriber) -> None:
         self._topics.setdefault(topic, set()).add(subscriber)
@@ -55,6 +58,7 @@ class PubSub:
         subs = self._topics.get(topic)
         if not subs:
             return 0
+        started = time.perf_counter()
         wire = encode_broadcast(topic, event, payload)
         sent = 0
         # A copy: a delivery may evict a slow socket, which unsubscribes it.
@@ -62,6 +66,7 @@ class PubSub:
             if sub is not exclude:
                 sub.deliver_wire(wire)
                 sent += 1
+        self.last_fanout = (sent, time.perf_counter() - started)
         return sent
 
     def publish(self, topic: str, message: Any, *, exclude: Subscriber | None = None) -> int:

@@ -15,6 +15,7 @@ from websockets.protocol import State
 
 from protocol import Message, ProtocolError, decode, encode
 from protocol.constants import (
+    CLOSE_INTERNAL_ERROR,
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
@@ -132,7 +133,14 @@ class Socket:
             self._over_limit(msg)
             return
         self.strikes = 0
-        self.dispatch(msg)
+        try:
+            self.dispatch(msg)
+        except Exception:
+            # A bug of ours, not the client's: say so with 1011 rather than drop the socket.
+            log.exception(
+                "socket %s (user %s): failed on %s %s", self.id, self.user_id, msg.topic, msg.event
+            )
+            self.close(CLOSE_INTERNAL_ERROR, "internal error")
 
     def _over_limit(self, msg: Message) -> None:
         stats = self.service.stats
