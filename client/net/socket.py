@@ -275,6 +275,17 @@ class Socket:
     # -- connection loop -----------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._keep_connected()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must not leave the app waiting on a dead link
+            log.exception("the link's connection loop failed")
+            self._set_state(ConnectionState.OFFLINE, f"client error: {exc!r}")
+        finally:
+            self._finish_attempt()
+
+    async def _keep_connected(self) -> None:
         failures = 0
         next_state = ConnectionState.CONNECTING
         while not self._stopping:
@@ -379,7 +390,10 @@ class Socket:
             ch._socket_opened()
         try:
             async for frame in ws:
-                self._receive(conn, frame)
+                try:
+                    self._receive(conn, frame)
+                except Exception:  # one message we cannot handle must not end the link
+                    log.exception("handling a frame from the service failed")
         except ConnectionClosed:
             pass
         finally:

@@ -432,3 +432,19 @@ async def test_join_timeout_leaves_and_keeps_retrying_like_phoenix_js(fake, sock
     assert await asyncio.wait_for(joined.get(), WAIT_S) == {"joined": "room:1"}
     assert ch.state == ChannelState.JOINED and ch.join_ref not in (leave.join_ref, None)
     assert rejoin.join_ref != leave.join_ref  # every rejoin has a new join_ref
+
+
+async def test_disconnect_during_the_handshake_releases_connect(sockets):
+    release = asyncio.Event()
+
+    async def slow_token():
+        await release.wait()  # the attempt hangs here until the test is done
+        return "never"
+
+    async with FakeService() as fake:
+        sock = sockets(fake.url, token=slow_token)
+        connecting = asyncio.ensure_future(sock.connect())
+        await asyncio.wait_for(_until(sock, ConnectionState.CONNECTING), WAIT_S)
+        await sock.disconnect()
+        await asyncio.wait_for(connecting, WAIT_S)  # returns instead of hanging
+        assert sock.state == ConnectionState.OFFLINE and fake.handshakes == 0
