@@ -170,7 +170,8 @@ class Channel:
         if msg.event == PHX_ERROR:
             self._errored(msg.payload if msg.payload else {"source": "channel"})
         elif msg.event == PHX_CLOSE:
-            self.socket._closed_by_service(self)
+            if not self._left:  # not the answer to our own leave: maybe the service stopping
+                self.socket._closed_by_service(self)
             self._close(msg.payload if msg.payload else "closed by the service")
         for _ref, callback in list(self._bindings.get(msg.event, ())):
             call_safely(callback, msg.payload)
@@ -271,6 +272,8 @@ class Channel:
             self._rejoin_timer.schedule()
 
     def _close(self, reason: Any) -> None:
+        if self._left and self.state == ChannelState.CLOSED:
+            return  # closed already (a leave's reply and the service's phx_close both end it)
         self._rejoin_timer.reset()
         if self._join_push is not None:
             self._join_push.cancel_timeout()

@@ -37,6 +37,7 @@ class FakeService:
         self.refuse = refuse
         self.refuse_status = HTTPStatus.FORBIDDEN
         self.heartbeat_replies = heartbeat_replies
+        self.answer_leaves = True
         self.join_status: str | None = "ok"  # None: never answer joins
         self.handshakes = 0
         self.handshake_seen: asyncio.Queue[str] = asyncio.Queue()
@@ -85,6 +86,8 @@ class FakeService:
             msg = decode(frame, sender="client")
             self.received.put_nowait((ws, msg))
             if msg.event == "heartbeat" and not self.heartbeat_replies:
+                continue
+            if msg.event == "phx_leave" and not self.answer_leaves:
                 continue
             if msg.event in ("heartbeat", "phx_leave"):
                 await self.reply(ws, msg, "ok", {})
@@ -448,3 +451,24 @@ async def test_disconnect_during_the_handshake_releases_connect(sockets):
         await sock.disconnect()
         await asyncio.wait_for(connecting, WAIT_S)  # returns instead of hanging
         assert sock.state == ConnectionState.OFFLINE and fake.handshakes == 0
+
+
+async def test_leave_answered_with_phx_close_closes_once_and_stays_closed(fake, sockets):
+    sock = sockets(fake.url)
+    await sock.connect()
+    ch = sock.channel("room:1")
+    closes = []
+    ch.on_close(closes.append)
+    await ch.join()
+    ws = fake.connections[-1]
+    fake.answer_leaves = False  # the phx_close comes first, as the only answer
+    leaving = asyncio.ensure_future(ch.leave())
+    await fake.next("phx_leave")
+    # the service closes the channel (phx_close) and then goes away (1001): a left channel
+    # must not come back as if the service had merely restarted
+    await fake.send(ws, Message(ch.join_ref, ch.join_ref, "room:1", "phx_close", {}))
+    await leaving
+    await ws.close(1001, "stopping")
+    await asyncio.wait_for(_until(sock, ConnectionState.RECONNECTING), WAIT_S)
+    await asyncio.wait_for(_until(sock, ConnectionState.CONNECTED), WAIT_S)
+    assert len(closes) == 1 and ch.state == ChannelState.CLOSED and ch not in sock.channels
