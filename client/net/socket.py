@@ -50,6 +50,9 @@ CLOSE_TIMEOUT_S = 2.0
 MAX_FRAME_BYTES = 256 * 1024 * 1024  # compute results (images) come back in one frame
 RETRYABLE_STATUS = frozenset({408, 425, 429})  # 4xx answers worth retrying with the backoff
 SERVICE_RESTART = 1012  # RFC 6455 close code "service restart"; like 1001, not a final close
+# A phx_close this shortly before the socket closes with 1001/1012 was the service stopping (it
+# closes channels, waits for in-flight work up to its grace period, then the sockets).
+SHUTDOWN_WINDOW_S = 15.0
 
 TokenSource = str | Callable[[], str | Awaitable[str | None] | None] | None
 StateCallback = Callable[[ConnectionState], Any]
@@ -93,7 +96,8 @@ class _Connection:
         self.heartbeat_ref: str | None = None
         self.heartbeat_sent_at = 0.0
         self.pings: dict[str, tuple[asyncio.Future[float], float]] = {}
-        self.closed_by_service: list[Channel] = []  # phx_close seen on this connection
+        # (channel, when) for each phx_close seen on this connection
+        self.closed_by_service: list[tuple[Channel, float]] = []
 
 
 class Socket:
@@ -406,8 +410,15 @@ class Socket:
                     future.set_exception(SocketOffline("connection closed"))
             if ws.close_code in (CLOSE_GOING_AWAY, SERVICE_RESTART):
                 # the service went away: its phx_close was not "leave for good", rejoin later
-                for ch in conn.closed_by_service:
-                    ch._revive()
+                now = time.monotonic()
+                for ch, closed_at in conn.closed_by_service:
+                    recent = now - closed_at <= SHUTDOWN_WINDOW_S
+                    if (
+                        recent
+                        and ch.state == ChannelState.CLOSED
+                        and ch.topic not in self._channels
+                    ):
+                        ch._revive()
             if self.state == ConnectionState.CONNECTED and not self._stopping:
                 self._set_state(ConnectionState.RECONNECTING)
             for ch in self.channels:
@@ -494,7 +505,7 @@ class Socket:
 
     def _closed_by_service(self, ch: Channel) -> None:
         if self._conn is not None:
-            self._conn.closed_by_service.append(ch)
+            self._conn.closed_by_service.append((ch, time.monotonic()))
 
     def _leave_duplicate(self, joining: Channel) -> None:
         """phoenix.js leaves another channel object joined to the same topic first."""

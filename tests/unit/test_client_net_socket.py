@@ -472,3 +472,20 @@ async def test_leave_answered_with_phx_close_closes_once_and_stays_closed(fake, 
     await asyncio.wait_for(_until(sock, ConnectionState.RECONNECTING), WAIT_S)
     await asyncio.wait_for(_until(sock, ConnectionState.CONNECTED), WAIT_S)
     assert len(closes) == 1 and ch.state == ChannelState.CLOSED and ch not in sock.channels
+
+
+async def test_an_old_phx_close_is_not_undone_by_a_later_shutdown(fake, sockets, monkeypatch):
+    monkeypatch.setattr("client.net.socket.SHUTDOWN_WINDOW_S", -1.0)  # every close is "old"
+    sock = sockets(fake.url)
+    await sock.connect()
+    ch = sock.channel("room:1")
+    closed = asyncio.Queue()
+    ch.on_close(closed.put_nowait)
+    await ch.join()
+    ws = fake.connections[-1]
+    await fake.send(ws, Message(ch.join_ref, None, "room:1", "phx_close", {}))
+    await asyncio.wait_for(closed.get(), WAIT_S)
+    await ws.close(1001, "stopping")
+    await asyncio.wait_for(_until(sock, ConnectionState.RECONNECTING), WAIT_S)
+    await asyncio.wait_for(_until(sock, ConnectionState.CONNECTED), WAIT_S)
+    assert ch.state == ChannelState.CLOSED and ch not in sock.channels
