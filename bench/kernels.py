@@ -5,7 +5,8 @@ gcc -O2 (ctypes) vs the best Python peer (numpy / hashlib), interleaved, medians
 
 Prints ONE JSON object on stdout (progress goes to stderr):
 {"kernels": {"image.blur": {"wasm_ms", "native_ms", "peer", "peer_ms", "wasm_vs_native",
- "wasm_vs_peer", "input"}, ...}, "call_overhead_us", "load_ms": {"compile", "cached"}, "goals"}
+ "wasm_vs_peer", "input"}, ...}, "call_overhead_us", "load_ms": {"compile", "cached"},
+ "simd": {kernel: {"simd_ms", "scalar_ms", "simd_speedup"}}, "goals"}
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._native import NativeModule, build_native
 from wasm import Runtime
+from wasm.build import MANIFEST_NAME, MODULES_DIR, compile_module, find_toolchain, load_catalogue
 from wasm.manifest import load_manifest
 
 IMAGE_W, IMAGE_H = 1920, 1080
@@ -301,6 +303,51 @@ def bench_kernels(rt: Runtime, native: dict[str, NativeModule], rounds: int) -> 
     return result
 
 
+SIMD_KERNELS = ("image.grayscale", "image.blur", "image.edges", "image.resize")
+SIMD_KERNELS += ("fractal.mandelbrot", "data.stats")
+
+
+def scalar_runtime(out_dir: Path) -> Runtime:
+    """A Runtime over the same modules built without -msimd128 (same manifest otherwise)."""
+    clang = find_toolchain()
+    if clang is None:
+        raise SystemExit("clang + wasm-ld are needed to build the scalar modules")
+    manifest = json.loads((MODULES_DIR / MANIFEST_NAME).read_text())
+    for name, m in manifest["modules"].items():
+        source = load_catalogue()["modules"][name]["source"]
+        compile_module(clang, source, out_dir / m["file"], simd=False)
+        m["sha256"] = hashlib.sha256((out_dir / m["file"]).read_bytes()).hexdigest()
+    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
+    return Runtime(manifest_path=out_dir / MANIFEST_NAME, cache_dir=out_dir / "cache")
+
+
+def bench_simd(rt: Runtime, scalar: Runtime, rounds: int) -> dict:
+    """What wasm SIMD buys: the same kernels, SIMD build vs scalar build, both on wasm."""
+    by_name = {c.kernel: c for c in cases(np.random.default_rng(2026))}
+    times: dict[str, dict[str, list[float]]] = {k: {"simd": [], "scalar": []} for k in SIMD_KERNELS}
+    for k in SIMD_KERNELS:
+        c = by_name[k]
+        if rt.run(k, c.data, c.params).output != scalar.run(k, c.data, c.params).output:
+            raise SystemExit(f"{k}: the SIMD and scalar builds disagree")
+    for r in range(rounds):
+        log(f"simd round {r + 1}/{rounds}")
+        for i, k in enumerate(SIMD_KERNELS):
+            c = by_name[k]
+            pair = [("simd", rt), ("scalar", scalar)]
+            for label, runtime in pair if (r + i) % 2 else pair[::-1]:
+                ms, _ = timed(lambda runtime=runtime, c=c: runtime.run(c.kernel, c.data, c.params))
+                times[k][label].append(ms)
+    out = {}
+    for k, t in times.items():
+        simd, scal = statistics.median(t["simd"]), statistics.median(t["scalar"])
+        out[k] = {
+            "simd_ms": round(simd, 3),
+            "scalar_ms": round(scal, 3),
+            "simd_speedup": round(scal / simd, 3),
+        }
+    return out
+
+
 def bench_call_overhead(rt: Runtime, calls: int = 3000) -> float:
     data = bytes(range(64))
     for _ in range(200):
@@ -357,10 +404,12 @@ def main() -> None:
             log("call overhead")
             overhead = bench_call_overhead(rt)
             kernels = bench_kernels(rt, native, args.rounds)
+            simd = bench_simd(rt, scalar_runtime(Path(tmp)), args.rounds)
     report = {
         "kernels": kernels,
         "call_overhead_us": round(overhead, 2),
         "load_ms": load,
+        "simd": simd,
         "rounds": args.rounds,
         "goals": goals(kernels, overhead, load),
     }

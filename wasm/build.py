@@ -71,8 +71,10 @@ def load_catalogue(path: Path = CATALOGUE) -> dict[str, Any]:
         return tomllib.load(f)
 
 
-def compile_module(clang: str, source: str, out: Path) -> None:
-    cmd = [clang, *WASM_CFLAGS, "-o", str(out), source, *SHARED_SOURCES]
+def compile_module(clang: str, source: str, out: Path, *, simd: bool = True) -> None:
+    """simd=False builds the scalar C paths (the benchmark measures what SIMD buys)."""
+    flags = [f for f in WASM_CFLAGS if simd or f != "-msimd128"]
+    cmd = [clang, *flags, "-o", str(out), source, *SHARED_SOURCES]
     proc = subprocess.run(cmd, cwd=SRC_DIR, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise BuildError(f"clang failed on {source}:\n{proc.stderr.strip()}")
