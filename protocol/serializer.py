@@ -53,10 +53,7 @@ def encode(msg: Message, *, sender: Sender) -> Frame:
 
 
 def encode_text(msg: Message) -> str:
-    _text_field(msg.join_ref, "join_ref", nullable=True)
-    _text_field(msg.ref, "ref", nullable=True)
-    _text_field(msg.topic, "topic", nullable=False)
-    _text_field(msg.event, "event", nullable=False)
+    _check_fields(msg.join_ref, msg.ref, msg.topic, msg.event, surrogates_possible=False)
     try:
         return _encoder.encode([msg.join_ref, msg.ref, msg.topic, msg.event, msg.payload])
     except (TypeError, ValueError, RecursionError) as exc:
@@ -133,6 +130,24 @@ def _text_field(value: Any, name: str, *, nullable: bool) -> None:
         raise ProtocolError(f"{name} is not valid UTF-8 text (lone surrogate)") from None
 
 
+def _check_fields(
+    join_ref: Any, ref: Any, topic: Any, event: Any, *, surrogates_possible: bool
+) -> None:
+    """Refs are strings or null, topic and event strings, all valid UTF-8 text."""
+    if (
+        (join_ref is None or type(join_ref) is str)
+        and (ref is None or type(ref) is str)
+        and type(topic) is str
+        and type(event) is str
+        and not surrogates_possible
+    ):
+        return  # the common case, in a handful of cheap checks
+    _text_field(join_ref, "join_ref", nullable=True)
+    _text_field(ref, "ref", nullable=True)
+    _text_field(topic, "topic", nullable=False)
+    _text_field(event, "event", nullable=False)
+
+
 def _decode_text(frame: str, sender: Sender) -> Message:
     try:
         data = _decoder.decode(frame)
@@ -146,10 +161,9 @@ def _decode_text(frame: str, sender: Sender) -> Message:
             f"text frame must be [join_ref, ref, topic, event, payload], not {shape}"
         )
     join_ref, ref, topic, event, payload = data
-    _text_field(join_ref, "join_ref", nullable=True)
-    _text_field(ref, "ref", nullable=True)
-    _text_field(topic, "topic", nullable=False)
-    _text_field(event, "event", nullable=False)
+    # A lone surrogate can only come from a \u escape or from non-ASCII input.
+    suspect = "\\u" in frame or not frame.isascii()
+    _check_fields(join_ref, ref, topic, event, surrogates_possible=suspect)
     if event == PHX_REPLY and sender == "server":
         if not isinstance(payload, dict) or not isinstance(payload.get("status"), str):
             raise ProtocolError('a reply payload must be {"status": str, "response": ...}')

@@ -94,6 +94,7 @@ def test_255_byte_field_is_fine():
         ('["1", "2", "t", "e"]', "client", "not a list of 4"),
         ('[null, null, "t", "e", NaN]', "client", "NaN is not valid JSON"),
         ('[null, null, "\\ud800", "e", {}]', "client", "topic is not valid UTF-8"),
+        ('[null, null, "t", "\ud800", {}]', "client", "event is not valid UTF-8"),  # raw surrogate
         ("[" * 100_000, "client", "not JSON"),
         ('["1", "2", "t", "phx_reply", {"response": {}}]', "server", "reply payload"),
         (b"", "client", "empty binary frame"),
