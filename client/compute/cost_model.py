@@ -1,9 +1,9 @@
 """The dispatcher's cost model: pure arithmetic over measured figures, no I/O.
 
 - Work of a job in the unit of its kernel's manifest cost hint (bytes, pixels or iterations).
-- Local ns per unit per kernel: seeded from the hint, then an EWMA of measured runs.
-- Remote ns per unit per worker per kernel: learned from reply headers (run time x tiles used);
-  before the first reply, assumed equal to local (same wasm on the same kind of machine).
+- Local ns per unit per kernel: seeded from the hint, then the median of recent measured runs.
+- Remote ns per unit per worker per kernel: the median of recent reply headers (run time x
+  tiles used); before the first reply, assumed equal to local (same wasm, same kind of machine).
 - Link: RTT and bandwidth, EWMAs of measured transfers (small ones give RTT, big ones bandwidth).
 - Service load: workers, busy, queue depth and recent run times, from `kernels` and replies.
 Estimate: local = ns x units; remote = RTT + bytes / bandwidth + queue wait + remote run.
@@ -11,10 +11,13 @@ Estimate: local = ns x units; remote = RTT + bytes / bandwidth + queue wait + re
 
 from __future__ import annotations
 
+import statistics
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-ALPHA = 0.3  # EWMA weight of a new sample
+ALPHA = 0.3  # EWMA weight of a new sample (link figures)
+RECENT = 5  # kernel speeds: the median of this many recent runs (one slow run is not a trend)
 DEFAULT_RTT_MS = 5.0
 DEFAULT_BANDWIDTH_BPS = 100e6
 DEFAULT_NS_PER_BYTE = 5.0
@@ -43,6 +46,10 @@ class KernelCosts:
     out_ratio: float | None = None  # output bytes / input bytes, learned
     local_runs: int = 0
     remote_runs: int = 0
+    local_recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
+    remote_recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
+    since_local: int = 0  # decisions since this kernel last ran here / there
+    since_remote: int = 0
 
 
 @dataclass
@@ -139,8 +146,10 @@ class CostModel:
         k = self.kernels[name]
         if units > 0:
             work_ms = max(elapsed_ms - LOCAL_OVERHEAD_MS, elapsed_ms * 0.5)
-            k.local_ns = ewma(k.local_ns if k.local_runs else None, work_ms * 1e6 / units)
+            k.local_recent.append(work_ms * 1e6 / units)
+            k.local_ns = statistics.median(k.local_recent)
         k.local_runs += 1
+        k.since_local = 0
         self._learn_output(k, data_len, out_len)
 
     def learn_remote(
@@ -158,8 +167,10 @@ class CostModel:
     ) -> None:
         k = self.kernels[name]
         if units > 0 and run_ms > 0:
-            k.remote_ns = ewma(k.remote_ns, run_ms * max(1, tiles) * 1e6 / units)
+            k.remote_recent.append(run_ms * max(1, tiles) * 1e6 / units)
+            k.remote_ns = statistics.median(k.remote_recent)
         k.remote_runs += 1
+        k.since_remote = 0
         self._learn_output(k, data_len, out_len)
         self.learn_transfer(max(0.0, wall_ms - server_ms), bytes_moved)
 

@@ -29,6 +29,10 @@ WHERE = ("auto", "local", "remote")
 INPUT_ERRORS = {"bad_input", "bad_request", "cancelled"}
 LOAD_MAX_AGE_S = 1.0
 RTT_PROBES = 2
+# When the estimates are within EXPLORE_MAX_LOSS of each other, the slower-looking side is run
+# again after EXPLORE_EVERY decisions, so one unlucky measurement does not stick for good.
+EXPLORE_EVERY = 8
+EXPLORE_MAX_LOSS = 0.25
 PROBE_BYTES = 64 * 1024
 MIN_REMOTE_TIMEOUT_S = 5.0
 REMOTE_TIMEOUT_FACTOR = 4.0  # give up on the service at this multiple of its estimate
@@ -176,7 +180,17 @@ class Dispatcher:
         est = self.model.estimate(kernel, data_len, params)
         if d is None:
             assert est.local_ms is not None and est.remote_ms is not None
-            if est.remote_ms < est.local_ms:
+            costs.since_local += 1
+            costs.since_remote += 1
+            remote_wins = est.remote_ms < est.local_ms
+            best, other = sorted((est.local_ms, est.remote_ms))
+            stale = costs.since_local if remote_wins else costs.since_remote
+            if stale >= EXPLORE_EVERY and other <= best * (1 + EXPLORE_MAX_LOSS):
+                # Close call, and the other side's figure is old: measure it again.
+                remote_wins = not remote_wins
+                side = "remote" if remote_wins else "local"
+                d = Decision(kernel, where, side, f"re-measuring {side} (estimates close)")
+            elif remote_wins:
                 d = Decision(kernel, where, "remote", "remote estimated faster")
             else:
                 d = Decision(kernel, where, "local", "local estimated faster")
