@@ -26,6 +26,7 @@ from protocol.constants import (
     PHX_ERROR,
     PHX_JOIN,
     PHX_LEAVE,
+    PHX_REPLY,
     STATUS_ERROR,
     STATUS_OK,
 )
@@ -46,6 +47,7 @@ MAX_CLOSE_REASON = 123
 EVICT_ABORT_S = 2.0
 
 RATE_LIMITED = {"reason": "rate_limited"}
+SERVER_EVENTS = frozenset({PHX_REPLY, PHX_ERROR, PHX_CLOSE})
 UNMATCHED_TOPIC = {"reason": "unmatched topic"}
 
 
@@ -162,6 +164,9 @@ class Socket:
             return
         if msg.event == PHX_JOIN:
             self.join(msg)
+            return
+        if msg.event in SERVER_EVENTS:
+            self.reply(msg, STATUS_ERROR, {"reason": f"{msg.event} is sent by the service only"})
             return
         channel = self.channels.get(msg.topic)
         if channel is None or (msg.join_ref is not None and msg.join_ref != channel.join_ref):

@@ -145,6 +145,10 @@ async def test_unmatched_topics_and_bad_joins_get_error_replies(svc):
     # the socket is still fine
     assert (await join(ws, join_ref="4", payload={"presence": False}))["status"] == "ok"
     assert (await push(ws, "nonsense", {}, "5", jr="4"))["status"] == "error"
+    # events only the service sends are refused, not handed to the channel
+    reply = await push(ws, "phx_reply", {"status": "ok", "response": {}}, "6", jr="4")
+    assert reply["response"] == {"reason": "phx_reply is sent by the service only"}
+    assert (await push(ws, "ping", {"alive": 1}, "7", jr="4"))["response"] == {"alive": 1}
     await ws.close()
 
 
