@@ -262,10 +262,12 @@ class Channel:
         return True
 
     async def _handle_in(self, event: str, payload: Any, ref: str | None) -> None:
-        result = await self.handle_in(event, payload, ref)
-        if result is None:
+        # Pending from the start: a deferred reply may come before handle_in returns.
+        if ref is not None:
             self._pending.add(ref)
-        else:
+        result = await self.handle_in(event, payload, ref)
+        if result is not None:
+            self._pending.discard(ref)
             self._send(
                 Message.reply(self.join_ref, ref, self.topic, result.status, result.response)
             )

@@ -38,6 +38,9 @@ class ProbeChannel(Channel):
                 payload.get("delay", 0), self.reply, ref, "ok", {"later": True}
             )
             return None
+        if event == "now":  # a deferred reply sent before handle_in even returns
+            self.reply(ref, "ok", {"now": True})
+            return None
         if event == "boom":
             raise ValueError("boom")
         if event == "tell":
@@ -189,6 +192,11 @@ async def test_graceful_stop_waits_for_in_flight_replies_then_closes_1001(svc):
     ws = await open_ws(svc)
     await send(ws, "1", "1", "test:a", "phx_join", {})
     await recv(ws), await recv(ws)
+    await send(ws, "1", "quick", "test:a", "now", {})
+    assert (await recv(ws)).payload["response"] == {"now": True}
+    await send(ws, "1", None, "test:a", "now", {})  # no ref: nothing to wait for
+    await recv(ws)
+    assert all(not c._pending for c in svc.channels)  # replies already sent are not in flight
     await send(ws, "1", "job", "test:a", "later", {"delay": 0.3})
     await wait_for(lambda: any(c._pending for c in svc.channels))
     stopping = asyncio.create_task(svc.stop(5))
