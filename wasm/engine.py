@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
 import threading
 import time
@@ -67,6 +68,12 @@ class EpochTicker:
         with self._cond:
             self._active -= 1
 
+    def _after_fork_in_child(self) -> None:
+        # The thread did not survive the fork; the next job starts a new one.
+        self._cond = threading.Condition(threading.Lock())
+        self._active = 0
+        self._thread = None
+
     def _run(self) -> None:
         increment = self._engine.increment_epoch
         cond = self._cond
@@ -91,5 +98,8 @@ def shared_engine() -> tuple[wasmtime.Engine, EpochTicker]:
             config.consume_fuel = ENGINE_SETTINGS["consume_fuel"]
             config.cranelift_opt_level = ENGINE_SETTINGS["cranelift_opt_level"]
             engine = wasmtime.Engine(config)
-            _shared = (engine, EpochTicker(engine))
+            ticker = EpochTicker(engine)
+            if hasattr(os, "register_at_fork"):
+                os.register_at_fork(after_in_child=ticker._after_fork_in_child)
+            _shared = (engine, ticker)
         return _shared

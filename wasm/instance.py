@@ -97,6 +97,46 @@ def summarize_wasm_error(text: str) -> str:
     return lines[0]
 
 
+class _JobSlot:
+    """The running job, seen by the store's callbacks.
+
+    The callbacks hold this slot, not the instance, so an instance has no reference
+    cycle and its store (and linear memory) is freed as soon as it is dropped.
+    """
+
+    __slots__ = ("job",)
+
+    def __init__(self) -> None:
+        self.job: Job | None = None
+
+    def on_epoch(self, _ctx, _data, delta, kind) -> int:
+        try:
+            job = self.job
+            if job is not None:
+                stop = job.check()
+                if stop is not None:
+                    return _error_ptr(str(stop))
+            delta[0] = 1
+            kind[0] = _UPDATE_DEADLINE_CONTINUE
+            return 0
+        except BaseException as e:  # never let an exception escape into wasmtime
+            # e.g. KeyboardInterrupt delivered while this callback ran: stop, re-raise later.
+            if self.job is not None:
+                self.job.stop = e
+            return _error_ptr(f"epoch callback failed: {e!r}")
+
+    def on_progress(self, _env, _caller, args: int, _nargs) -> int:
+        job = self.job
+        if job is not None and job.progress is not None:
+            done = ctypes.c_int32.from_address(args).value
+            total = ctypes.c_int32.from_address(args + _VAL_RAW_SIZE).value
+            job.report_progress(done, total)
+            if job.stop is not None:
+                msg = str(job.stop).encode()
+                return ctypes.cast(ffi.wasmtime_trap_new(msg, len(msg)), c_void_p).value or 0
+        return 0
+
+
 class KernelInstance:
     def __init__(
         self,
@@ -106,7 +146,7 @@ class KernelInstance:
         memory_limit_bytes: int,
     ) -> None:
         self.spec = spec
-        self.job: Job | None = None
+        self._slot = slot = _JobSlot()
         self.broken = False
         self._memory_limit = memory_limit_bytes
         store = wasmtime.Store(engine)
@@ -114,9 +154,9 @@ class KernelInstance:
         self.store = store
         self._ctx = store._context()
         # ctypes callbacks must outlive the store: keep them on self.
-        self._on_epoch = _EPOCH_CALLBACK_T(self._epoch)
+        self._on_epoch = _EPOCH_CALLBACK_T(slot.on_epoch)
         ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), self._on_epoch, None, _NO_FINALIZER)
-        self._on_progress = _HOST_CALLBACK_T(self._progress)
+        self._on_progress = _HOST_CALLBACK_T(slot.on_progress)
         imports = [self._import(f"{imp.module}.{imp.name}") for imp in module.imports]
         store.set_epoch_deadline(1 << 40)  # start functions must not hit a stale deadline
         try:
@@ -165,34 +205,9 @@ class KernelInstance:
         )
         return wasmtime.Func._from_raw(raw)
 
-    # -- callbacks from wasm (run on the thread that called the kernel) --
-
-    def _epoch(self, _ctx, _data, delta, kind) -> int:
-        try:
-            job = self.job
-            if job is not None:
-                stop = job.check()
-                if stop is not None:
-                    return _error_ptr(str(stop))
-            delta[0] = 1
-            kind[0] = _UPDATE_DEADLINE_CONTINUE
-            return 0
-        except BaseException as e:  # never let an exception escape into wasmtime
-            # e.g. KeyboardInterrupt delivered while this callback ran: stop, re-raise later.
-            if self.job is not None:
-                self.job.stop = e
-            return _error_ptr(f"epoch callback failed: {e!r}")
-
-    def _progress(self, _env, _caller, args: int, _nargs) -> int:
-        job = self.job
-        if job is not None and job.progress is not None:
-            done = ctypes.c_int32.from_address(args).value
-            total = ctypes.c_int32.from_address(args + _VAL_RAW_SIZE).value
-            job.report_progress(done, total)
-            if job.stop is not None:
-                msg = str(job.stop).encode()
-                return ctypes.cast(ffi.wasmtime_trap_new(msg, len(msg)), c_void_p).value or 0
-        return 0
+    @property
+    def job(self) -> Job | None:
+        return self._slot.job
 
     # -- the job path --
 
@@ -251,7 +266,8 @@ class KernelInstance:
 
     def run(self, spec: KernelSpec, data, size: int, params: bytes, job: Job) -> bytes:
         """Run one kernel call; the caller has validated params and the input size."""
-        self.job = job
+        slot = self._slot
+        slot.job = job
         ctx = self._ctx_addr
         trap = self._trap
         _set_epoch_deadline(ctx, 1)
@@ -292,7 +308,7 @@ class KernelInstance:
                 raise KernelError(f"{spec.name}: kernel returned an output outside its memory")
             return ctypes.string_at(base + out_ptr, out_len)
         finally:
-            self.job = None
+            slot.job = None
 
     def _failure(self, spec: KernelSpec, rc: int) -> KernelError:
         detail = self._last_error()

@@ -371,3 +371,42 @@ def test_a_big_job_does_not_pin_its_memory(manifest, tmp_path):
     assert "test" not in rt._local.instances  # dropped: its memory grew past the retain size
     assert rt.run("test.echo", b"again", {}).output == b"again"
     assert rt._local.instances["test"] is not small
+
+
+def test_a_dropped_instance_is_freed_at_once_without_the_cycle_collector(rt):
+    import gc
+    import weakref
+
+    rt.run("test.echo", b"x", {})
+    ref = weakref.ref(rt._local.instances["test"])
+    gc.disable()
+    try:
+        with pytest.raises(KernelError):
+            rt.run("test.trap")
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_deadlines_still_work_in_a_forked_child(rt):
+    import os
+
+    rt.run("test.echo", b"warm", {})  # the parent's ticker thread exists now
+    pid = os.fork()
+    if pid == 0:  # child: exit 0 only if the deadline stopped the loop
+        import signal
+
+        # Should the deadline not work, the kernel loops forever: the alarm ends the child.
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(WAIT_S)
+        code = 1
+        try:
+            rt.run("test.spin", deadline_s=0.05)
+        except DeadlineExceeded:
+            code = 0
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
