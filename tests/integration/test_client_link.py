@@ -256,3 +256,18 @@ async def test_wss_with_a_trusted_dev_cert_and_an_untrusted_one(service_factory,
     await doubtful.connect()
     assert doubtful.state == ConnectionState.OFFLINE
     assert "certificate" in doubtful.offline_reason and doubtful.handshakes == 1
+
+
+async def test_heartbeats_are_answered_and_keep_the_link_up(service, sockets):
+    sock = sockets(service.ws_url, token=token_for(service, "alice"), heartbeat_interval_s=0.1)
+    replies = asyncio.Queue()
+    sock.on_frame(
+        lambda direction, msg: (
+            replies.put_nowait(msg.ref) if direction == "in" and msg.topic == "phoenix" else None
+        )
+    )
+    await sock.connect()
+    for _ in range(5):  # the first right after connecting, then one per interval
+        await asyncio.wait_for(replies.get(), WAIT_S)
+    assert sock.state == ConnectionState.CONNECTED and sock.handshakes == 1
+    assert sock.rtt_ms is not None and 0 < sock.rtt_ms < WAIT_S * 1000
