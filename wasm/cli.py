@@ -15,15 +15,19 @@ remote), and `main` turns every KernelError/OSError into one line on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import BadInput, KernelError
+from .errors import BadInput, Cancelled, KernelError
 from .images import read_image, write_image
+from .job import CancelToken
 from .limits import DEFAULT_DEADLINE_S, DEFAULT_MEMORY_LIMIT_BYTES, WASM32_MAX_BYTES
 from .manifest import KernelSpec
 from .outputs import decode_output
@@ -225,16 +229,43 @@ def cmd_list(args: argparse.Namespace) -> None:
         print()
 
 
+@contextlib.contextmanager
+def interrupt_cancels(token: CancelToken) -> Iterator[None]:
+    """Ctrl-C cancels the job through its token.
+
+    A KeyboardInterrupt raised inside wasmtime's callbacks would be swallowed by ctypes,
+    so SIGINT only sets the token; the job stops at the next epoch tick.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda _sig, _frame: token.cancel())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if token.cancelled:
+        raise KeyboardInterrupt
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     rt = make_runtime(args)
     spec = rt.spec(args.kernel)
     show = progress_printer(spec.name)
+    token = CancelToken()
 
     def local(data: bytes, params: dict[str, Any]) -> bytes:
-        return rt.run(spec.name, data, params, deadline_s=args.deadline, progress=show).output
+        return rt.run(
+            spec.name, data, params, deadline_s=args.deadline, cancel=token, progress=show
+        ).output
 
     try:
-        perform_run(spec, args, local)
+        with interrupt_cancels(token):
+            try:
+                perform_run(spec, args, local)
+            except Cancelled:
+                if not token.cancelled:
+                    raise
     finally:
         if show is not None:
             sys.stderr.write("\r\x1b[K")

@@ -140,6 +140,8 @@ class KernelSpec:
     def validate_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Normalized params in manifest order, defaults filled in; BadInput on any problem."""
         given = params or {}
+        if not isinstance(given, dict):
+            raise BadInput(f"{self.name}: params must be a mapping, got {type(given).__name__}")
         by_name = self._by_name
         unknown = [k for k in given if k not in by_name]
         if unknown:

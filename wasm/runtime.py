@@ -179,6 +179,8 @@ class Runtime:
             raise Cancelled(f"{name}: cancelled")
         packed = self._param_structs[name].pack(*spec.param_block(normalized))
         inst = self._instance(spec.module)
+        if inst.job is not None:
+            raise KernelError(f"{name}: cannot start a kernel from a progress callback of a kernel")
         job = Job(name, deadline_s, cancel, progress if "progress" in spec.grants else None)
         ticker = self._ticker
         ticker.job_started()

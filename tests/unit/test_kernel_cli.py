@@ -243,3 +243,43 @@ def test_limits_from_the_command_line(cli, tmp_path):
         stdin=b"x",
     )
     assert r.returncode == 1 and "at most 4096 MiB" in r.stderr.decode()
+
+
+def test_ctrl_c_stops_a_running_kernel(tmp_path):
+    import signal
+    import time
+
+    manifest = str(write_test_manifest(tmp_path / "m"))
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wasm",
+            "run",
+            "test.spin",
+            "-o",
+            "-",
+            "--deadline",
+            "120",
+            "--manifest",
+            manifest,
+            "--cache-dir",
+            str(cache),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        # The compiled module lands in the cache just before the job starts.
+        give_up = time.monotonic() + 60
+        while not list(cache.rglob("*.cwasm")) and time.monotonic() < give_up:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130
+    assert err.decode() == "veraltheim-kernel: error: interrupted\n"

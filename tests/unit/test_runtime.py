@@ -410,3 +410,22 @@ def test_deadlines_still_work_in_a_forked_child(rt):
         os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_params_must_be_a_mapping(rt):
+    with pytest.raises(BadInput, match="params must be a mapping"):
+        rt.run("test.params", b"", [("width", 3)])
+
+
+def test_a_kernel_cannot_be_started_from_a_progress_callback_on_the_same_thread(rt):
+    errors = []
+
+    def nested(done, total):
+        try:
+            rt.run("test.echo", b"inner", {})
+        except KernelError as e:
+            errors.append(e)
+
+    rt.run("test.progress", b"", {"n": 2}, progress=nested)
+    assert len(errors) == 2 and "from a progress callback" in str(errors[0])
+    assert rt.run("test.echo", b"outer", {}).output == b"outer"
