@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import textwrap
@@ -40,6 +41,24 @@ STDIO = "-"
 OUTPUT_WIDTH_PARAMS = ("out_width", "width")
 
 Executor = Callable[[bytes, dict[str, Any]], bytes]
+
+# What `run` reads and writes for each kind, as `list` tells the user.
+INPUT_FILES = {
+    "rgba8": "image file (PNG/JPEG); width and height come from it",
+    "f64": "raw little-endian f64 values",
+    "i32": "raw little-endian i32 values",
+    "numeric": "raw little-endian values of the dtype param",
+    "bytes": "any file",
+    "none": "none (no --input)",
+}
+OUTPUT_FILES = {
+    "rgba8": "image file (.png, .jpg)",
+    "f64": "raw little-endian f64 values",
+    "i32": "raw little-endian i32 values",
+    "numeric": "raw little-endian values of the dtype param",
+    "bytes": "raw bytes",
+    "stats": "JSON",
+}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -218,14 +237,13 @@ def cmd_list(args: argparse.Namespace) -> None:
         print(spec.name)
         for line in textwrap.wrap(spec.description, 96):
             print(f"    {line}")
-        if spec.input_kind != "none":
-            print(f"    input: {spec.input_kind}, output: {spec.output_kind}")
-        else:
-            print(f"    no input, output: {spec.output_kind}")
-        width = max((len(p.name) for p in spec.params), default=0)
+        print(f"    input: {INPUT_FILES.get(spec.input_kind, spec.input_kind)}")
+        print(f"    output: {OUTPUT_FILES.get(spec.output_kind, spec.output_kind)}")
+        name_w = max((len(p.name) for p in spec.params), default=0)
+        range_w = max((len(p.range_text()) for p in spec.params), default=0)
         for p in spec.params:
-            desc = f"  {p.description}" if p.description else ""
-            print(f"    --param {p.name:<{width}}  {p.range_text()}{desc}")
+            line = f"    --param {p.name:<{name_w}}  {p.range_text():<{range_w}}  {p.description}"
+            print(line.rstrip())
         print()
 
 
@@ -283,6 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         {"list": cmd_list, "run": cmd_run}[args.command](args)
     except KernelError as e:
         return fail(str(e))
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error; keep exit-time flushes quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         return fail(f"{where}{e.strerror or e}")
