@@ -65,9 +65,10 @@ _func_new_unchecked = _prototype(
 _VAL_RAW_SIZE = ctypes.sizeof(ffi.wasmtime_val_raw_t)
 _UPDATE_DEADLINE_CONTINUE = 0
 _PROGRESS_TYPE = wasmtime.FuncType([wasmtime.ValType.i32(), wasmtime.ValType.i32()], [])
-_RESULT_SLOT = struct.Struct("<II")
+_RESULT_SLOT = struct.Struct("<II")  # {u32 out_ptr, u32 out_len}
 _ERROR_PTR = POINTER(ffi.wasmtime_error_t)
-_TRAP_PTR = POINTER(ffi.wasm_trap_t)  # {u32 out_ptr, u32 out_len}
+_TRAP_PTR = POINTER(ffi.wasm_trap_t)
+_MAX_MESSAGE = 500
 
 # Kernel return codes (CONTRACTS section 1).
 RC_BAD_PARAMS, RC_BAD_INPUT, RC_OUT_OF_MEMORY = -1, -2, -3
@@ -260,9 +261,12 @@ class KernelInstance:
     def _last_error(self) -> str:
         self._call(self._vh_error, self._arg1_addr, 1)
         ptr = self._arg1[0].i32 & 0xFFFFFFFF
-        if not ptr or ptr >= self.memory_size():
+        base = self._base()
+        if not ptr or ptr >= self._known_size:
             return ""
-        return ctypes.string_at(self._base() + ptr).decode("utf-8", "replace")[:500]
+        # Never read past the end of linear memory, whatever the guest points at.
+        raw = ctypes.string_at(base + ptr, min(_MAX_MESSAGE, self._known_size - ptr))
+        return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
     def run(self, spec: KernelSpec, data, size: int, params: bytes, job: Job) -> bytes:
         """Run one kernel call; the caller has validated params and the input size."""
@@ -274,6 +278,8 @@ class KernelInstance:
         try:
             # One block: result slot, params (f64[]), then the input, 16-byte aligned.
             head = (8 + len(params) + 15) & ~15
+            if head + size > 0xFFFFFFFF:
+                raise MemoryLimitExceeded(f"{spec.name}: {size} bytes do not fit in wasm32 memory")
             a1 = self._arg1
             a1[0].i32 = _i32(head + size)
             err = _func_call(ctx, self._begin, self._arg1_addr, 1, self._trap_addr)
@@ -285,6 +291,10 @@ class KernelInstance:
                     f"{spec.name}: {head + size} bytes of input do not fit under the memory limit"
                 )
             base = self._base()
+            if block + head + size > self._known_size:
+                # The host writes only where the guest's memory is, whatever vh_begin says.
+                self.broken = True
+                raise KernelError(f"{spec.name}: vh_begin returned a block outside its memory")
             ctypes.memmove(base + block + 8, params, len(params))
             if size:
                 _copy_in(base + block + head, data, size)

@@ -239,3 +239,33 @@ def write_manifest(
 def write_test_manifest(directory: Path) -> Path:
     """The `test` module with every kernel of TEST_KERNELS."""
     return write_manifest(directory, {"test": TEST_MODULE_WAT}, TEST_KERNELS)
+
+
+# A module whose ABI functions lie: vh_begin hands out a block 16 bytes before the end of
+# memory, l_badout claims an output far outside memory, l_unterminated points vh_error at
+# the last bytes of memory with no NUL. The host must never read or write outside memory.
+LIAR_MODULE_WAT = r"""
+(module
+  (memory (export "memory") 1)
+  (global $err (mut i32) (i32.const 0))
+  (func $end (result i32) (i32.shl (memory.size) (i32.const 16)))
+  (func (export "vh_reset") (global.set $err (i32.const 0)))
+  (func (export "vh_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "vh_begin") (param i32) (result i32) (i32.sub (call $end) (i32.const 16)))
+  (func (export "vh_error") (result i32) (global.get $err))
+  (func (export "l_badout") (param $in i32) (param $len i32) (param $pp i32) (param $np i32)
+        (param $res i32) (result i32)
+    (i32.store (local.get $res) (i32.const 0xFFFF0000))
+    (i32.store offset=4 (local.get $res) (i32.const 100))
+    (i32.const 0))
+  (func (export "l_unterminated") (param i32 i32 i32 i32 i32) (result i32)
+    (i64.store (i32.sub (call $end) (i32.const 8)) (i64.const 0x4141414141414141))
+    (global.set $err (i32.sub (call $end) (i32.const 8)))
+    (i32.const -1))
+)
+"""
+
+LIAR_KERNELS: dict[str, dict[str, Any]] = {
+    "liar.badout": {**_kernel("l_badout"), "module": "liar"},
+    "liar.unterminated": {**_kernel("l_unterminated", input_kind="none"), "module": "liar"},
+}

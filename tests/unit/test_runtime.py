@@ -429,3 +429,26 @@ def test_a_kernel_cannot_be_started_from_a_progress_callback_on_the_same_thread(
     rt.run("test.progress", b"", {"n": 2}, progress=nested)
     assert len(errors) == 2 and "from a progress callback" in str(errors[0])
     assert rt.run("test.echo", b"outer", {}).output == b"outer"
+
+
+@pytest.fixture
+def liar(tmp_path):
+    from tests.support.wat import LIAR_KERNELS, LIAR_MODULE_WAT
+
+    manifest = write_manifest(tmp_path / "liar", {"liar": LIAR_MODULE_WAT}, LIAR_KERNELS)
+    return Runtime(manifest, cache_dir=tmp_path / "cache")
+
+
+def test_host_never_writes_outside_guest_memory_whatever_vh_begin_returns(liar):
+    with pytest.raises(KernelError, match="vh_begin returned a block outside its memory"):
+        liar.run("liar.badout", bytes(64), {})
+
+
+def test_host_never_reads_an_output_outside_guest_memory(liar):
+    with pytest.raises(KernelError, match="output outside its memory"):
+        liar.run("liar.badout", b"", {})
+
+
+def test_an_unterminated_error_message_is_read_only_up_to_the_end_of_memory(liar):
+    with pytest.raises(BadInput, match=r"bad params: AAAAAAAA$"):
+        liar.run("liar.unterminated", b"", {})
