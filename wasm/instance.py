@@ -145,7 +145,9 @@ class KernelInstance:
         module: wasmtime.Module,
         spec: ModuleSpec,
         memory_limit_bytes: int,
+        start_deadline_s: float,
     ) -> None:
+        """Instantiate; a start function runs under `start_deadline_s` like any job."""
         self.spec = spec
         self._slot = slot = _JobSlot()
         self.broken = False
@@ -159,10 +161,13 @@ class KernelInstance:
         ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), self._on_epoch, None, _NO_FINALIZER)
         self._on_progress = _HOST_CALLBACK_T(slot.on_progress)
         imports = [self._import(f"{imp.module}.{imp.name}") for imp in module.imports]
-        store.set_epoch_deadline(1 << 40)  # start functions must not hit a stale deadline
+        slot.job = Job(f"module {spec.name} (start)", start_deadline_s, None, None)
+        store.set_epoch_deadline(1)
         try:
             instance = wasmtime.Instance(store, module, imports)
         except wasmtime.WasmtimeError as e:
+            if slot.job.stop is not None:
+                raise slot.job.stop from None
             msg = summarize_wasm_error(str(e))
             if "memory" in msg and ("limit" in msg or "minimum" in msg):
                 raise MemoryLimitExceeded(
@@ -170,6 +175,8 @@ class KernelInstance:
                     f"of {memory_limit_bytes} bytes: {msg}"
                 ) from None
             raise KernelError(f"module {spec.name}: cannot instantiate: {msg}") from None
+        finally:
+            slot.job = None
         exports = instance.exports(store)
         self._exports = exports
         # Raw addresses for the C calls; the objects behind them live as long as self.

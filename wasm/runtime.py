@@ -142,12 +142,18 @@ class Runtime:
             instances = self._local.instances = {}
         inst = instances.get(module)
         if inst is None:
-            inst = KernelInstance(
-                self._engine,
-                self._module(module),
-                self.manifest.modules[module],
-                self.memory_limit_bytes,
-            )
+            compiled = self._module(module)
+            self._ticker.job_started()
+            try:
+                inst = KernelInstance(
+                    self._engine,
+                    compiled,
+                    self.manifest.modules[module],
+                    self.memory_limit_bytes,
+                    self.default_deadline_s,
+                )
+            finally:
+                self._ticker.job_finished()
             instances[module] = inst
         return inst
 

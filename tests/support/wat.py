@@ -269,3 +269,12 @@ LIAR_KERNELS: dict[str, dict[str, Any]] = {
     "liar.badout": {**_kernel("l_badout"), "module": "liar"},
     "liar.unterminated": {**_kernel("l_unterminated", input_kind="none"), "module": "liar"},
 }
+
+
+# A module whose start function never returns: instantiation must be stopped too.
+ENDLESS_START_WAT = (
+    "(module\n"
+    + _ABI
+    + "  (func $forever (loop $l (br $l)))\n  (start $forever)\n"
+    + '  (func (export "t_echo") (param i32 i32 i32 i32 i32) (result i32) (i32.const 0))\n)\n'
+)

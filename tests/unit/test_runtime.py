@@ -452,3 +452,13 @@ def test_host_never_reads_an_output_outside_guest_memory(liar):
 def test_an_unterminated_error_message_is_read_only_up_to_the_end_of_memory(liar):
     with pytest.raises(BadInput, match=r"bad params: AAAAAAAA$"):
         liar.run("liar.unterminated", b"", {})
+
+
+def test_a_start_function_that_never_returns_is_stopped_by_the_deadline(tmp_path):
+    from tests.support.wat import ENDLESS_START_WAT
+
+    kernels = {"stuck.echo": {**TEST_KERNELS["test.echo"], "module": "stuck"}}
+    manifest = write_manifest(tmp_path / "m", {"stuck": ENDLESS_START_WAT}, kernels)
+    rt = Runtime(manifest, cache_dir=tmp_path / "cache", default_deadline_s=0.05)
+    with pytest.raises(DeadlineExceeded, match=r"module stuck \(start\)"):
+        rt.run("stuck.echo", b"", {})
