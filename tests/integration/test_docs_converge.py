@@ -42,11 +42,8 @@ def apply(doc: SharedDoc, op: tuple) -> None:
 
 def content(doc: SharedDoc) -> tuple:
     d = doc.doc
-    return (
-        str(d.get("t", type=Text)),
-        d.get("m", type=Map).to_py(),
-        d.get("a", type=Array).to_py(),
-    )
+    entries = sorted(d.get("m", type=Map).to_py().items())  # Map order differs between peers
+    return (str(d.get("t", type=Text)), entries, d.get("a", type=Array).to_py())
 
 
 @pytest.fixture(scope="module")
@@ -104,16 +101,15 @@ async def _until(predicate) -> None:
 
 
 @settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(scripts=st.lists(st.lists(edit, max_size=25), min_size=2, max_size=2))
 def test_two_clients_converge(svc, tmp_path, scripts):
     asyncio.run(converge(svc.ws_url, tmp_path, scripts))
 
 
-@pytest.mark.slow
 @settings(
-    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(scripts=st.lists(st.lists(edit, max_size=15), min_size=10, max_size=10))
 def test_ten_clients_converge(svc, tmp_path, scripts):
