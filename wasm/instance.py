@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import threading
+import time
 from ctypes import POINTER, c_size_t, c_uint64, c_void_p
 from typing import NoReturn
 
@@ -23,6 +25,7 @@ from wasmtime import _ffi as ffi
 
 from .errors import BadInput, KernelError, MemoryLimitExceeded
 from .job import Job
+from .limits import EPOCH_TICK_S
 from .manifest import KernelSpec, ModuleSpec
 
 _EPOCH_CALLBACK_T = ctypes.CFUNCTYPE(
@@ -63,6 +66,39 @@ _func_new_unchecked = _prototype(
     c_void_p,
 )
 _VAL_RAW_SIZE = ctypes.sizeof(ffi.wasmtime_val_raw_t)
+_global_set = _prototype("wasmtime_global_set", c_void_p, c_void_p, c_void_p, c_void_p)
+
+# env.vh_progress is bound to this gate, not to Python directly: a job without a progress
+# callback switches the gate off (one global.set) and the kernel's reports never leave wasm,
+# so they cost neither a ctypes callback nor a wait for the GIL.
+_PROGRESS_GATE_WAT = """
+(module
+  (import "host" "progress" (func $report (param i32 i32)))
+  (global $on (export "on") (mut i32) (i32.const 0))
+  (func (export "progress") (param i32 i32)
+    (if (global.get $on) (then (call $report (local.get 0) (local.get 1))))))
+"""
+_gate_lock = threading.Lock()
+_gate_modules: dict[int, wasmtime.Module] = {}
+
+
+def _progress_gate(engine: wasmtime.Engine) -> wasmtime.Module:
+    with _gate_lock:
+        module = _gate_modules.get(id(engine))
+        if module is None:
+            module = _gate_modules[id(engine)] = wasmtime.Module(engine, _PROGRESS_GATE_WAT)
+        return module
+
+
+def _i32_val(value: int) -> ffi.wasmtime_val_t:
+    val = ffi.wasmtime_val_t()
+    val.kind = ffi.WASMTIME_I32.value
+    val.of.i32 = value
+    return val
+
+
+_GATE_OFF, _GATE_ON = _i32_val(0), _i32_val(1)
+_GATE_VALUES = (ctypes.addressof(_GATE_OFF), ctypes.addressof(_GATE_ON))
 _UPDATE_DEADLINE_CONTINUE = 0
 _PROGRESS_TYPE = wasmtime.FuncType([wasmtime.ValType.i32(), wasmtime.ValType.i32()], [])
 _RESULT_SLOT = struct.Struct("<II")  # {u32 out_ptr, u32 out_len}
@@ -117,6 +153,12 @@ class _JobSlot:
                 stop = job.check()
                 if stop is not None:
                     return _error_ptr(str(stop))
+                if job.cancel is None:
+                    # Nothing can cancel it: come back halfway to the deadline, not every tick.
+                    remaining = job.deadline - time.monotonic()
+                    delta[0] = max(1, int(remaining / EPOCH_TICK_S / 2))
+                    kind[0] = _UPDATE_DEADLINE_CONTINUE
+                    return 0
             delta[0] = 1
             kind[0] = _UPDATE_DEADLINE_CONTINUE
             return 0
@@ -160,7 +202,8 @@ class KernelInstance:
         self._on_epoch = _EPOCH_CALLBACK_T(slot.on_epoch)
         ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), self._on_epoch, None, _NO_FINALIZER)
         self._on_progress = _HOST_CALLBACK_T(slot.on_progress)
-        imports = [self._import(f"{imp.module}.{imp.name}") for imp in module.imports]
+        self._gate = None
+        imports = [self._import(engine, f"{imp.module}.{imp.name}") for imp in module.imports]
         slot.job = Job(f"module {spec.name} (start)", start_deadline_s, None, None)
         store.set_epoch_deadline(1)
         try:
@@ -195,10 +238,12 @@ class KernelInstance:
         self._trap_addr = ctypes.addressof(self._trap)
         self._known_size = -1
         self._known_base = 0
+        self._gate_addr = ctypes.addressof(self._gate) if self._gate is not None else 0
+        self._gate_on = False
         #: Linear memory size after the last job (the runtime drops big instances).
         self.memory_bytes = self.memory_size()
 
-    def _import(self, name: str) -> wasmtime.Func:
+    def _import(self, engine: wasmtime.Engine, name: str) -> wasmtime.Func:
         # Load-time checks already refused anything but granted imports.
         if name != "env.vh_progress":
             raise KernelError(f"module {self.spec.name}: no host function for import {name}")
@@ -211,7 +256,10 @@ class KernelInstance:
             None,
             ctypes.addressof(raw),
         )
-        return wasmtime.Func._from_raw(raw)
+        gate = wasmtime.Instance(self.store, _progress_gate(engine), [wasmtime.Func._from_raw(raw)])
+        exports = gate.exports(self.store)
+        self._gate = exports["on"]._global
+        return exports["progress"]
 
     @property
     def job(self) -> Job | None:
@@ -282,6 +330,12 @@ class KernelInstance:
         ctx = self._ctx_addr
         trap = self._trap
         _set_epoch_deadline(ctx, 1)
+        want_progress = job.progress is not None
+        if want_progress is not self._gate_on and self._gate_addr:
+            err = _global_set(ctx, self._gate_addr, _GATE_VALUES[want_progress])
+            if err:
+                self._unwound(err)
+            self._gate_on = want_progress
         try:
             # One block: result slot, params (f64[]), then the input, 16-byte aligned.
             head = (8 + len(params) + 15) & ~15

@@ -462,3 +462,26 @@ def test_a_start_function_that_never_returns_is_stopped_by_the_deadline(tmp_path
     rt = Runtime(manifest, cache_dir=tmp_path / "cache", default_deadline_s=0.05)
     with pytest.raises(DeadlineExceeded, match=r"module stuck \(start\)"):
         rt.run("stuck.echo", b"", {})
+
+
+def test_progress_reports_reach_python_only_when_the_job_has_a_callback(
+    manifest, tmp_path, monkeypatch
+):
+    import wasm.instance
+
+    crossings = []
+    original = wasm.instance._JobSlot.on_progress
+
+    def counting(self, *args):
+        crossings.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(wasm.instance._JobSlot, "on_progress", counting)
+    rt = Runtime(manifest, cache_dir=tmp_path / "cache")
+    rt.run("test.progress", b"", {"n": 50})
+    assert crossings == []
+    seen = []
+    rt.run("test.progress", b"", {"n": 50}, progress=lambda d, t: seen.append(d))
+    assert len(crossings) == 50 and seen == list(range(1, 51))
+    rt.run("test.progress", b"", {"n": 50})
+    assert len(crossings) == 50
