@@ -47,6 +47,7 @@ LINKS = {
 }
 WARMUP = 2
 MAX_REPS = 15
+SETTLE_S = 0.01
 CASE_BUDGET_S = 1.0
 INSIDE = {"center_x": 0.0, "center_y": 0.0, "scale": 0.01}  # every pixel runs max_iter
 HOG = {"width": 200, "height": 200, **INSIDE, "max_iter": 20_000}
@@ -134,8 +135,7 @@ class Bench:
         while len(remote) < self.reps or (
             len(remote) < MAX_REPS and time.perf_counter() - started < CASE_BUDGET_S
         ):
-            # Rotate the order each round: whatever runs right after a remote job pays a little
-            # for it (a parked thread to wake), and that must not always be the same mode.
+            # Rotate the order each round, so no mode always runs right after another.
             rnd = len(remote)
             modes = ["local", "remote", "auto"] if local_ok else ["remote", "auto"]
             for mode in modes[rnd % len(modes) :] + modes[: rnd % len(modes)]:
@@ -146,6 +146,9 @@ class Bench:
                     await measure.run(kernel, data, params, where=mode)
                 elapsed = (time.perf_counter() - t) * 1000
                 {"local": local, "remote": remote, "auto": dispatched}[mode].append(elapsed)
+                # Let the in-process proxy thread finish with the last frames first: its GIL
+                # use would slow whichever run comes next (a real network is not in-process).
+                await asyncio.sleep(SETTLE_S)
             choices.append(decision.where + (" (fallback)" if decision.fallback else ""))
             decision_us.append(decision.decision_us)
         local_ms = median_ms(local) if local else None

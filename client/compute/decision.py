@@ -16,6 +16,7 @@ class Decision:
     reason: str
     local_estimate_ms: float | None = None
     remote_estimate_ms: float | None = None
+    queue_estimate_ms: float | None = None  # the service's queue wait within the remote estimate
     decision_us: float = 0.0
     actual_ms: float | None = None  # wall time of the whole run() call
     fallback: str | None = None  # why a remote attempt was given up for a local run

@@ -116,6 +116,7 @@ class Dispatcher:
         else:
             norm = self._remote_defaults(kernel, params)
         decision = self.decide(kernel, len(data), norm, where, online, local_ok=too_big is None)
+        self._maybe_refresh_load(decision)
         if decision.where == "remote":
             try:
                 output = await self._run_remote(
@@ -196,6 +197,7 @@ class Dispatcher:
                 d = Decision(kernel, where, "local", "local estimated faster")
         d.local_estimate_ms = est.local_ms if costs.local else None
         d.remote_estimate_ms = est.remote_ms if remote else None
+        d.queue_estimate_ms = est.queue_ms if remote else None
         d.decision_us = (time.perf_counter_ns() - t0) / 1000
         return d
 
@@ -250,9 +252,23 @@ class Dispatcher:
             return False  # (re)joining: don't wait for it, run here
         if not self._probed:
             return await self.connect()
-        if time.monotonic() - remote.load_at > LOAD_MAX_AGE_S and self._refreshing is None:
-            self._refreshing = asyncio.create_task(self._refresh_in_background())
         return True
+
+    def _maybe_refresh_load(self, d: Decision) -> None:
+        """Refresh the service's load in the background when it is old and could matter: the
+        remote estimate without its queue wait beats local. (Polling for nothing would only
+        slow the link and the loop down.)"""
+        remote = self.remote
+        if (
+            remote is None
+            or self._refreshing is not None
+            or d.remote_estimate_ms is None
+            or time.monotonic() - remote.load_at <= LOAD_MAX_AGE_S
+        ):
+            return
+        unqueued = d.remote_estimate_ms - (d.queue_estimate_ms or 0.0)
+        if d.local_estimate_ms is None or unqueued < d.local_estimate_ms:
+            self._refreshing = asyncio.create_task(self._refresh_in_background())
 
     async def _refresh_in_background(self) -> None:
         try:
