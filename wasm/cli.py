@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .errors import BadInput, Cancelled, KernelError
-from .images import read_image, write_image
+from .images import image_format, read_image, write_image
 from .job import CancelToken
 from .limits import DEFAULT_DEADLINE_S, DEFAULT_MEMORY_LIMIT_BYTES, WASM32_MAX_BYTES
 from .manifest import KernelSpec
@@ -197,8 +197,17 @@ def save_job_output(spec: KernelSpec, path: str, output: bytes, params: dict[str
         Path(path).write_bytes(data)
 
 
+def check_output_path(spec: KernelSpec, path: str) -> None:
+    """Refuse an output the kernel's result cannot be written to, before running it."""
+    if spec.output_kind == "rgba8":
+        if path == STDIO:
+            raise BadInput(f"{spec.name} writes an image: give --output a .png or .jpg name")
+        image_format(path)
+
+
 def perform_run(spec: KernelSpec, args: argparse.Namespace, execute: Executor) -> None:
     """Parse --param, read --input, `execute(data, params) -> output`, write --output."""
+    check_output_path(spec, args.output)
     params = parse_params(spec, args.param)
     data, params = load_job_input(spec, args.input, params)
     save_job_output(spec, args.output, execute(data, params), params)

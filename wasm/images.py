@@ -27,6 +27,14 @@ def read_image(path: str | Path) -> tuple[bytes, int, int]:
     return rgba.tobytes(), rgba.width, rgba.height
 
 
+def image_format(path: str | Path) -> str:
+    """Pillow's format name for a file name (PNG, JPEG, ...); BadInput if it has none."""
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None:
+        raise BadInput(f"{path}: unknown image format (use .png or .jpg)")
+    return fmt
+
+
 def write_image(
     path: str | Path, rgba: bytes | bytearray | memoryview, width: int, height: int
 ) -> None:
@@ -35,9 +43,7 @@ def write_image(
         raise BadInput(f"{len(rgba)} bytes are not a {width}x{height} RGBA8 image")
     img = Image.frombuffer("RGBA", (width, height), bytes(rgba), "raw", "RGBA", 0, 1)
     try:
-        fmt = Image.registered_extensions().get(Path(path).suffix.lower())
-        if fmt is None:
-            raise BadInput(f"{path}: unknown image format (use .png or .jpg)")
+        fmt = image_format(path)
         if fmt in _NO_ALPHA:
             img = img.convert("RGB")
         img.save(path, format=fmt)

@@ -200,6 +200,8 @@ def test_run_sort_and_sha256_raw_bytes_and_stdio(cli, tmp_path):
             "must be a positive number",
         ),
         (["frobnicate"], "invalid choice"),
+        (["run", "image.blur", "-i", "{png}", "-o", "{out}.xyz"], "unknown image format"),
+        (["run", "fractal.mandelbrot", "-o", "-"], "give --output a .png or .jpg name"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line_on_stderr(cli, tmp_path, args, message):
