@@ -73,10 +73,8 @@ def _load_image(path: Path) -> KernelInput:
     try:
         rgba, width, height = read_image(path)
     except Exception as exc:  # Pillow raises several kinds for a file that is not a picture
-        raise InputError(
-            f"{path.name} is not a readable image ({type(exc).__name__}: {exc}). "
-            "Pick a PNG or JPEG file."
-        ) from exc
+        why = str(exc).replace(f"{path}: ", "").replace(str(path), path.name)
+        raise InputError(f"{path.name} is not a readable image: {why}") from exc
     return KernelInput(
         bytes(rgba),
         f"{path.name}: {width} x {height} image",

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QUrl
 from PySide6.QtGui import QImage
 from PySide6.QtQml import QQmlApplicationEngine
@@ -75,6 +76,7 @@ class Shell(QObject):
         self.workbench.listeners += [self.runs.record, self.inspector.record]
         self.connection.reconnectRequested.connect(self._on_reconnect_requested)
         self.engine: QQmlApplicationEngine | None = None
+        self._window: QQuickWindow | None = None
         self.socket: Any = None
         self.store: Any = None
         self.docs: dict[str, Any] = {}
@@ -131,6 +133,7 @@ class Shell(QObject):
         if not engine.rootObjects():
             raise RuntimeError("the window could not be loaded:\n" + "\n".join(warnings))
         self.engine = engine
+        self._window = engine.rootObjects()[0]
         self.qml_warnings = warnings
         if self.startup_error is not None:
             self.notices.show(
@@ -149,8 +152,10 @@ class Shell(QObject):
 
     @property
     def window(self) -> QQuickWindow:
-        assert self.engine is not None
-        return self.engine.rootObjects()[0]
+        # One wrapper kept for the window's life: shiboken invalidates the wrappers of child
+        # items handed out through a temporary window wrapper once that one is collected.
+        assert self._window is not None, "load() first"
+        return self._window
 
     def show_view(self, name: str) -> None:
         self.window.setProperty("currentView", VIEWS.index(name))
@@ -199,7 +204,8 @@ class Shell(QObject):
         except ImportError:
             self._skip("the service link (client.net)")
             return None
-        params = {"user": self.settings.value.user_name} if self.settings.value.user_name else None
+        # the name a service without auth shows; with auth the token's user wins
+        params = {"user": self.settings.value.user_name or self.user_name()}
         socket = Socket(url, params=params, token=(lambda: token or None))
         socket.on_frame(self.inspector.on_frame)
         return socket
@@ -258,11 +264,11 @@ class Shell(QObject):
     def close_window(self) -> None:
         """Delete the QML engine before the context objects (no null-property warnings at exit)."""
         engine, self.engine = self.engine, None
+        self._window = None
         if engine is not None:
             for obj in engine.rootObjects():
                 obj.close()
-            engine.deleteLater()
-            del engine
+            shiboken6.delete(engine)  # now, not deleteLater: the controllers may go first
 
 
 def default_data_dir() -> Path:

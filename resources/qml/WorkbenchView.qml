@@ -153,7 +153,7 @@ Item {
                             source: workbench.inputImage
                             fillMode: Image.PreserveAspectFit
                             cache: false
-                            asynchronous: true
+                            asynchronous: false
                             Accessible.name: "Input preview"
                         }
                         Label { text: "Input"; opacity: 0.7; anchors.left: parent.left; anchors.top: parent.top }
@@ -170,7 +170,7 @@ Item {
                             source: workbench.resultImage
                             fillMode: Image.PreserveAspectFit
                             cache: false
-                            asynchronous: true
+                            asynchronous: false
                             Accessible.name: "Result preview"
                         }
                         ScrollView {

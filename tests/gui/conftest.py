@@ -1,0 +1,161 @@
+"""GUI tests: the real QML window, offscreen, on Qt's loop with asyncio on it (qasync).
+
+Tests are plain functions that run one coroutine with `run(...)`; inside it they await futures
+that Qt signals resolve (never qtbot.wait*, which nests a Qt loop under a running task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtQuick import QQuickItem, QQuickWindow
+from PySide6.QtTest import QTest
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "gui"
+RUN_TIMEOUT_S = 90.0
+
+
+@pytest.fixture(scope="session")
+def qapp_cls():
+    return QGuiApplication
+
+
+@pytest.fixture
+def qloop(qapp):
+    import qasync
+
+    from client.ui.app import make_app
+
+    make_app()  # names and style, on pytest-qt's QGuiApplication
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def run(qloop) -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    def run_(coro: Coroutine[Any, Any, Any], timeout: float = RUN_TIMEOUT_S) -> Any:
+        return qloop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    return run_
+
+
+@pytest.fixture
+def app_dirs(tmp_path, monkeypatch) -> Path:
+    """Settings and the document cache in tmp, never the user's own."""
+    from client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
+
+    monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path / "config"))
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "data"))
+    return tmp_path
+
+
+@pytest.fixture
+def make_shell(app_dirs, run):
+    """make_shell(user="alice") -> a loaded Shell (window open); all are stopped at the end."""
+    from client.ui.settings import load_settings
+    from client.ui.shell import Shell
+
+    shells = []
+
+    def make(user: str = "tester") -> Shell:
+        settings, problem = load_settings()
+        assert problem is None
+        settings.user_name = user
+        shell = Shell(settings)
+        shell.load()
+        shells.append(shell)
+        return shell
+
+    yield make
+    for shell in shells:
+        run(shell.stop())
+        shell.close_window()
+
+
+def find_item(shell, name: str) -> QQuickItem | None:
+    """By objectName: findChild, then the visual tree (Repeater delegates are not QObject
+    children of the window)."""
+    found = shell.window.findChild(QQuickItem, name)
+    if found is not None:
+        return found
+    stack = [QQuickWindow.contentItem(shell.window)]
+    while stack:
+        node = stack.pop()
+        if node.objectName() == name:
+            return node
+        stack.extend(node.childItems())
+    return None
+
+
+def item(shell, name: str) -> QQuickItem:
+    found = find_item(shell, name)
+    assert found is not None, f"no QML item named {name!r}"
+    return found
+
+
+async def outside_task(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call fn from a plain loop callback, not from inside this task's step.
+
+    QTest input may process events; done inside a task step, a task scheduled meanwhile (e.g.
+    the run that Ctrl+R starts) would be entered while ours runs and be lost.
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def call() -> None:
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:
+            future.set_exception(exc)
+
+    loop.call_soon(call)
+    return await future
+
+
+async def click(shell, name: str) -> None:
+    target = item(shell, name)
+    assert target.isVisible() and target.isEnabled(), f"{name} is not clickable"
+    pos = target.mapToScene(QPointF(target.width() / 2, target.height() / 2)).toPoint()
+    await outside_task(
+        QTest.mouseClick,
+        shell.window,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+        pos,
+    )
+
+
+async def key(shell, k: Qt.Key, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    await outside_task(QTest.keyClick, shell.window, k, modifiers)
+
+
+async def type_text(shell, text: str) -> None:
+    """QTest.keyClicks takes only QWidgets: one keyClick per character to the QQuickWindow."""
+
+    def send() -> None:
+        for ch in text:
+            if ch == "\n":
+                QTest.keyClick(shell.window, Qt.Key.Key_Return)
+            else:
+                QTest.keyClick(shell.window, ch)
+
+    await outside_task(send)
+
+
+def save_artifact(shell, name: str) -> Path:
+    """A screenshot of the window as a test artifact (artifacts/gui/, gitignored)."""
+    return shell.screenshot(ARTIFACTS / f"{name}.png")
+
+
+def no_screen_needed() -> None:
+    assert os.environ.get("QT_QPA_PLATFORM") == "offscreen"
