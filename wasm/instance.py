@@ -174,7 +174,7 @@ class _JobSlot:
             done = ctypes.c_int32.from_address(args).value
             total = ctypes.c_int32.from_address(args + _VAL_RAW_SIZE).value
             job.report_progress(done, total)
-            if job.stop is not None:
+            if job.check() is not None:  # e.g. the callback cancelled the job: stop here
                 msg = str(job.stop).encode()
                 return ctypes.cast(ffi.wasmtime_trap_new(msg, len(msg)), c_void_p).value or 0
         return 0

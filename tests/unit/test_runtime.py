@@ -485,3 +485,17 @@ def test_progress_reports_reach_python_only_when_the_job_has_a_callback(
     assert len(crossings) == 50 and seen == list(range(1, 51))
     rt.run("test.progress", b"", {"n": 50})
     assert len(crossings) == 50
+
+
+def test_a_progress_callback_can_cancel_its_own_job(rt):
+    token = CancelToken()
+    seen = []
+
+    def stop_at_three(done, total):
+        seen.append(done)
+        if done == 3:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        rt.run("test.progress", b"", {"n": 1000}, cancel=token, progress=stop_at_three)
+    assert seen == [1, 2, 3]  # stopped at the report, not a tick later
