@@ -96,6 +96,11 @@ _TEST_KERNELS = r"""
     (i32.const 0))
   (func (export "t_trap") (param i32 i32 i32 i32 i32) (result i32)
     unreachable)
+  ;; recurses until the wasm stack is exhausted
+  (func $down (param $n i32) (result i32)
+    (i32.add (call $down (i32.add (local.get $n) (i32.const 1))) (i32.const 1)))
+  (func (export "t_recurse") (param i32 i32 i32 i32 i32) (result i32)
+    (call $down (i32.const 0)))
   (func (export "t_reject") (param i32 i32 i32 i32 i32) (result i32)
     (global.set $err (i32.const 16))
     (i32.const -1))
@@ -195,6 +200,7 @@ TEST_KERNELS: dict[str, dict[str, Any]] = {
     "test.hog": _kernel("t_hog", input_kind="none"),
     "test.overrun": _kernel("t_overrun", input_kind="none"),
     "test.trap": _kernel("t_trap", input_kind="none"),
+    "test.recurse": _kernel("t_recurse", input_kind="none"),
     "test.reject": _kernel("t_reject", input_kind="none"),
     "test.progress": _kernel(
         "t_progress", input_kind="none", params=[_count_param("n", 1e6)], grants=["progress"]

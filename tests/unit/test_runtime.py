@@ -499,3 +499,9 @@ def test_a_progress_callback_can_cancel_its_own_job(rt):
     with pytest.raises(Cancelled):
         rt.run("test.progress", b"", {"n": 1000}, cancel=token, progress=stop_at_three)
     assert seen == [1, 2, 3]  # stopped at the report, not a tick later
+
+
+def test_exhausting_the_wasm_stack_is_a_kernel_error_not_a_crash(rt):
+    with pytest.raises(KernelError, match="stack"):
+        rt.run("test.recurse")
+    assert rt.run("test.echo", b"alive", {}).output == b"alive"
