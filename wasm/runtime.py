@@ -94,11 +94,13 @@ class Runtime:
     def spec(self, name: str) -> KernelSpec:
         return self.manifest.kernel(name)
 
-    def validate(self, name: str, data: Buffer, params: dict[str, Any] | None) -> dict[str, Any]:
+    def validate(
+        self, name: str, data: Buffer | None, params: dict[str, Any] | None
+    ) -> dict[str, Any]:
         """Normalized params (defaults filled in); BadInput/UnknownKernel if the job is bad."""
         spec = self.manifest.kernel(name)
         normalized = spec.validate_params(params)
-        self._check_size(spec, _size(data), normalized)
+        self._check_size(spec, 0 if data is None else _size(data), normalized)
         return normalized
 
     def _check_size(self, spec: KernelSpec, size: int, params: dict[str, Any]) -> None:
@@ -165,7 +167,7 @@ class Runtime:
     def run(
         self,
         name: str,
-        data: Buffer = b"",
+        data: Buffer | None = b"",
         params: dict[str, Any] | None = None,
         *,
         deadline_s: float | None = None,
@@ -175,6 +177,8 @@ class Runtime:
         t0 = time.perf_counter()
         spec = self.manifest.kernel(name)
         normalized = spec.validate_params(params)
+        if data is None:  # allowed for kernels that take no input
+            data = b""
         size = len(data) if isinstance(data, bytes) else _size(data)
         self._check_size(spec, size, normalized)
         if deadline_s is None:

@@ -505,3 +505,11 @@ def test_exhausting_the_wasm_stack_is_a_kernel_error_not_a_crash(rt):
     with pytest.raises(KernelError, match="stack"):
         rt.run("test.recurse")
     assert rt.run("test.echo", b"alive", {}).output == b"alive"
+
+
+def test_none_is_an_empty_input(rt):
+    out = rt.run("test.params", None, {"width": 2}).output
+    assert np.frombuffer(out, "<f8").tolist() == [2.0, 1.5, 0.0]
+    assert rt.validate("test.params", None, {"width": 2})["width"] == 2
+    with pytest.raises(BadInput, match="input must be bytes-like"):
+        rt.run("test.echo", "text", {})
