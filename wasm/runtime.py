@@ -66,6 +66,7 @@ class Runtime:
         cache_dir: str | Path | None = None,
         memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
         default_deadline_s: float = DEFAULT_DEADLINE_S,
+        retain_memory_bytes: int = RETAIN_MEMORY_BYTES,
     ) -> None:
         if not 0 < memory_limit_bytes <= WASM32_MAX_BYTES:
             raise ValueError(f"memory_limit_bytes must be in (0, {WASM32_MAX_BYTES}]")
@@ -73,6 +74,7 @@ class Runtime:
         self.manifest: Manifest = load_manifest(manifest_path)
         self.memory_limit_bytes = memory_limit_bytes
         self.default_deadline_s = default_deadline_s
+        self.retain_memory_bytes = retain_memory_bytes
         self._engine, self._ticker = shared_engine()
         self._cache = CompiledCache(cache_dir, engine_key())
         self._modules: dict[str, wasmtime.Module] = {}
@@ -198,7 +200,7 @@ class Runtime:
             output = inst.run(spec, data, size, packed, job)
         finally:
             ticker.job_finished()
-            if inst.broken or inst.memory_bytes > RETAIN_MEMORY_BYTES:
+            if inst.broken or inst.memory_bytes > self.retain_memory_bytes:
                 self._drop_instance(spec.module)
         return RunResult(output, name, normalized, time.perf_counter() - t0)
 

@@ -363,10 +363,17 @@ def test_modules_load_lazily(manifest, tmp_path):
 
 
 def test_a_big_job_does_not_pin_its_memory(manifest, tmp_path):
-    rt = Runtime(manifest, cache_dir=tmp_path / "cache", memory_limit_bytes=256 << 20)
+    rt = Runtime(
+        manifest,
+        cache_dir=tmp_path / "cache",
+        memory_limit_bytes=256 << 20,
+        retain_memory_bytes=16 << 20,
+    )
     rt.run("test.echo", b"small", {})
     small = rt._local.instances["test"]
-    big = bytes(40 << 20)
+    assert rt.run("test.echo", bytes(4 << 20), {}).output == bytes(4 << 20)
+    assert rt._local.instances["test"] is small  # under the retain size: kept warm
+    big = bytes(10 << 20)
     assert rt.run("test.echo", big, {}).output == big
     assert "test" not in rt._local.instances  # dropped: its memory grew past the retain size
     assert rt.run("test.echo", b"again", {}).output == b"again"
