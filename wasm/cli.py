@@ -180,7 +180,9 @@ def load_job_input(
 def save_job_output(spec: KernelSpec, path: str, output: bytes, params: dict[str, Any]) -> None:
     """PNG/JPEG for rgba8 output, JSON for stats, raw bytes otherwise."""
     if spec.output_kind == "rgba8":
-        width = next(int(params[n]) for n in OUTPUT_WIDTH_PARAMS if params.get(n) is not None)
+        width = next((int(params[n]) for n in OUTPUT_WIDTH_PARAMS if params.get(n)), 0)
+        if not width:
+            raise KernelError(f"{spec.name}: no width param tells the output image's width")
         if len(output) % (4 * width):
             raise KernelError(f"{spec.name}: {len(output)} output bytes are not rows of {width} px")
         write_image(path, output, width, len(output) // (4 * width))
