@@ -16,7 +16,13 @@ from .errors import (
 )
 from .job import CancelToken
 from .limits import DEFAULT_DEADLINE_S, DEFAULT_MEMORY_LIMIT_BYTES
-from .manifest import DEFAULT_MANIFEST_PATH, KernelSpec, ModuleSpec, ParamSpec
+from .manifest import (
+    DEFAULT_MANIFEST_PATH,
+    KernelSpec,
+    ModuleSpec,
+    ParamSpec,
+    kernel_spec_from_dict,
+)
 from .outputs import decode_output
 from .runtime import ModuleLoad, RunResult, Runtime
 
@@ -39,4 +45,5 @@ __all__ = [
     "Runtime",
     "UnknownKernel",
     "decode_output",
+    "kernel_spec_from_dict",
 ]

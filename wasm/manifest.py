@@ -241,31 +241,8 @@ def _parse(path: Path, raw: dict[str, Any]) -> Manifest:
         where = f"kernel {name}"
         if k["module"] not in grants_by_module:
             raise fail(where, f"unknown module {k['module']!r}")
-        grants = tuple(k.get("grants") or ())
-        for g in grants:
-            if g not in GRANT_IMPORTS:
-                raise fail(where, f"unknown grant {g!r}")
-        grants_by_module[k["module"]].update(grants)
-        input_kind, output_kind = k["input"]["kind"], k["output"]["kind"]
-        if input_kind not in INPUT_KINDS:
-            raise fail(where, f"unknown input kind {input_kind!r}")
-        if output_kind not in OUTPUT_KINDS:
-            raise fail(where, f"unknown output kind {output_kind!r}")
-        params = tuple(_parse_param(p, lambda what, w=where: fail(w, what)) for p in k["params"])
-        if len({p.name for p in params}) != len(params):
-            raise fail(where, "duplicate param names")
-        kernels[name] = KernelSpec(
-            name=name,
-            module=k["module"],
-            export=k["export"],
-            description=k.get("description", ""),
-            params=params,
-            input_kind=input_kind,
-            output_kind=output_kind,
-            tiles=k.get("tiles"),
-            cost=dict(k.get("cost") or {}),
-            grants=grants,
-        )
+        kernels[name] = spec = _parse_kernel(name, k, lambda what, w=where: fail(w, what))
+        grants_by_module[k["module"]].update(spec.grants)
     modules: dict[str, ModuleSpec] = {}
     for name, m in raw["modules"].items():
         sha = m["sha256"].lower()
@@ -283,6 +260,49 @@ def _parse(path: Path, raw: dict[str, Any]) -> Manifest:
         if undeclared:
             raise fail(f"module {name}", f"imports not granted to any kernel: {sorted(undeclared)}")
     return Manifest(path=path, modules=modules, kernels=kernels)
+
+
+def kernel_spec_from_dict(entry: dict[str, Any]) -> KernelSpec:
+    """The inverse of `KernelSpec.to_dict` (e.g. a service's `kernels` catalogue entry),
+    checked like a manifest entry; IntegrityError if it is malformed."""
+    name = entry.get("name") if isinstance(entry, dict) else None
+    if not isinstance(name, str):
+        raise IntegrityError(f"kernel entry without a name: {entry!r:.100}")
+    try:
+        return _parse_kernel(
+            name,
+            {"module": "", "export": "", **entry},
+            lambda what: IntegrityError(f"kernel {name}: {what}"),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise IntegrityError(f"kernel {name}: malformed entry: {type(e).__name__}: {e}") from None
+
+
+def _parse_kernel(name: str, k: dict[str, Any], fail) -> KernelSpec:
+    grants = tuple(k.get("grants") or ())
+    for g in grants:
+        if g not in GRANT_IMPORTS:
+            raise fail(f"unknown grant {g!r}")
+    input_kind, output_kind = k["input"]["kind"], k["output"]["kind"]
+    if input_kind not in INPUT_KINDS:
+        raise fail(f"unknown input kind {input_kind!r}")
+    if output_kind not in OUTPUT_KINDS:
+        raise fail(f"unknown output kind {output_kind!r}")
+    params = tuple(_parse_param(p, fail) for p in k["params"])
+    if len({p.name for p in params}) != len(params):
+        raise fail("duplicate param names")
+    return KernelSpec(
+        name=name,
+        module=k["module"],
+        export=k["export"],
+        description=k.get("description", ""),
+        params=params,
+        input_kind=input_kind,
+        output_kind=output_kind,
+        tiles=k.get("tiles"),
+        cost=dict(k.get("cost") or {}),
+        grants=grants,
+    )
 
 
 def _parse_param(p: dict[str, Any], fail) -> ParamSpec:

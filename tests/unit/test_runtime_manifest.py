@@ -76,3 +76,31 @@ def test_range_text_for_list(manifest):
         "float 0.5..4, default 1.5",
         "f64|i32, default f64",
     ]
+
+
+def test_a_catalogue_entry_round_trips_to_the_same_spec():
+    import dataclasses
+
+    from wasm import Runtime, kernel_spec_from_dict
+
+    for spec in Runtime().catalogue():
+        again = kernel_spec_from_dict(json.loads(json.dumps(spec.to_dict())))
+        assert again == dataclasses.replace(spec, export="")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"description": "x"}, "without a name"),
+        ({"name": "k", "input": {"kind": "rgba8"}}, "malformed entry"),
+        (
+            {"name": "k", "input": {"kind": "rgba8"}, "output": {"kind": "?"}, "params": []},
+            "unknown output kind",
+        ),
+    ],
+)
+def test_a_bad_catalogue_entry_is_refused(entry, message):
+    from wasm import kernel_spec_from_dict
+
+    with pytest.raises(IntegrityError, match=message):
+        kernel_spec_from_dict(entry)
