@@ -28,7 +28,9 @@ def say(text: str) -> None:
     print(f"demo: {text}", flush=True)
 
 
-async def run_job(shell: Any, kernel: str, where: str, *, use_result: bool = False) -> str:
+async def run_job(
+    shell: Any, kernel: str, where: str, *, use_result: bool = False, **params: Any
+) -> str:
     wb = shell.workbench
     names = [row["name"] for row in wb.kernels.rows]
     if kernel not in names:
@@ -38,6 +40,8 @@ async def run_job(shell: Any, kernel: str, where: str, *, use_result: bool = Fal
         wb.useResultAsInput()
         if not wb.inputSummary:
             return f"skipped {kernel}: no image to use as input"
+    for name, value in params.items():
+        wb.setParam(name, value)
     wb.setWhere(where)
     finished = asyncio.ensure_future(wait_signal(wb.finished, JOB_TIMEOUT_S))
     wb.run()
@@ -67,7 +71,7 @@ async def run_demo(shell: Any, out: Path) -> list[Path]:
     if shell.runtime is None:
         say("skipped both jobs: the kernel runtime could not start")
     else:
-        say(await run_job(shell, LOCAL_KERNEL, "local"))
+        say(await run_job(shell, LOCAL_KERNEL, "local", width=800, height=600))
         shell.show_view("Workbench")
         workbench_shot = shell.grab()  # the local result, before the remote job replaces it
         if online and shell.dispatcher_available:

@@ -19,26 +19,42 @@ FLUSH_MS = 150  # frames are batched into the model, so a burst never floods the
 SUMMARY_CHARS = 160
 
 
+def _shrink(value: Any, depth: int = 0) -> Any:
+    """The payload with binary parts replaced by their size: never stringify megabytes."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value):,} bytes>"
+    if depth > 4:
+        return "..."
+    if isinstance(value, dict):
+        return {k: _shrink(v, depth + 1) for k, v in list(value.items())[:20]}
+    if isinstance(value, list | tuple):
+        return [_shrink(v, depth + 1) for v in value[:20]]
+    return value
+
+
+def _binary_size(value: Any) -> int:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_binary_size(v) for v in value.values())
+    return 0
+
+
 def frame_row(direction: str, msg: Any) -> dict[str, Any]:
     payload = getattr(msg, "payload", None)
-    if isinstance(payload, bytes | bytearray | memoryview):
-        size = len(payload)
-        summary = f"<binary {size:,} bytes>"
-    else:
-        try:
-            text = json.dumps(payload, separators=(",", ":"), default=str)
-        except (TypeError, ValueError):
-            text = repr(payload)
-        size = len(text)
-        summary = text[:SUMMARY_CHARS] + ("..." if len(text) > SUMMARY_CHARS else "")
+    binary = _binary_size(payload)
+    try:
+        text = json.dumps(_shrink(payload), separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        text = repr(payload)[:SUMMARY_CHARS]
+    now = time.time()
     return {
-        "time": time.strftime("%H:%M:%S", time.localtime())
-        + f".{int(time.time() * 1000) % 1000:03d}",
+        "time": time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}",
         "direction": "\u2192" if direction == "out" else "\u2190",
         "topic": str(getattr(msg, "topic", "")),
         "event": str(getattr(msg, "event", "")),
-        "size": size,
-        "summary": summary,
+        "size": binary or len(text),
+        "summary": text[:SUMMARY_CHARS] + ("..." if len(text) > SUMMARY_CHARS else ""),
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Property, QObject, Signal, Slot
+from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 
 from client.ui.models import DictListModel
 from client.ui.notices import Notices
@@ -33,6 +33,7 @@ class NotesController(QObject):
         self.notes: Any = None
         self.shared_doc: Any = None
         self._me = ""
+        self._pull_scheduled = False
         self._text = ""
         self._status = "not loaded"
         self._people = DictListModel(["user", "detail"], self)
@@ -41,10 +42,10 @@ class NotesController(QObject):
         """Follow a Notes view; `shared_doc` carries awareness (who is in the document)."""
         self.notes = notes
         self.shared_doc = shared_doc
-        notes.on_change(lambda *_: self._pull())
+        notes.on_change(lambda *_: self._schedule_pull())
         if shared_doc is not None:
             shared_doc.set_awareness({"user": me})
-            shared_doc.awareness.observe(lambda *_: self._refresh_people())
+            shared_doc.awareness.observe(lambda *_: QTimer.singleShot(0, self._refresh_people))
         self._me = me
         self._status = status
         self._pull()
@@ -62,7 +63,14 @@ class NotesController(QObject):
         self._status = status
         self.changed.emit()
 
+    def _schedule_pull(self) -> None:
+        """Change callbacks run inside the document's transaction: read the text after it."""
+        if not self._pull_scheduled:
+            self._pull_scheduled = True
+            QTimer.singleShot(0, self._pull)
+
     def _pull(self) -> None:
+        self._pull_scheduled = False
         text = str(self.notes.text) if self.notes is not None else ""
         if text != self._text:
             self._text = text

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from PySide6.QtCore import Property, QObject, Signal, Slot
+from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 
 from client.ui.models import DictListModel
 from client.ui.notices import Notices
@@ -51,10 +51,11 @@ class Runs(QObject):
         self._model = DictListModel(ROLES, self)
         self._selected = -1
         self._status = "not loaded"
+        self._refresh_scheduled = False
 
     def attach(self, history: Any, status: str) -> None:
         self.history = history
-        history.on_change(lambda *_: self.refresh())
+        history.on_change(self._schedule_refresh)
         self._status = status
         self.refresh()
 
@@ -65,7 +66,14 @@ class Runs(QObject):
         self._status = status
         self.changed.emit()
 
+    def _schedule_refresh(self, *_: Any) -> None:
+        """Change callbacks run inside the document's transaction: read it after, once."""
+        if not self._refresh_scheduled:
+            self._refresh_scheduled = True
+            QTimer.singleShot(0, self.refresh)
+
     def refresh(self) -> None:
+        self._refresh_scheduled = False
         if self.history is None:
             return
         runs = [dict(r) for r in self.history.items()]  # oldest first, as appended

@@ -214,7 +214,7 @@ class Shell(QObject):
         if self.runtime is None:
             return None
         try:
-            from client.compute import Dispatcher
+            from client.compute.dispatcher import Dispatcher
         except ImportError:
             self._skip("remote runs (client.compute)")
             return None
