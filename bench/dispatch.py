@@ -263,6 +263,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         measure, auto = await bench.dispatcher(), await bench.dispatcher()
         await asyncio.sleep(0.5)
         params = {"width": 320, "height": 240, **INSIDE, "max_iter": 2000}
+        bench.reps = max(bench.reps, 5)  # three busy processes on two cores: noisy, take more
         result = await bench.case(measure, auto, "fractal.mandelbrot", b"", params)
         cases.append(
             {

@@ -23,7 +23,8 @@ DEFAULT_BANDWIDTH_BPS = 100e6
 DEFAULT_NS_PER_BYTE = 5.0
 LOCAL_OVERHEAD_MS = 0.15  # thread hand-off + wasm call set-up, measured on a 2-core box
 SMALL_TRANSFER_BYTES = 16 * 1024  # below this a round trip measures latency, not bandwidth
-MIN_TILE_UNITS = 32 * 1024  # mirrors the service: smaller jobs are not split
+# The service splits jobs into tiles of at least this many pixels (it says so in its load).
+DEFAULT_MIN_TILE_PIXELS = 32 * 1024
 ITERATION_PARAMS = ("max_iter", "max_iterations", "iterations")
 SIZE_OUTPUT_KINDS = {"rgba8": 4, "i32": 4, "f64": 8}
 
@@ -58,6 +59,7 @@ class Load:
     busy: int = 0
     queue_depth: int = 0
     max_tiles: int = 1
+    min_tile_pixels: int = DEFAULT_MIN_TILE_PIXELS
     recent_run_ms: float = 0.0  # typical job time on the service, 0 if none finished lately
     running_ms: list[float] = field(default_factory=list)  # how long each running job has run
 
@@ -122,9 +124,8 @@ class CostModel:
         idle = load.workers - load.busy
         if idle > 0 and load.queue_depth == 0:
             queue_ms = 0.0
-            parallel = (
-                min(idle, load.max_tiles) if k.tileable and units >= 2 * MIN_TILE_UNITS else 1
-            )
+            parallel = min(idle, load.max_tiles, pixels(params) // load.min_tile_pixels)
+            parallel = max(1, parallel) if k.tileable else 1
         else:
             queue_ms = load.wait_ms()
             parallel = 1
@@ -197,6 +198,7 @@ class CostModel:
         self.load.busy = int(load.get("busy", 0))
         self.load.queue_depth = int(load.get("queue_depth", 0))
         self.load.max_tiles = int(load.get("max_tiles", self.load.workers)) or 1
+        self.load.min_tile_pixels = int(load.get("min_tile_pixels") or DEFAULT_MIN_TILE_PIXELS)
         self.load.running_ms = [float(x) for x in load.get("running_ms") or ()]
         runs = [v.get("recent_run_ms") or 0.0 for v in (load.get("throughput") or {}).values()]
         if runs:

@@ -166,7 +166,15 @@ class ComputeChannel(Channel):
             },
             "output_kind": self.compute.catalogue.output_kind(kernel),
             "load": {
-                k: load[k] for k in ("workers", "busy", "queue_depth", "max_tiles", "running_ms")
+                k: load[k]
+                for k in (
+                    "workers",
+                    "busy",
+                    "queue_depth",
+                    "max_tiles",
+                    "min_tile_pixels",
+                    "running_ms",
+                )
             },
         }
         if not binary and header["output_kind"] == "stats":

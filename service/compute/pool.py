@@ -269,6 +269,7 @@ class ComputePool:
             "queue_depth": len(self.queue),
             "queue_limit": self.queue_limit,
             "max_tiles": self.max_tiles,
+            "min_tile_pixels": tiling.MIN_TILE_PIXELS,
             "crashes": self.crashes,
             "worker_pids": [w.pid for w in self.workers],
             "busy_pids": [w.pid for w in self.workers if w.task is not None],

@@ -25,8 +25,9 @@ async def pool():
     await p.start()
     await p.wait_ready()
     yield p
+    procs = [w.proc for w in p.workers]
     await p.stop()
-    assert all(not w.proc.is_alive() for w in p.workers)
+    assert procs and not any(proc.is_alive() for proc in procs)
 
 
 async def wait_for(predicate, timeout: float = 20.0) -> None:
@@ -96,8 +97,9 @@ async def test_killed_worker_is_replaced_and_only_its_job_fails(pool):
     with pytest.raises(ComputeError) as err:
         await job.future
     assert err.value.reason == WORKER_CRASHED and str(victim) in err.value.message
+    await wait_for(lambda: victim not in [w.pid for w in pool.workers])
     await wait_for(lambda: all(w.ready.is_set() for w in pool.workers))
-    assert victim not in [w.pid for w in pool.workers] and len(pool.workers) == 2
+    assert len(pool.workers) == 2
     result = await pool.submit("data.percentiles", values(100), {"steps": 1}).future
     assert len(result.output) == 16
     assert pool.load()["crashes"] == 1
