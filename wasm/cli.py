@@ -79,15 +79,32 @@ def positive_float(text: str) -> float:
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--manifest", type=Path, help="kernel manifest (default: the built-in one)")
-    parser.add_argument("--cache-dir", type=Path, help="compiled-module cache directory")
+    parser.add_argument(
+        "--manifest", type=Path, metavar="FILE", help="kernel manifest (default: the built-in one)"
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, metavar="DIR", help="compiled-module cache directory"
+    )
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """KERNEL, --input, --output, --param, --deadline, --memory-limit."""
     parser.add_argument("kernel", metavar="KERNEL", help="kernel name, e.g. image.blur")
-    parser.add_argument("--input", "-i", help="input file (none for fractal.mandelbrot; - = stdin)")
-    parser.add_argument("--output", "-o", required=True, help="output file (- = stdout)")
+    parser.add_argument(
+        "--input",
+        "-i",
+        metavar="FILE",
+        help="input: an image for image kernels, raw bytes otherwise (- = stdin); "
+        "none for fractal.mandelbrot",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        required=True,
+        help="output: .png/.jpg for image results, JSON for data.stats, raw bytes otherwise "
+        "(- = stdout)",
+    )
     parser.add_argument(
         "--param",
         "-p",
