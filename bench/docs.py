@@ -1,0 +1,285 @@
+"""Benchmark of shared documents against the real service. Prints ONE JSON object.
+
+    .venv/bin/python bench/docs.py [--edits 60] [--entries 100000]
+
+- edit_latency_ms: one client edits, every other client of the document sees it: the delay
+  from the edit to each remote observer (p50/p99), with 2 and with 100 clients on one document,
+  edits of the two groups interleaved. All clients live in this process (with their caches),
+  so the figure includes client-side decoding, applying and caching, as the app would see it.
+- updates_per_s: small updates pushed (pipelined, with acknowledgement) by 4 writers to one
+  document with one listener, until the listener received all of them.
+- reconnect_bytes: every frame byte in both directions on the reconnecting socket, from connect
+  until it is synced and has sent what it lacked, after missing 10 small edits to a document of
+  `entries` map entries; document_bytes: that document's full update (Doc.get_update()).
+- cold_open_ms: opening that document from the client cache with no service (median of 5).
+
+The service runs with --no-auth and rate limits off (they would cap the throughput figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pycrdt import Doc, Map, create_update_message  # noqa: E402
+
+from client.net import Socket  # noqa: E402
+from client.state import DocumentStore, SharedDoc  # noqa: E402
+from protocol import encode  # noqa: E402
+
+LISTENING = "listening "
+UNLIMITED = {
+    "VERALTHEIM_SOCKET_RATE": "0",
+    "VERALTHEIM_USER_RATE": "0",
+    "VERALTHEIM_DOCS_UPDATES_PER_S": "0",
+    "VERALTHEIM_DOCS_MAX_UPDATE_BYTES": str(16 * 1024 * 1024),
+}
+
+
+class Service:
+    def __init__(self, data_dir: Path) -> None:
+        cmd = [sys.executable, "-m", "service", "run", "--host", "127.0.0.1", "--port", "0"]
+        cmd += ["--no-auth", "--data-dir", str(data_dir), "--log-level", "WARNING"]
+        env = {**os.environ, **UNLIMITED, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT
+        )
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(LISTENING):
+                self.url = line[len(LISTENING) :].strip()
+                break
+        else:
+            raise RuntimeError("the service did not start")
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+async def wait_until(predicate, timeout: float = 60.0) -> None:
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+class Group:
+    """n clients, each with its own socket and cache, on one document."""
+
+    def __init__(self, url: str, cache: Path, name: str, n: int) -> None:
+        self.url, self.cache, self.name, self.n = url, cache, name, n
+        self.socks: list[Socket] = []
+        self.stores: list[DocumentStore] = []
+        self.docs: list[SharedDoc] = []
+        self.seen: dict[str, list[float]] = {}
+        self.maps: list[Map] = []
+
+    async def start(self) -> None:
+        for i in range(self.n):
+            sock = Socket(self.url)
+            await sock.connect()
+            store = DocumentStore(self.cache / f"{self.name}-{i}.sqlite3", sock)
+            doc = await store.open(self.name)
+            self.socks.append(sock)
+            self.stores.append(store)
+            self.docs.append(doc)
+            shared = doc.doc.get("m", type=Map)
+            shared.observe(self._observer())
+            self.maps.append(shared)  # pycrdt drops the subscription with the Map object
+        for doc in self.docs:
+            await doc.wait_synced(60)
+
+    def _observer(self):
+        def seen(event: Any) -> None:
+            now = time.perf_counter()
+            for key in event.keys:
+                self.seen.setdefault(key, []).append(now)
+
+        return seen
+
+    async def edit(self, i: int) -> list[float]:
+        """One edit by client i % n; the delays (ms) until each other client saw it."""
+        key = f"{self.name}-e{i}"
+        writer = self.docs[i % self.n]
+        start = time.perf_counter()
+        writer.doc.get("m", type=Map)[key] = i
+        # the writer's own observer fires at once: wait for the n - 1 others
+        await wait_until(lambda: len(self.seen.get(key, ())) >= self.n)
+        return [(t - start) * 1000 for t in self.seen.pop(key)[1:]]
+
+    async def close(self) -> None:
+        for store in self.stores:
+            await store.aclose()
+        for sock in self.socks:
+            await sock.disconnect()
+
+
+async def edit_latency(url: str, cache: Path, edits: int) -> dict[str, Any]:
+    small, large = Group(url, cache, "lat2", 2), Group(url, cache, "lat100", 100)
+    await small.start()
+    await large.start()
+    samples: dict[str, list[float]] = {"clients_2": [], "clients_100": []}
+    try:
+        for i in range(edits):  # interleaved
+            samples["clients_2"] += await small.edit(i)
+            samples["clients_100"] += await large.edit(i)
+    finally:
+        await small.close()
+        await large.close()
+    return {k: {"p50": pct(v, 0.5), "p99": pct(v, 0.99), "n": len(v)} for k, v in samples.items()}
+
+
+async def throughput(url: str, writers: int = 4, per_writer: int = 2000) -> float:
+    socks = [Socket(url) for _ in range(writers + 1)]
+    for s in socks:
+        await s.connect()
+    listener = socks[-1].channel("doc:throughput")
+    received = 0
+
+    def count(_payload: Any) -> None:
+        nonlocal received
+        received += 1
+
+    listener.on("yjs", count)
+    await listener.join()
+    messages = []
+    for w in range(writers):
+        doc, updates = Doc(), []
+        doc.observe(lambda e, u=updates: u.append(e.update))
+        m = doc.get("m", type=Map)
+        for i in range(per_writer):
+            m[f"w{w}-{i}"] = i
+        messages.append([create_update_message(u) for u in updates])
+    channels = [s.channel("doc:throughput") for s in socks[:writers]]
+    for ch in channels:
+        await ch.join()
+    baseline = received
+    start = time.perf_counter()
+
+    async def write(ch: Any, batch: list[bytes]) -> None:
+        pushes = [ch.push("yjs", m, timeout=120) for m in batch]
+        replies = await asyncio.gather(*pushes)
+        assert all(r.status == "ok" for r in replies)
+
+    await asyncio.gather(*(write(ch, b) for ch, b in zip(channels, messages, strict=True)))
+    total = writers * per_writer
+    await wait_until(lambda: received - baseline >= total, 120)
+    elapsed = time.perf_counter() - start
+    for s in socks:
+        await s.disconnect()
+    return round(total / elapsed, 1)
+
+
+async def reconnect_and_cold_open(url: str, cache: Path, entries: int) -> dict[str, Any]:
+    name = "big"
+    a_sock, b_sock = Socket(url), Socket(url)
+    await a_sock.connect()
+    await b_sock.connect()
+    a_store = DocumentStore(cache / "big-a.sqlite3", a_sock)
+    b_path = cache / "big-b.sqlite3"
+    b_store = DocumentStore(b_path, b_sock)
+    a, b = await a_store.open(name), await b_store.open(name)
+    await a.wait_synced(60)
+    await b.wait_synced(60)
+    m = a.doc.get("m", type=Map)
+    chunk = 10_000
+    for start in range(0, entries, chunk):
+        with a.doc.transaction():
+            for i in range(start, min(entries, start + chunk)):
+                m[f"entry{i}"] = i
+    await a.flush(120)
+    await wait_until(lambda: len(b.doc.get("m", type=Map)) == entries, 120)
+    await b_sock.disconnect()
+    for i in range(10):
+        m[f"missed{i}"] = i
+    await a.flush(60)
+
+    sent = [0]
+
+    def count(direction: str, msg: Any) -> None:
+        sent[0] += len(encode(msg, sender="server" if direction == "in" else "client"))
+
+    b_sock.on_frame(count)
+    b.synced.clear()
+    await b_sock.connect()
+    await b.wait_synced(60)
+    await b.flush(60)
+    await wait_until(lambda: len(b.doc.get("m", type=Map)) == entries + 10)
+    document_bytes = len(b.doc.get_update())
+    reconnect_bytes = sent[0]
+    await a_store.aclose()
+    await b_store.aclose()
+    await a_sock.disconnect()
+    await b_sock.disconnect()
+
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        store = DocumentStore(b_path)  # offline: no socket
+        doc = await store.open(name)
+        size = len(doc.doc.get("m", type=Map))
+        times.append((time.perf_counter() - start) * 1000)
+        assert size == entries + 10
+        await store.aclose()
+    return {
+        "reconnect_bytes": reconnect_bytes,
+        "document_bytes": document_bytes,
+        "reconnect_fraction": round(reconnect_bytes / document_bytes, 6),
+        "cold_open_ms": round(statistics.median(times), 1),
+        "cold_open_runs_ms": [round(t, 1) for t in times],
+    }
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        svc = Service(Path(tmp) / "service")
+        try:
+            cache = Path(tmp) / "caches"
+            cache.mkdir()
+            latency = await edit_latency(svc.url, cache, args.edits)
+            updates_per_s = await throughput(svc.url)
+            big = await reconnect_and_cold_open(svc.url, cache, args.entries)
+        finally:
+            svc.stop()
+    return {
+        "edit_latency_ms": latency,
+        "updates_per_s": updates_per_s,
+        **big,
+        "entries": args.entries,
+        "goals": {
+            "p99_100_clients_under_50ms": latency["clients_100"]["p99"] < 50,
+            "reconnect_under_1pct": big["reconnect_bytes"] < 0.01 * big["document_bytes"],
+            "cold_open_under_300ms": big["cold_open_ms"] < 300,
+        },
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edits", type=int, default=60, help="edits per group (default 60)")
+    parser.add_argument("--entries", type=int, default=100_000, help="map entries (100000)")
+    print(json.dumps(asyncio.run(main(parser.parse_args()))))
