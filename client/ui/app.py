@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.set_event_loop(loop)
     try:
         with loop:
-            return loop.run_until_complete(run_window(args))
+            rc = loop.run_until_complete(run_window(args))
+        app.shutdown()  # destroy Qt's objects now, not in the interpreter's final GC
+        return rc
     except Exception as exc:  # one clear line, not a trace, for a failure to start
         print(f"veraltheim: {exc}", file=sys.stderr)
         return 1

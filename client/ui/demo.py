@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.set_event_loop(loop)
     try:
         with loop:
-            return loop.run_until_complete(demo_main(args))
+            rc = loop.run_until_complete(demo_main(args))
+        app.shutdown()  # destroy Qt's objects now, not in the interpreter's final GC
+        return rc
     except Exception as exc:
         print(f"demo: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

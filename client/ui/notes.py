@@ -52,6 +52,14 @@ class NotesController(QObject):
         self._refresh_people()
         self.changed.emit()
 
+    def set_me(self, me: str) -> None:
+        """The user's name changed (signed in): others see the new one in this document."""
+        if me and me != self._me:
+            self._me = me
+            if self.shared_doc is not None:
+                self.shared_doc.set_awareness({"user": me})
+            self._refresh_people()
+
     def _refresh_people(self) -> None:
         people = [(f"{self._me} (you)", "")] if self.notes is not None else []
         if self.shared_doc is not None:

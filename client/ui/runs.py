@@ -40,6 +40,17 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _whole_numbers(value: Any) -> Any:
+    """Yjs keeps every number as a double: show 160.0 as 160."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
+
+
 class Runs(QObject):
     changed = Signal()
 
@@ -104,7 +115,7 @@ class Runs(QObject):
     def _details(self) -> str:
         if not 0 <= self._selected < len(self._runs):
             return ""
-        run = self._runs[self._selected]
+        run = _whole_numbers(self._runs[self._selected])
         return json.dumps(run, indent=2, sort_keys=True, default=str)
 
     model = Property(QObject, lambda self: self._model, constant=True)

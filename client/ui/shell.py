@@ -75,6 +75,7 @@ class Shell(QObject):
         )
         self.workbench.listeners += [self.runs.record, self.inspector.record]
         self.connection.reconnectRequested.connect(self._on_reconnect_requested)
+        self.connection.changed.connect(lambda: self.notes.set_me(self.connection.user))
         self.engine: QQmlApplicationEngine | None = None
         self._window: QQuickWindow | None = None
         self.socket: Any = None

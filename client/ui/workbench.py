@@ -24,6 +24,7 @@ from client.ui.settings import ROUTES, AppSettings
 PROGRESS_STEP = 0.01  # post progress to the UI only when it moved by 1% ...
 PROGRESS_MIN_INTERVAL_S = 0.05  # ... and at most 20 times a second
 INPUT_PARAMS = ("width", "height")  # set from the picked image, not typed
+FIRST_KERNEL = "fractal.mandelbrot"  # needs no input file: Ctrl+R shows something at once
 PARAM_ROLES = ["name", "type", "min", "max", "value", "choices", "description", "fromInput"]
 
 
@@ -84,7 +85,8 @@ class Workbench(QObject):
             for s in specs
         )
         if specs and self._spec is None:
-            self.selectKernel(specs[0].name)
+            names = [s.name for s in specs]
+            self.selectKernel(FIRST_KERNEL if FIRST_KERNEL in names else names[0])
 
     @Slot(str)
     def selectKernel(self, name: str) -> None:

@@ -150,6 +150,9 @@ Item {
                         Image {
                             objectName: "inputPreview"
                             anchors.fill: parent
+                            // decoded at the shown size once, not scaled on every frame
+                            sourceSize.width: Math.max(1, width)
+                            sourceSize.height: Math.max(1, height)
                             source: workbench.inputImage
                             fillMode: Image.PreserveAspectFit
                             cache: false
@@ -166,6 +169,9 @@ Item {
                         Image {
                             objectName: "resultPreview"
                             anchors.fill: parent
+                            // decoded at the shown size once, not scaled on every frame
+                            sourceSize.width: Math.max(1, width)
+                            sourceSize.height: Math.max(1, height)
                             visible: workbench.resultKind === "image"
                             source: workbench.resultImage
                             fillMode: Image.PreserveAspectFit
@@ -195,7 +201,9 @@ Item {
                                                        : "Press Run (Ctrl+R) to generate"
                         }
                         Label {
-                            text: "Result"; opacity: 0.7
+                            objectName: "resultCaption"
+                            text: workbench.resultKind === "image" ? "Result: " + workbench.resultText : "Result"
+                            opacity: 0.7
                             visible: workbench.resultKind !== ""
                             anchors.right: parent.right; anchors.top: parent.top
                         }
