@@ -37,6 +37,10 @@ TOPIC_PREFIX = "doc:"
 COMPACT_EVERY = 500  # cached rows before the cache takes a snapshot
 MAX_BATCH = 256  # local updates merged into one `yjs` push
 RESYNC_DELAY_S = 1.0  # after the service refused an update (rate limit), sync again this late
+# Remote updates are cached in batches, off the path of the next message: the service holds them
+# anyway, so one lost with the process is fetched again by the next sync.
+REMOTE_WRITE_DELAY_S = 0.25
+REMOTE_WRITE_BATCH = 256
 
 ChangeCallback = Callable[[bool], None]  # cb(local: bool)
 
@@ -65,6 +69,7 @@ class SharedDoc:
         self._remote_batch: list[bytes] = []
         self._outbox: list[tuple[int, bytes]] = []
         self._flush_scheduled = False
+        self._remote_timer: asyncio.TimerHandle | None = None
         self._acked = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._change_callbacks: list[ChangeCallback] = []
@@ -163,9 +168,10 @@ class SharedDoc:
             self._last_seq = seq
             self._rows += 1
             self._outbox.append((seq, update))
+            self._schedule_flush()
         else:
             self._remote_batch.append(update)
-        self._schedule_flush()
+            self._schedule_remote_write()
         for callback in list(self._change_callbacks):
             try:
                 callback(local)
@@ -193,8 +199,22 @@ class SharedDoc:
         self._flush_scheduled = True
         loop.call_soon(self._flush)
 
+    def _schedule_remote_write(self) -> None:
+        if len(self._remote_batch) >= REMOTE_WRITE_BATCH:
+            self._schedule_flush()
+        elif self._remote_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._write_remote()
+                return
+            self._remote_timer = loop.call_later(REMOTE_WRITE_DELAY_S, self._flush)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._remote_timer is not None:
+            self._remote_timer.cancel()
+            self._remote_timer = None
         self._write_remote()
         outbox, self._outbox = self._outbox, []
         if outbox and self._can_send():
