@@ -562,3 +562,16 @@ def test_native_scalar_path_matches_wasm(rt, native, kernel, shape, params):
     spec = rt.spec(kernel)
     block = spec.param_block(spec.validate_params(params))
     assert native[spec.module].call(spec.export, data, block) == run(rt, kernel, data, **params)
+
+
+def test_a_long_kernel_stops_at_its_deadline(rt):
+    """The unrolled inner loops still give the host's epoch check a back edge to run on."""
+    from wasm import DeadlineExceeded
+
+    params = {"width": 1024, "height": 768, "center_x": -0.75, "scale": 0.5, "max_iter": 1000000}
+    with pytest.raises(DeadlineExceeded):
+        rt.run("fractal.mandelbrot", b"", params, deadline_s=0.1)
+    # The thread's instance was thrown away; the next job runs on a fresh one.
+    assert run(rt, "fractal.mandelbrot", b"", width=8, height=8) == ref_mandelbrot(
+        8, 8, -0.5, 0.0, 3.0, 256, 0, 0
+    )
