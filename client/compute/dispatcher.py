@@ -20,7 +20,7 @@ from client.compute.cost_model import CostModel, work_units
 from client.compute.decision import Decision
 from client.compute.errors import RemoteError, RemoteUnavailable
 from client.compute.remote import RemoteCompute
-from client.net.push import PushTimeout
+from client.net.push import JoinError, PushTimeout
 from wasm import Cancelled, MemoryLimitExceeded, UnknownKernel
 
 Progress = Callable[[int, int], None]
@@ -71,8 +71,8 @@ class Dispatcher:
             for _ in range(RTT_PROBES):
                 self.model.learn_rtt(await self.remote.probe(0))
             self.model.learn_transfer(await self.remote.probe(PROBE_BYTES), 2 * PROBE_BYTES)
-        except Exception:
-            return False
+        except (RemoteError, PushTimeout, JoinError, ConnectionError, TimeoutError):
+            return False  # refused, dropped or silent: offline for this call, retried next time
         self._probed = True
         return True
 
@@ -273,8 +273,8 @@ class Dispatcher:
     async def _refresh_in_background(self) -> None:
         try:
             await self.refresh()
-        except Exception:
-            pass
+        except (RemoteError, PushTimeout, ConnectionError):
+            pass  # the link is down: the next run finds out and goes local
         finally:
             self._refreshing = None
 

@@ -15,6 +15,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import queue
 import statistics
 import threading
 import time
@@ -113,9 +114,15 @@ class WorkerProcess:
         self.proc.start()
         child.close()  # our copy: without it, EOF never comes when the worker dies
         self.pid = self.proc.pid or 0
+        # Pipe I/O happens on two threads of ours: a 16 MiB input is pickled and written (or a
+        # result read) without the event loop waiting; one writer keeps run/cancel in order.
+        self.outbox: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
         loop = asyncio.get_running_loop()
         threading.Thread(
-            target=self._read, args=(loop,), name=f"compute-pipe-{index}", daemon=True
+            target=self._read, args=(loop,), name=f"compute-read-{index}", daemon=True
+        ).start()
+        threading.Thread(
+            target=self._write, args=(loop,), name=f"compute-write-{index}", daemon=True
         ).start()
 
     def _read(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -130,12 +137,25 @@ class WorkerProcess:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self.pool._on_exit, self)
 
-    def send(self, msg: tuple) -> bool:
-        try:
-            self.conn.send(msg)
-            return True
-        except (OSError, ValueError):
-            return False
+    def _write(self, loop: asyncio.AbstractEventLoop) -> None:
+        while (msg := self.outbox.get()) is not None:
+            if msg[0] == "run" and not isinstance(msg[4], bytes):
+                msg = (*msg[:4], bytes(msg[4]), *msg[5:])  # a tile's memoryview: copy it here
+            try:
+                self.conn.send(msg)
+            except (OSError, ValueError):
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self.pool._on_exit, self)
+                return
+
+    def send(self, msg: tuple) -> None:
+        """Queue a message for the worker (never blocks the loop)."""
+        self.outbox.put(msg)
+
+    def close(self) -> None:
+        self.outbox.put(None)
+        with contextlib.suppress(Exception):
+            self.conn.close()
 
     def kill(self) -> None:
         with contextlib.suppress(Exception):
@@ -202,7 +222,7 @@ class ComputePool:
 
         await asyncio.to_thread(join_all)
         for w in self.workers:
-            w.conn.close()
+            w.close()
         self.workers = []
 
     # --- jobs ---------------------------------------------------------------------------------
@@ -307,9 +327,7 @@ class ComputePool:
                 task.worker = worker
                 worker.task = task
                 self.tasks_by_id[task.id] = task
-                msg = ("run", task.id, job.kernel, task.params, bytes(task.data), remaining)
-                if not worker.send(msg):
-                    self._worker_gone(worker)
+                worker.send(("run", task.id, job.kernel, task.params, task.data, remaining))
 
     def _expire(self, job: Job) -> None:
         if not job.finished:
@@ -401,8 +419,7 @@ class ComputePool:
             return
         worker.alive = False
         worker.kill()
-        with contextlib.suppress(Exception):
-            worker.conn.close()
+        worker.close()
         task = worker.task
         worker.task = None
         if task is not None:
