@@ -72,6 +72,8 @@ def build_native(out_dir: Path) -> dict[str, NativeModule]:
     for name, m in load_catalogue()["modules"].items():
         out = out_dir / f"lib{name}.so"
         cmd = [compiler, *NATIVE_CFLAGS, "-o", str(out), m["source"], *SHARED_SOURCES, "-lm"]
-        subprocess.run(cmd, cwd=SRC_DIR, check=True, capture_output=True)
+        proc = subprocess.run(cmd, cwd=SRC_DIR, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise NativeKernelError(f"gcc failed on {m['source']}: {proc.stderr.strip()}")
         modules[name] = NativeModule(out)
     return modules

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._native import NativeModule, build_native
+from bench._native import NativeKernelError, NativeModule, build_native
 from wasm import Runtime
 from wasm.build import MANIFEST_NAME, MODULES_DIR, compile_module, find_toolchain, load_catalogue
 from wasm.manifest import load_manifest
@@ -396,7 +396,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median of them)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="vh-native-") as tmp:
-        native = build_native(Path(tmp))
+        try:
+            native = build_native(Path(tmp))
+        except NativeKernelError as e:
+            raise SystemExit(f"bench/kernels.py: {e}") from None
         with tempfile.TemporaryDirectory(prefix="vh-bench-rt-") as cache:
             rt = Runtime(cache_dir=cache)
             log("load times")

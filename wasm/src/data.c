@@ -253,28 +253,45 @@ static int digit_offsets(uint32_t *h, uint32_t n) {
 
 /* One stable counting-sort pass; unrolled so loop overhead (and the host's interruption check
  * on every back edge) is paid once per four keys. */
-static void scatter64(const uint64_t *a, uint64_t *b, uint32_t n, int p, uint32_t *h) {
-    uint32_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        uint64_t k0 = a[i], k1 = a[i + 1], k2 = a[i + 2], k3 = a[i + 3];
-        b[h[DIGIT(k0, p)]++] = k0;
-        b[h[DIGIT(k1, p)]++] = k1;
-        b[h[DIGIT(k2, p)]++] = k2;
-        b[h[DIGIT(k3, p)]++] = k3;
-    }
-    for (; i < n; i++) b[h[DIGIT(a[i], p)]++] = a[i];
+#define SCATTER(a, b, n, p, h, out)                     \
+    do {                                                \
+        uint32_t i_ = 0;                                \
+        for (; i_ + 4 <= (n); i_ += 4) {                \
+            SCATTER1(a[i_], b, p, h, out);              \
+            SCATTER1(a[i_ + 1], b, p, h, out);          \
+            SCATTER1(a[i_ + 2], b, p, h, out);          \
+            SCATTER1(a[i_ + 3], b, p, h, out);          \
+        }                                               \
+        for (; i_ < (n); i_++) SCATTER1(a[i_], b, p, h, out); \
+    } while (0)
+#define SCATTER1(k, b, p, h, out)                       \
+    do {                                                \
+        __typeof__(k) k_ = (k);                         \
+        b[h[DIGIT(k_, p)]++] = out(k_);                 \
+    } while (0)
+#define KEEP(k) (k)
+#define I32_UNKEY(k) ((k) ^ 0x80000000u)
+
+/* One stable counting-sort pass; unrolled so loop overhead (and the host's interruption check
+ * on every back edge) is paid once per four keys. The last pass turns keys back into values. */
+static void scatter64(const uint64_t *a, uint64_t *b, uint32_t n, int p, uint32_t *h, int last) {
+    if (last) SCATTER(a, b, n, p, h, f64_unkey);
+    else SCATTER(a, b, n, p, h, KEEP);
 }
 
-static void scatter32(const uint32_t *a, uint32_t *b, uint32_t n, int p, uint32_t *h) {
-    uint32_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        uint32_t k0 = a[i], k1 = a[i + 1], k2 = a[i + 2], k3 = a[i + 3];
-        b[h[DIGIT(k0, p)]++] = k0;
-        b[h[DIGIT(k1, p)]++] = k1;
-        b[h[DIGIT(k2, p)]++] = k2;
-        b[h[DIGIT(k3, p)]++] = k3;
+static void scatter32(const uint32_t *a, uint32_t *b, uint32_t n, int p, uint32_t *h, int last) {
+    if (last) SCATTER(a, b, n, p, h, I32_UNKEY);
+    else SCATTER(a, b, n, p, h, KEEP);
+}
+
+/* Offsets for every pass; returns the last pass that moves anything, or -1. */
+static int plan_passes(uint32_t *hist, int passes, uint32_t n, int *useful) {
+    int last = -1;
+    for (int p = 0; p < passes; p++) {
+        useful[p] = digit_offsets(hist + p * DIGITS, n);
+        if (useful[p]) last = p;
     }
-    for (; i < n; i++) b[h[DIGIT(a[i], p)]++] = a[i];
+    return last;
 }
 
 VH_EXPORT("data_sort")
@@ -303,15 +320,18 @@ int32_t data_sort(const uint8_t *in, uint32_t in_len, const double *params, int3
             a[i] = k;
             for (int p = 0; p < I32_PASSES; p++) hist[p * DIGITS + DIGIT(k, p)]++;
         }
+        int useful[I32_PASSES];
+        int last = plan_passes(hist, I32_PASSES, n, useful);
         for (int p = 0; p < I32_PASSES; p++) {
-            if (!digit_offsets(hist + p * DIGITS, n)) continue;
-            scatter32(a, b, n, p, hist + p * DIGITS);
+            if (!useful[p]) continue;
+            scatter32(a, b, n, p, hist + p * DIGITS, p == last);
             uint32_t *t = a;
             a = b;
             b = t;
             vh_progress(p + 1, I32_PASSES);
         }
-        for (uint32_t i = 0; i < n; i++) a[i] ^= 0x80000000u;
+        if (last < 0)
+            for (uint32_t i = 0; i < n; i++) a[i] = I32_UNKEY(a[i]);
         return vh_done(result, a, in_len);
     }
     /* Keys of the non-NaN values are packed at the front of buf; NaNs (bits and order kept) go
@@ -329,15 +349,18 @@ int32_t data_sort(const uint8_t *in, uint32_t in_len, const double *params, int3
         for (int p = 0; p < F64_PASSES; p++) hist[p * DIGITS + DIGIT(k, p)]++;
     }
     uint64_t *keys = a;
+    int useful[F64_PASSES];
+    int last = plan_passes(hist, F64_PASSES, m, useful);
     for (int p = 0; p < F64_PASSES; p++) {
-        if (!digit_offsets(hist + p * DIGITS, m)) continue;
-        scatter64(a, b, m, p, hist + p * DIGITS);
+        if (!useful[p]) continue;
+        scatter64(a, b, m, p, hist + p * DIGITS, p == last);
         uint64_t *t = a;
         a = b;
         b = t;
         vh_progress(p + 1, F64_PASSES);
     }
-    for (uint32_t i = 0; i < m; i++) a[i] = f64_unkey(a[i]);
+    if (last < 0)
+        for (uint32_t i = 0; i < m; i++) a[i] = f64_unkey(a[i]);
     if (a == keys) {
         for (uint32_t j = 0; j < nans; j++) a[m + j] = b[n - 1 - j];
     } else {
