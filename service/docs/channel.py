@@ -34,6 +34,11 @@ def _error(reason: str, message: str) -> Reply:
     return Reply.error({"reason": reason, "message": message})
 
 
+def _count(counter: Any, **labels: str) -> None:
+    if counter is not None:
+        counter.inc(**labels)
+
+
 class DocChannel(Channel):
     live: LiveDoc
     read_only: bool
@@ -79,6 +84,7 @@ class DocChannel(Channel):
         if message.kind is Kind.SYNC_STEP1:
             return self._sync(message.data)
         if not self.bucket.take(time.monotonic()):
+            _count(self.registry.refused, reason="rate_limited")
             return _error("rate_limited", "too many yjs messages per second; sync again later")
         if message.kind.carries_update:
             return self._update(message.data)
@@ -110,12 +116,15 @@ class DocChannel(Channel):
 
     def _update(self, update: bytes) -> Reply:
         if self.read_only:
+            _count(self.registry.refused, reason="read_only")
             return _error("read_only", "this document is joined read-only; the update is dropped")
         try:
             changed = self.live.apply_update(update)
         except UpdateRejected as exc:
+            _count(self.registry.refused, reason="bad_update")
             return _error("bad_update", str(exc))
         if changed:
+            _count(self.registry.stored)
             self.broadcast_from(YJS_EVENT, create_update_message(update))
         return Reply.ok({})
 

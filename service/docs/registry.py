@@ -152,6 +152,8 @@ class DocRegistry:
         self.store: DocStore | None = None
         self.loaded: dict[str, LiveDoc] = {}
         self._open_by_user: dict[str, Counter[str]] = defaultdict(Counter)
+        self.stored: Any = None  # metrics counters, set by start()
+        self.refused: Any = None
 
     @classmethod
     def from_config(cls, config: Any) -> DocRegistry:
@@ -169,6 +171,10 @@ class DocRegistry:
         self.idle_unload_s = docs.idle_unload_s
         self.compact_every = docs.compact_every
         self.open_store(Path(ctx.data_dir))
+        metrics = ctx.metrics
+        metrics.gauge("docs_loaded", "documents in memory", lambda: len(self.loaded))
+        self.stored = metrics.counter("doc_updates_stored", "document updates committed")
+        self.refused = metrics.counter("doc_updates_refused", "document updates refused, by reason")
 
     def open_store(self, data_dir: Path) -> None:
         self.store = DocStore.in_data_dir(data_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -181,6 +182,10 @@ async def test_corrupt_update_is_refused_and_stored_state_untouched(service, tmp
             reply = await ch.push("yjs", payload)
             assert (reply.status, reply.response["reason"]) == ("error", reason), payload
         assert Notes(da).text == "kept"
+        metrics = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(service.http_url + "/metrics", timeout=10).read()
+        )
+        assert 'veraltheim_doc_updates_refused_total{reason="bad_update"} 2' in metrics.decode()
     service.stop()
     service.start()
     async with clients(service, tmp_path / "after", "bob") as (b,):
