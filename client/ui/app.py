@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.resources
 import os
 import sys
 import time
@@ -34,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def make_app(argv0: str = "veraltheim"):
     """The QGuiApplication (never a QtWidgets one), styled to follow the system palette."""
-    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtGui import QGuiApplication, QIcon
     from PySide6.QtQuick import QQuickWindow  # noqa: F401 - so root objects are QQuickWindows
     from PySide6.QtQuickControls2 import QQuickStyle
 
@@ -42,6 +43,9 @@ def make_app(argv0: str = "veraltheim"):
     app.setOrganizationName("Veraltheim")
     app.setApplicationName("Veraltheim")
     app.setDesktopFileName("veraltheim")
+    icon = Path(str(importlib.resources.files("resources") / "icons" / "veraltheim.svg"))
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
     if not QQuickStyle.name():
         QQuickStyle.setStyle("Fusion")  # follows the system palette, light or dark
     return app

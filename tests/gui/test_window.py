@@ -1,0 +1,182 @@
+"""The window as a whole: views, settings kept between runs, keyboard and accessible names,
+the `veraltheim --screenshot` path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+from PySide6.QtCore import Qt
+
+from client.ui.settings import load_settings
+from client.ui.shell import VIEWS, qml_dir
+from tests.gui.conftest import click, item, key, save_artifact
+
+CONTROLS = (
+    "Button",
+    "TabButton",
+    "TextField",
+    "ComboBox",
+    "SpinBox",
+    "RadioButton",
+    "CheckBox",
+    "TextArea",
+)
+CTRL = Qt.KeyboardModifier.ControlModifier
+
+
+def control_blocks(text: str):
+    """(control type, its block's own lines) for every control instantiated in a QML file."""
+    for match in re.finditer(r"^(\s*)(" + "|".join(CONTROLS) + r")\s*\{", text, re.M):
+        depth, i = 0, match.end() - 1
+        while True:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+            if depth == 0:
+                break
+        block = text[match.end() : i - 1]
+        # only the block's own properties, not those of nested items
+        own = re.sub(r"\{[^{}]*\}", "", re.sub(r"\{[^{}]*\}", "", block))
+        yield match.group(2), own
+
+
+def test_every_control_has_an_accessible_name_and_an_object_name():
+    missing = []
+    count = 0
+    for qml in sorted(qml_dir().glob("*.qml")):
+        for kind, own in control_blocks(qml.read_text()):
+            count += 1
+            for needed in ("objectName:", "Accessible.name:"):
+                if needed not in own:
+                    missing.append(f"{qml.name}: a {kind} without {needed}")
+    assert count > 30
+    assert missing == []
+
+
+def test_the_checker_catches_a_control_without_names():
+    bad = "Item {\n    Button {\n        text: 'x'\n        Row { objectName: 'inner' }\n    }\n}\n"
+    ((kind, own),) = control_blocks(bad)
+    assert kind == "Button" and "objectName:" not in own
+
+
+def test_ctrl_digits_switch_views_and_each_view_renders(make_shell, run):
+    shell = make_shell()
+
+    async def scenario():
+        await shell.set_link("", "")
+        for i, view in enumerate(VIEWS, 1):
+            await key(shell, getattr(Qt.Key, f"Key_{i}"), CTRL)
+            assert shell.window.property("currentView") == i - 1
+            assert item(shell, f"{view.lower()}View").isVisible()
+            image = shell.grab()
+            assert image.width() == shell.window.width()
+            # not a blank frame: the view drew text and controls
+            colours = {
+                image.pixel(x, y)
+                for x in range(0, image.width(), 37)
+                for y in range(0, image.height(), 23)
+            }
+            assert len(colours) > 3, view
+            save_artifact(shell, f"offline-{i}-{view.lower()}")
+
+    run(scenario())
+
+
+def test_settings_are_saved_and_used_at_the_next_start(make_shell, run, app_dirs):
+    shell = make_shell()
+
+    async def scenario():
+        await shell.set_link("", "")
+        shell.show_view("Settings")
+        item(shell, "settingsServiceUrl").setProperty("text", "ws://127.0.0.1:9/socket/websocket")
+        item(shell, "settingsUserName").setProperty("text", "frida")
+        item(shell, "settingsMaxInput").setProperty("value", 3)
+        await click(shell, "settingsSave")
+        assert "Settings saved" in item(shell, "messageText").property("text")
+        # a bad address is refused with a message, and nothing is overwritten
+        item(shell, "settingsServiceUrl").setProperty("text", "localhost:4000")
+        await click(shell, "settingsSave")
+        assert "is not a service address" in item(shell, "messageText").property("text")
+        save_artifact(shell, "settings-bad-address")
+
+    run(scenario())
+    saved = json.loads((app_dirs / "config" / "settings.json").read_text())
+    assert saved["service_url"] == "ws://127.0.0.1:9/socket/websocket"
+    settings, problem = load_settings()
+    assert problem is None
+    assert (settings.user_name, settings.max_input_mib) == ("frida", 3)
+    # the next window starts with them
+    again = make_shell("frida")
+    assert item(again, "settingsServiceUrl").property("text") == settings.service_url
+    assert item(again, "settingsMaxInput").property("value") == 3
+
+
+def test_a_damaged_settings_file_falls_back_to_defaults_and_says_so(app_dirs):
+    path = app_dirs / "config" / "settings.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    settings, problem = load_settings()
+    assert settings.route == "auto"
+    assert problem is not None and "could not be read" in problem
+    assert path.read_text() == "{not json"  # left for the user to look at
+
+
+def test_veraltheim_screenshot_writes_the_first_frame(app_dirs, tmp_path):
+    out = tmp_path / "first.png"
+    env_keys = ("VERALTHEIM_CONFIG_DIR", "VERALTHEIM_DATA_DIR", "QT_QPA_PLATFORM", "PATH", "HOME")
+    import os
+
+    env = {k: os.environ[k] for k in env_keys if k in os.environ}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "client.ui.app",
+            "--offscreen",
+            "--local-only",
+            "--screenshot",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out) as image:
+        assert image.size == (1100, 720)
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 10
+
+
+def test_an_unreachable_service_is_said_in_the_window_and_local_work_goes_on(make_shell, run):
+    from client.ui.waiting import wait_signal, wait_until
+
+    shell = make_shell()
+    conn = shell.connection
+
+    async def scenario():
+        await shell.start("ws://127.0.0.1:9/socket/websocket", "")  # nothing listens on port 9
+        await wait_until(lambda: conn.state == "reconnecting", [conn.changed], 30, "reconnecting")
+        assert shell.notices.kind == "warning"
+        assert "reconnecting" in item(shell, "messageText").property("text")
+        assert "Local runs and notes keep working" in item(shell, "messageHint").property("text")
+        wb = shell.workbench
+        wb.selectKernel("hash.sha256")
+        wb.setWhere("auto")
+        assert wb.needsInput
+        wb.selectKernel("fractal.mandelbrot")
+        wb.setParam("width", 32)
+        wb.setParam("height", 32)
+        finished = asyncio.ensure_future(wait_signal(wb.finished, 60))
+        wb.run()
+        assert (await finished) == ("ok",), shell.notices.text
+        assert wb.resultInfo.startswith("Ran locally")
+        assert shell.runs.model.count == 1  # kept in the local copy until the service is back
+
+    run(scenario())
