@@ -226,6 +226,28 @@ def test_resize(rt, h, w, scale):
     assert got == ref_resize(img, ow, oh).tobytes()
 
 
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.integers(1, 40),
+    st.integers(1, 40),
+    st.integers(1, 16),
+    st.integers(1, 50),
+    st.integers(1, 50),
+    st.integers(0, 2**32 - 1),
+)
+def test_image_kernels_on_random_sizes(rt, w, h, radius, ow, oh, seed):
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, 4), dtype=np.uint8)
+    data = img.tobytes()
+    assert run(rt, "image.grayscale", data, width=w, height=h) == ref_grayscale(img).tobytes()
+    blurred = run(rt, "image.blur", data, width=w, height=h, radius=radius)
+    assert blurred == ref_blur(img, radius).tobytes()
+    assert run(rt, "image.edges", data, width=w, height=h) == ref_edges(img).tobytes()
+    resized = run(rt, "image.resize", data, width=w, height=h, out_width=ow, out_height=oh)
+    assert resized == ref_resize(img, ow, oh).tobytes()
+
+
 def test_image_rows_tile_with_halo(rt):
     """The manifest's tiles/halo promise: a band rendered with its halo, cropped, is exact."""
     h, w, r = 40, 23, 3
