@@ -112,6 +112,13 @@ class DocCache:
             (doc, upto_seq),
         )
 
+    def pending_updates(self, doc: str) -> list[tuple[int, bytes]]:
+        """The unacknowledged local edits, oldest first, as (seq, update)."""
+        rows = self._db.execute(
+            "SELECT seq, data FROM updates WHERE doc = ? AND pending ORDER BY seq", (doc,)
+        ).fetchall()
+        return [(r[0], bytes(r[1])) for r in rows]
+
     def pending(self, doc: str) -> int:
         row = self._db.execute(
             "SELECT count(*) FROM updates WHERE doc = ? AND pending", (doc,)

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 TOPIC_PREFIX = "doc:"
 COMPACT_EVERY = 500  # cached rows before the cache takes a snapshot
 MAX_BATCH = 256  # local updates merged into one `yjs` push
+# bytes of local updates merged into one push; kept well under the service's default 1 MiB
+# max_update_bytes (a single larger transaction still goes alone)
+MAX_BATCH_BYTES = 256 * 1024
 RESYNC_DELAY_S = 1.0  # after the service refused an update (rate limit), sync again this late
 # Remote updates are cached in batches, off the path of the next message: the service holds them
 # anyway, so one lost with the process is fetched again by the next sync.
@@ -218,14 +221,27 @@ class SharedDoc:
         self._write_remote()
         outbox, self._outbox = self._outbox, []
         if outbox and self._can_send():
-            for start in range(0, len(outbox), MAX_BATCH):
-                batch = outbox[start : start + MAX_BATCH]
-                updates = [u for _, u in batch]
-                update = updates[0] if len(updates) == 1 else merge_updates(*updates)
-                self._send_update(create_update_message(update), [seq for seq, _ in batch])
+            self._send_batches(outbox)
         # else: the edits wait in the cache as pending; the next sync sends them
         if self._rows > self._compact_every:
             self.compact()
+
+    def _send_batches(self, updates: list[tuple[int, bytes]]) -> None:
+        """Push (seq, update) pairs merged into messages of at most MAX_BATCH updates and about
+        MAX_BATCH_BYTES each; each reply acknowledges its seqs."""
+        batch: list[tuple[int, bytes]] = []
+        size = 0
+        for seq, update in [*updates, (0, b"")]:
+            if batch and (
+                not update or len(batch) >= MAX_BATCH or size + len(update) > MAX_BATCH_BYTES
+            ):
+                merged = [u for _, u in batch]
+                one = merged[0] if len(merged) == 1 else merge_updates(*merged)
+                self._send_update(create_update_message(one), [s for s, _ in batch])
+                batch, size = [], 0
+            if update:
+                batch.append((seq, update))
+                size += len(update)
 
     def _write_remote(self) -> None:
         if self._remote_batch:
@@ -285,9 +301,15 @@ class SharedDoc:
             except ValueError as exc:
                 log.warning("%s: bad state vector from the service: %s", self.topic, exc)
                 return
-            if not self.read_only:
-                self._flush()
+            if self.read_only:
+                return
+            self._flush()
+            if len(missing) <= MAX_BATCH_BYTES:
                 self._send_update(create_sync_step2_message(missing), self._last_seq)
+            else:
+                # too big for one message: what the service lacks is our unacknowledged edits
+                # (everything else came from it), which the cache holds one by one
+                self._send_batches(self._cache.pending_updates(self.name))
         elif message.kind.carries_update:
             try:
                 self._apply_remote(message.data)

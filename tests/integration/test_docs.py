@@ -321,3 +321,25 @@ async def test_killed_client_sends_its_offline_edits_on_the_next_start(service, 
     async with clients(service, tmp_path, "bob") as (b,):
         ids = {r["id"] for r in RunHistory(await b.open("offline")).items()}
     assert {f"run{i}" for i in done} <= ids
+
+
+async def test_a_large_document_made_offline_reaches_the_service_in_parts(service, tmp_path):
+    """What the service lacks can exceed max_update_bytes (1 MiB): it goes as several pushes."""
+    cache = tmp_path / "offline"
+    offline = DocumentStore(cache)
+    doc = await offline.open("large")
+    m = doc.doc.get("m", type=Map)
+    for start in range(0, 60_000, 10_000):
+        with doc.doc.transaction():
+            for i in range(start, start + 10_000):
+                m[f"entry{i}"] = i
+    assert len(doc.doc.get_update()) > 1024 * 1024
+    sock = Socket(service.ws_url, token=service.token("ann"))
+    await sock.connect()
+    offline.attach(sock)
+    await doc.wait_synced(TIMEOUT_S)
+    await doc.flush(TIMEOUT_S)
+    await offline.aclose()
+    await sock.disconnect()
+    async with clients(service, tmp_path, "bob") as (b,):
+        assert len((await b.open("large")).doc.get("m", type=Map)) == 60_000
