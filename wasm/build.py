@@ -44,7 +44,6 @@ WASM_CFLAGS = (
     "-mbulk-memory",
     "-mnontrapping-fptoint",
     "-nostdlib",
-    "-ffile-prefix-map=.=.",
     "-Wall",
     "-Wextra",
     "-Wl,--no-entry",

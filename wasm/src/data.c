@@ -7,7 +7,7 @@
 /* ---- data.stats ------------------------------------------------------------------------- */
 
 /* Finite values only: x - x is 0 for them, NaN for NaN and the infinities. */
-static inline int finite(double x) { return x - x == 0.0; }
+static inline int is_finite(double x) { return x - x == 0.0; }
 
 static inline uint32_t chunks(uint32_t n) { return (n + PROGRESS_ELEMS - 1) / PROGRESS_ELEMS; }
 
@@ -56,7 +56,7 @@ static void stats_pass1(const double *x, uint32_t start, uint32_t end, lanes4 *s
     uint32_t count = 0;
     for (; i + 4 <= end; i += 4) {
         double a = x[i], b = x[i + 1], c = x[i + 2], d = x[i + 3];
-        int fa = finite(a), fb = finite(b), fc = finite(c), fd = finite(d);
+        int fa = is_finite(a), fb = is_finite(b), fc = is_finite(c), fd = is_finite(d);
         s0 += fa ? a : 0.0;
         s1 += fb ? b : 0.0;
         s2 += fc ? c : 0.0;
@@ -78,7 +78,7 @@ static void stats_pass1(const double *x, uint32_t start, uint32_t end, lanes4 *s
 #endif
     for (; i < end; i++) {
         double a = x[i];
-        if (!finite(a)) continue;
+        if (!is_finite(a)) continue;
         uint32_t j = i & 3u;
         s->sum[j] += a;
         s->lo[j] = a < s->lo[j] ? a : s->lo[j];
@@ -128,7 +128,7 @@ static void stats_pass2(const double *x, uint32_t start, uint32_t end, double me
     double q0 = sq[0], q1 = sq[1], q2 = sq[2], q3 = sq[3];
     for (; i + 4 <= end; i += 4) {
         double a = x[i], b = x[i + 1], c = x[i + 2], d = x[i + 3];
-        int fa = finite(a), fb = finite(b), fc = finite(c), fd = finite(d);
+        int fa = is_finite(a), fb = is_finite(b), fc = is_finite(c), fd = is_finite(d);
         double da = a - mean, db = b - mean, dc = c - mean, dd = d - mean;
         q0 += fa ? da * da : 0.0;
         q1 += fb ? db * db : 0.0;
@@ -146,7 +146,7 @@ static void stats_pass2(const double *x, uint32_t start, uint32_t end, double me
     for (; i < end; i++) {
         double a = x[i];
         uint32_t *c = counts + (i & 3u) * stride;
-        if (!finite(a)) {
+        if (!is_finite(a)) {
             c[bins]++;
             continue;
         }
