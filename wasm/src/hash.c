@@ -97,7 +97,7 @@ int32_t hash_sha256(const uint8_t *in, uint32_t in_len, const double *params, in
     for (uint32_t done = 0; done < full; done += per_band) {
         uint32_t n = full - done < per_band ? full - done : per_band;
         compress(state, in + (size_t)done * 64u, n);
-        vh_progress((int32_t)((done + n) / per_band), (int32_t)(full / per_band + 1));
+        vh_progress((int32_t)(done + n), (int32_t)full); /* in 64-byte blocks */
     }
     uint32_t rest = in_len - full * 64u;
     memset(tail, 0, 128);
