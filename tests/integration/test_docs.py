@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,7 +15,7 @@ import pytest
 from pycrdt import Doc, Map, Text, create_update_message
 
 from client.net import JoinError, Socket
-from client.state import DocumentStore, Notes, RunHistory, SharedDoc
+from client.state import DocCache, DocumentStore, Notes, RunHistory, SharedDoc
 from client.state.sync import create_sync_message
 from protocol import encode
 
@@ -266,12 +269,13 @@ from client.net import Socket
 from client.state import DocumentStore, RunHistory
 
 async def main(cache, url, token, mode):
-    sock = Socket(url, token=token) if mode == "sync" else None
+    # edit-offline: no service at all; edit-online: connected, edits in flight when killed
+    sock = None if mode == "edit-offline" else Socket(url, token=token)
     store = DocumentStore(cache, sock)
     if sock is not None:
         await sock.connect()
-    doc = await store.open("offline")
-    if mode == "edit":
+    doc = await store.open("killed")
+    if mode.startswith("edit"):
         history = RunHistory(doc)
         for i in range(100000):
             history.append({"id": f"run{i}", "kernel": "k", "status": "done"})
@@ -287,11 +291,12 @@ asyncio.run(main(*sys.argv[1:]))
 """
 
 
-async def test_killed_client_sends_its_offline_edits_on_the_next_start(service, tmp_path):
-    import os
-    import signal
-    import sys
-
+@pytest.mark.parametrize("mode", ["edit-offline", "edit-online"])
+async def test_killed_client_sends_its_unacknowledged_edits_on_the_next_start(
+    service, tmp_path, mode
+):
+    """SIGKILL a client process during a stream of edits (made offline, or online with some in
+    flight); the next start of that client brings every edit it had made to the service."""
     cache = tmp_path / "client-cache"
     args = [str(cache), service.ws_url, service.token("ann")]
     editor = await asyncio.create_subprocess_exec(
@@ -299,7 +304,7 @@ async def test_killed_client_sends_its_offline_edits_on_the_next_start(service, 
         "-c",
         CLIENT_SCRIPT,
         *args,
-        "edit",
+        mode,
         stdout=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
@@ -313,13 +318,16 @@ async def test_killed_client_sends_its_offline_edits_on_the_next_start(service, 
     finally:
         os.killpg(editor.pid, signal.SIGKILL)
         await editor.wait()
+    if mode == "edit-offline":
+        assert DocCache(cache).pending("killed") >= len(done)  # all of it is left to send
     syncer = await asyncio.create_subprocess_exec(
         sys.executable, "-c", CLIENT_SCRIPT, *args, "sync", stdout=asyncio.subprocess.PIPE
     )
     out, _ = await asyncio.wait_for(syncer.communicate(), 60)
     assert syncer.returncode == 0 and out.decode().startswith("synced")
+    assert DocCache(cache).pending("killed") == 0
     async with clients(service, tmp_path, "bob") as (b,):
-        ids = {r["id"] for r in RunHistory(await b.open("offline")).items()}
+        ids = {r["id"] for r in RunHistory(await b.open("killed")).items()}
     assert {f"run{i}" for i in done} <= ids
 
 
