@@ -332,6 +332,7 @@ int32_t data_sort(const uint8_t *in, uint32_t in_len, const double *params, int3
         }
         if (last < 0)
             for (uint32_t i = 0; i < n; i++) a[i] = I32_UNKEY(a[i]);
+        vh_progress(I32_PASSES, I32_PASSES);
         return vh_done(result, a, in_len);
     }
     /* Keys of the non-NaN values are packed at the front of buf; NaNs (bits and order kept) go
@@ -370,5 +371,6 @@ int32_t data_sort(const uint8_t *in, uint32_t in_len, const double *params, int3
             a[j] = t;
         }
     }
+    vh_progress(F64_PASSES, F64_PASSES);
     return vh_done(result, a, in_len);
 }

@@ -134,5 +134,6 @@ int32_t fractal_mandelbrot(const uint8_t *in, uint32_t in_len, const double *par
             vh_progress(py + 1 - row_start, row_end - row_start);
         }
     }
+    vh_progress(row_end - row_start, row_end - row_start);
     return vh_done(result, out, out_len);
 }

@@ -228,6 +228,7 @@ int32_t image_blur(const uint8_t *in, uint32_t in_len, const double *params, int
         blur_row_v(rows, out + (size_t)y * row_bytes, row_bytes, r, wt);
         if ((y + 1) % ROW_BAND == 0) vh_progress(h + y + 1, 2 * h);
     }
+    vh_progress(2 * h, 2 * h);
     return vh_done(result, out, in_len);
 }
 
@@ -321,6 +322,7 @@ int32_t image_edges(const uint8_t *in, uint32_t in_len, const double *params, in
         }
         if ((y + 1) % ROW_BAND == 0) vh_progress(1 + 2 * (y + 1) / h, 3);
     }
+    vh_progress(3, 3);
     return vh_done(result, out, in_len);
 }
 
@@ -407,5 +409,6 @@ int32_t image_resize(const uint8_t *in, uint32_t in_len, const double *params, i
 #endif
         if ((y + 1) % ROW_BAND == 0) vh_progress(y + 1, oh);
     }
+    vh_progress(oh, oh);
     return vh_done(result, out, (uint32_t)out_len);
 }
