@@ -25,6 +25,8 @@ edit = st.one_of(
     st.tuples(st.just("append"), st.just(""), st.integers(0, 99)),
 )
 
+toggle = st.just(("toggle", "", 0))
+
 
 def apply(doc: SharedDoc, op: tuple) -> None:
     kind, where, value = op
@@ -64,12 +66,18 @@ async def converge(url: str, cache_root: Path, scripts: list[list[tuple]]) -> No
         docs = [await st_.open(name) for st_ in stores]
         await asyncio.gather(*(d.wait_synced(TIMEOUT_S) for d in docs))
 
-        async def run(doc: SharedDoc, script: list[tuple]) -> None:
+        async def run(sock: Socket, doc: SharedDoc, script: list[tuple]) -> None:
             for op in script:
-                apply(doc, op)
+                if op[0] == "toggle":  # go offline, or come back (edits meanwhile stay local)
+                    await (sock.disconnect() if sock.connected else sock.connect())
+                else:
+                    apply(doc, op)
                 await asyncio.sleep(0)  # interleave with the other clients and the network
+            if not sock.connected:
+                await sock.connect()
 
-        await asyncio.gather(*(run(d, s) for d, s in zip(docs, scripts, strict=True)))
+        await asyncio.gather(*(run(*c) for c in zip(socks, docs, scripts, strict=True)))
+        await asyncio.gather(*(d.wait_synced(TIMEOUT_S) for d in docs))
         await asyncio.gather(*(d.flush(TIMEOUT_S) for d in docs))
 
         async def settled() -> None:
@@ -105,6 +113,14 @@ async def _until(predicate) -> None:
 )
 @given(scripts=st.lists(st.lists(edit, max_size=25), min_size=2, max_size=2))
 def test_two_clients_converge(svc, tmp_path, scripts):
+    asyncio.run(converge(svc.ws_url, tmp_path, scripts))
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(scripts=st.lists(st.lists(edit | toggle, max_size=25), min_size=3, max_size=3))
+def test_clients_going_offline_and_back_converge(svc, tmp_path, scripts):
     asyncio.run(converge(svc.ws_url, tmp_path, scripts))
 
 
