@@ -59,7 +59,6 @@ class DocChannel(Channel):
         self.bucket = TokenBucket(
             docs.updates_per_s, max(1.0, docs.updates_per_s * BURST_SECONDS), now
         )
-        self.awareness_ids: set[int] = set()
         self.registry: DocRegistry = self.service.components[COMPONENT]
         try:
             self.live = self.registry.open(name, self.user)
@@ -90,7 +89,7 @@ class DocChannel(Channel):
             return self._update(message.data)
         if message.kind is Kind.AWARENESS:
             try:
-                self.awareness_ids.update(self.live.apply_awareness(message.data, self))
+                self.live.apply_awareness(message.data, self)
             except BadMessage as exc:
                 return _error("bad_message", str(exc))
             self.broadcast_from(YJS_EVENT, bytes(payload))
@@ -132,7 +131,7 @@ class DocChannel(Channel):
         live = getattr(self, "live", None)
         if live is None:
             return
-        gone = live.forget_clients(sorted(self.awareness_ids))
+        gone = live.forget_member(self)
         if gone is not None:
             self.broadcast_from(YJS_EVENT, gone)
         self.registry.close(live, self.user)

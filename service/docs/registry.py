@@ -66,6 +66,7 @@ class LiveDoc:
         self._since_snapshot = len(stored.updates)
         self.awareness = Awareness(self.doc)
         self.awareness.set_local_state(None)  # the service itself has no cursor
+        self._owners: dict[int, Any] = {}  # awareness client id -> the member that announced it
         self.members = 0
         self.unload_handle: asyncio.TimerHandle | None = None
 
@@ -101,14 +102,16 @@ class LiveDoc:
 
     # -- awareness ------------------------------------------------------------------------
 
-    def apply_awareness(self, data: bytes, origin: Any) -> list[int]:
-        """Apply an awareness update; returns the client ids it mentions."""
+    def apply_awareness(self, data: bytes, member: Any) -> None:
+        """Apply an awareness update from `member` (a channel). A client id belongs to the member
+        that first announced it (Yjs providers also relay other clients' states)."""
         try:
-            before = set(self.awareness.meta)
-            self.awareness.apply_awareness_update(data, origin)
-            return self._client_ids(data) or sorted(set(self.awareness.meta) - before)
+            ids = self._client_ids(data)  # validates the whole message before applying
+            self.awareness.apply_awareness_update(data, member)
         except (IndexError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
             raise BadMessage(f"bad awareness update: {_first_line(exc)}") from exc
+        for client_id in ids:
+            self._owners.setdefault(client_id, member)
 
     @staticmethod
     def _client_ids(data: bytes) -> list[int]:
@@ -118,6 +121,8 @@ class LiveDoc:
             ids.append(decoder.read_var_uint())
             decoder.read_var_uint()
             json.loads(decoder.read_var_string() or "null")
+        if decoder.length != 0:
+            raise ValueError("trailing bytes after the awareness update")
         return ids
 
     def awareness_message(self) -> bytes | None:
@@ -127,9 +132,13 @@ class LiveDoc:
             return None
         return create_awareness_message(self.awareness.encode_awareness_update(ids))
 
-    def forget_clients(self, client_ids: list[int]) -> bytes | None:
-        """Drop the awareness of clients whose member left; returns the message telling others."""
-        gone = [c for c in client_ids if c in self.awareness.states]
+    def forget_member(self, member: Any) -> bytes | None:
+        """Drop the awareness of the clients `member` announced (it left); returns the message
+        telling the others, or None."""
+        mine = [c for c, owner in self._owners.items() if owner is member]
+        for client_id in mine:
+            del self._owners[client_id]
+        gone = [c for c in mine if c in self.awareness.states]
         if not gone:
             return None
         self.awareness.remove_awareness_states(gone, "left")

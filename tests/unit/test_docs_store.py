@@ -138,25 +138,36 @@ def test_parse_message_kinds_and_errors():
             parse_message(bad)
 
 
-def test_awareness_is_kept_and_forgotten(tmp_path):
+def test_awareness_is_kept_and_forgotten_with_its_member(tmp_path):
     live = LiveDoc("a", DocStore.in_data_dir(tmp_path), compact_every=10)
-    peer = Doc()
-    peer_awareness = Awareness(peer)
+    peer, relayed = Doc(), Doc()
+    peer_awareness, relayed_awareness = Awareness(peer), Awareness(relayed)
     peer_awareness.set_local_state({"user": "bob", "cursor": 3})
-    data = peer_awareness.encode_awareness_update([peer.client_id])
-    assert live.apply_awareness(data, "sock") == [peer.client_id]
+    relayed_awareness.set_local_state({"user": "cy"})
+    live.apply_awareness(relayed_awareness.encode_awareness_update([relayed.client_id]), "cy")
+    both = peer_awareness.encode_awareness_update([peer.client_id])
+    relay = Awareness(Doc())  # bob's provider also relays cy's state, as Yjs providers do
+    relay.apply_awareness_update(both, "x")
+    relay.apply_awareness_update(
+        relayed_awareness.encode_awareness_update([relayed.client_id]), "x"
+    )
+    live.apply_awareness(relay.encode_awareness_update([peer.client_id, relayed.client_id]), "bob")
     msg = live.awareness_message()
     assert msg is not None and parse_message(msg).kind is Kind.AWARENESS
 
     other = Awareness(Doc())
     other.apply_awareness_update(parse_message(msg).data, "x")
     assert other.states[peer.client_id] == {"user": "bob", "cursor": 3}
-    gone = live.forget_clients([peer.client_id])
+    gone = live.forget_member("bob")  # bob left: only bob's own state goes
     assert gone is not None
     other.apply_awareness_update(parse_message(gone).data, "x")
     assert peer.client_id not in other.states
-    with pytest.raises(BadMessage):
-        live.apply_awareness(b"\x05\x01", "sock")
+    assert other.states[relayed.client_id] == {"user": "cy"}
+    assert live.forget_member("bob") is None
+    for bad in (b"\x05\x01", both + b"x"):
+        with pytest.raises(BadMessage, match="bad awareness"):
+            live.apply_awareness(bad, "sock")
+    assert set(live.awareness.states) == {relayed.client_id}
 
 
 async def test_registry_limits_documents_per_user_and_unloads(tmp_path):
