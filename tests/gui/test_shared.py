@@ -8,7 +8,6 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from PySide6.QtCore import Qt
 
 from client.net import Socket
@@ -86,8 +85,8 @@ async def run_kernel(shell, kernel: str, where: str, **params) -> str:
     return wb.resultInfo
 
 
-@pytest.mark.slow
-def test_runs_and_notes_reach_a_second_client_live(make_shell, run, service, tmp_path):
+def test_runs_and_notes_reach_a_second_client_live(service, make_shell, run, tmp_path):
+    # (service first: it is stopped after the window, as a user would quit)
     shell = make_shell()
     conn = shell.connection
 
@@ -186,9 +185,8 @@ def test_runs_and_notes_reach_a_second_client_live(make_shell, run, service, tmp
     run(scenario())
 
 
-@pytest.mark.slow
 def test_offline_start_from_the_cache_then_edits_merge_on_reconnect(
-    make_shell, run, service_factory, tmp_path
+    service_factory, make_shell, run, tmp_path
 ):
     svc = service_factory("--no-auth")
     first = make_shell("carol")
@@ -243,8 +241,7 @@ def test_offline_start_from_the_cache_then_edits_merge_on_reconnect(
     run(offline_session())
 
 
-@pytest.mark.slow
-def test_service_restart_while_the_window_is_open(make_shell, run, service_factory):
+def test_service_restart_while_the_window_is_open(service_factory, make_shell, run):
     svc = service_factory("--no-auth")
     shell = make_shell("dave")
 
