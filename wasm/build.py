@@ -65,6 +65,19 @@ def find_toolchain() -> str | None:
     return clang if clang and linker else None
 
 
+def toolchain_version(clang: str) -> str:
+    """First line of `clang --version`: byte-identical rebuilds need this same compiler."""
+    proc = subprocess.run([clang, "--version"], capture_output=True, text=True, check=False)
+    return proc.stdout.splitlines()[0].strip() if proc.stdout else clang
+
+
+def committed_toolchain(modules_dir: Path = MODULES_DIR) -> str | None:
+    try:
+        return json.loads((modules_dir / MANIFEST_NAME).read_text()).get("toolchain")
+    except (OSError, ValueError):
+        return None
+
+
 def load_catalogue(path: Path = CATALOGUE) -> dict[str, Any]:
     with path.open("rb") as f:
         return tomllib.load(f)
@@ -103,6 +116,7 @@ def make_manifest(
     catalogue: dict[str, Any],
     modules: dict[str, tuple[str, bytes]],
     costs: dict[str, dict[str, float]],
+    toolchain: str = "",
 ) -> dict[str, Any]:
     """The manifest dict, keys in a fixed order. modules: name -> (file name, wasm bytes)."""
     mods: dict[str, Any] = {}
@@ -144,7 +158,7 @@ def make_manifest(
         extra = set(m["imports"]) - granted
         if extra:
             raise BuildError(f"module {name} imports {sorted(extra)}, which no kernel grants")
-    return {"format": MANIFEST_FORMAT, "modules": mods, "kernels": kernels}
+    return {"format": MANIFEST_FORMAT, "toolchain": toolchain, "modules": mods, "kernels": kernels}
 
 
 def manifest_text(manifest: dict[str, Any]) -> str:
@@ -169,7 +183,7 @@ def build(out_dir: Path, clang: str | None = None) -> list[Path]:
         compile_module(clang, m["source"], out_dir / file)
         built[name] = (file, (out_dir / file).read_bytes())
         written.append(out_dir / file)
-    manifest = make_manifest(catalogue, built, load_costs())
+    manifest = make_manifest(catalogue, built, load_costs(), toolchain_version(clang))
     (out_dir / MANIFEST_NAME).write_text(manifest_text(manifest))
     written.append(out_dir / MANIFEST_NAME)
     return written
@@ -244,6 +258,11 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> i
             problems = check(args.out)
             for p in problems:
                 log(p)
+            clang = find_toolchain()
+            built_by = committed_toolchain(args.out)
+            here = toolchain_version(clang) if clang else None
+            if problems and built_by and here and built_by != here:
+                log(f"note: {args.out} was built by {built_by!r}, this machine has {here!r}")
             log("wasm modules are up to date" if not problems else "wasm modules are stale")
             return 1 if problems else 0
         if args.measure:
