@@ -2,8 +2,8 @@
 
 Client -> service: `yjs_sync` (sync step 1) after join, then `yjs` (sync step 1/2, update,
 awareness, query awareness). Service -> client: `yjs` pushes and broadcasts. Every update is
-applied (which validates it), committed to the store, acknowledged with an ok reply and broadcast
-to the other members, in that order. Errors are error replies with a `reason`:
+applied (which validates it), committed to the store, broadcast to the other members and
+acknowledged with an ok reply, in that order. Errors are error replies with a `reason`:
 bad_message, too_large, rate_limited, read_only, bad_update.
 """
 
