@@ -114,3 +114,41 @@ async def test_document_names_are_checked(tmp_path):
         await store.open("")
     assert (await store.open("a")) is (await store.open("a"))
     await store.aclose()
+
+
+def test_client_and_service_parse_y_messages_alike():
+    """client/state/sync.py and service/docs/sync.py are twins (the packages may not import each
+    other): the same verdict for every kind of message and every malformed one."""
+    from pycrdt import Awareness, create_awareness_message, create_update_message
+
+    from client.state import sync as client_sync
+    from service.docs import sync as service_sync
+
+    doc = Doc()
+    doc.get("m", type=Map)["k"] = 1
+    update = doc.get_update()
+    awareness = Awareness(doc).encode_awareness_update([doc.client_id])
+    messages = [
+        client_sync.create_sync_message(doc),
+        client_sync.create_sync_step2_message(update),
+        create_update_message(update),
+        create_awareness_message(awareness),
+        b"\x03",
+        b"",
+        b"\x07",
+        b"\x00\x09\x00",
+        create_update_message(update)[:-2],
+        create_update_message(update) + b"x",
+    ]
+
+    def verdict(module, message):
+        try:
+            parsed = module.parse_message(message)
+        except module.BadMessage as exc:
+            return ("bad", str(exc))
+        return (parsed.kind.value, parsed.data)
+
+    for message in messages:
+        assert verdict(client_sync, message) == verdict(service_sync, message), message
+    assert client_sync.YJS_EVENT == service_sync.YJS_EVENT == "yjs"
+    assert client_sync.YJS_SYNC_EVENT == service_sync.YJS_SYNC_EVENT == "yjs_sync"
