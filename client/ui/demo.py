@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtQuick import QQuickItem
+
 from client.ui.waiting import wait_signal, wait_until
 
 LOCAL_KERNEL = "fractal.mandelbrot"
@@ -98,6 +100,13 @@ async def run_demo(shell: Any, out: Path) -> list[Path]:
         await asyncio.sleep(0)  # let QML apply the view change before the frame is grabbed
         path = out / f"{i}-{view.lower()}.png"
         written.append(shell.screenshot(path))
+        if view == "Inspector":  # its other tabs too: decisions, timings, caches
+            tabs = shell.window.findChild(QQuickItem, "inspectorTabs")
+            for t, tab in enumerate(("decisions", "timings", "cache"), 1):
+                tabs.setProperty("currentIndex", t)
+                await asyncio.sleep(0)
+                written.append(shell.screenshot(out / f"{i}{'abc'[t - 1]}-inspector-{tab}.png"))
+            tabs.setProperty("currentIndex", 0)
     if shell.runtime is not None:
         path = out / "0-workbench-local-job.png"
         workbench_shot.save(str(path))
@@ -118,7 +127,7 @@ async def demo_main(args: argparse.Namespace) -> int:
         written = await run_demo(shell, args.out)
         say(f"screenshots of each view in {args.out.resolve()}:")
         for p in written:
-            print(f"  {p}")
+            print(f"  {p.resolve()}")
         return 0
     finally:
         await shell.stop()

@@ -115,7 +115,7 @@ class Inspector(QObject):
             for side in ("local", "remote")
             if f"{side}_estimate_ms" in timings
         }
-        estimate = " / ".join(f"{k} {v:,.1f}" for k, v in est.items()) + (" ms" if est else "")
+        estimate = " / ".join(f"{k} {v:,.1f}" for k, v in est.items())
         elapsed = float(timings.get("total_ms") or 0)
         why = str(summary.get("reason", ""))
         if summary.get("fallback"):
@@ -149,7 +149,8 @@ class Inspector(QObject):
         lines = []
         for name, path in self.cache_paths.items():
             files, total = folder_usage(path)
-            lines.append(f"{name}:\n  {path}\n  {files} files, {human_bytes(total)}")
+            count = f"{files} file{'s' if files != 1 else ''}"
+            lines.append(f"{name}:\n  {path}\n  {count}, {human_bytes(total)}")
         lines.extend(self.cache_extra)
         self._cache_text = "\n\n".join(lines)
         self.changed.emit()

@@ -276,8 +276,8 @@ class Workbench(QObject):
             "timings": {
                 "total_ms": round(outcome.elapsed_ms, 3),
                 **{f"{k}_estimate_ms": round(v, 3) for k, v in outcome.estimates_ms.items()},
-                **{
-                    k: float(v)
+                **{  # the service's own timings of the job, kept apart from ours
+                    f"service_{k}": float(v)
                     for k, v in (outcome.remote.get("timings") or {}).items()
                     if isinstance(v, int | float)
                 },

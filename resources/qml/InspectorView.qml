@@ -50,7 +50,7 @@ Item {
             Table {
                 objectName: "inspectorDecisions"
                 model: inspector.decisions
-                columns: [["kernel", "Kernel", 150], ["where", "Where", 70], ["estimate", "Estimate", 170], ["actual", "Actual", 90], ["why", "Why", -1]]
+                columns: [["kernel", "Kernel", 150], ["where", "Where", 60], ["estimate", "Estimate (ms)", 240], ["actual", "Actual", 90], ["why", "Why", -1]]
                 follow: true
             }
             Table {
