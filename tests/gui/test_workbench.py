@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from PIL import Image
 from PySide6.QtCore import Qt, QUrl
 
@@ -160,5 +161,38 @@ def test_a_bad_input_file_gives_a_message_in_the_window(make_shell, run, tmp_pat
         (status,) = await finished
         assert status == "ok", shell.notices.text
         assert "mean  2.5" in item(shell, "resultText").property("text")
+
+    run(scenario())
+
+
+@pytest.mark.filterwarnings("ignore:Function.*QDrag:DeprecationWarning")  # PySide's only ctor
+def test_dropping_a_file_on_the_workbench_opens_it(make_shell, run, tmp_path):
+    from PySide6.QtCore import QCoreApplication, QMimeData, QPointF
+    from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+
+    shell = make_shell()
+    wb = shell.workbench
+    png = write_png(tmp_path / "dropped.png", 20, 10)
+
+    def drop() -> None:
+        area = item(shell, "dropArea")
+        pos = area.mapToScene(QPointF(area.width() / 2, area.height() / 2))
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(png))])
+        action = Qt.DropAction.CopyAction
+        buttons, mods = Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+        for event in (
+            QDragEnterEvent(pos.toPoint(), action, mime, buttons, mods),
+            QDragMoveEvent(pos.toPoint(), action, mime, buttons, mods),
+            QDropEvent(pos, action, mime, buttons, mods),
+        ):
+            QCoreApplication.sendEvent(shell.window, event)
+
+    async def scenario():
+        await shell.set_link("", "")
+        wb.selectKernel("image.edges")
+        drop()
+        assert wb.inputSummary == "dropped.png: 20 x 10 image"
+        assert wb.params()["width"] == 20
 
     run(scenario())
