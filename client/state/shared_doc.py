@@ -17,6 +17,7 @@ from typing import Any
 
 from pycrdt import Awareness, Doc, merge_updates
 
+from client.net import Presence
 from client.state.cache import DocCache
 from client.state.sync import (
     EMPTY_UPDATE,
@@ -67,6 +68,7 @@ class SharedDoc:
         self.synced = asyncio.Event()  # set once the current join's sync step 2 has arrived
         self.join_error: Any = None
         self._channel: Any = None
+        self.presence: Presence | None = None  # who is in the document (phoenix presence)
         self._joined = False
         self._remote_depth = 0
         self._remote_batch: list[bytes] = []
@@ -102,6 +104,12 @@ class SharedDoc:
         """This client's presence state (user, cursor, selection...), sent to every member."""
         self.awareness.set_local_state(state)
 
+    def members(self) -> list[str]:
+        """The users in this document now (presence; empty while offline)."""
+        if self.presence is None or not self._joined:
+            return []
+        return sorted(key for key, _metas in self.presence.list())
+
     def peers(self) -> dict[int, dict[str, Any]]:
         """Awareness states of the other clients in this document, by Yjs client id."""
         return {c: s for c, s in self.awareness.states.items() if c != self.doc.client_id}
@@ -112,6 +120,7 @@ class SharedDoc:
             return
         channel = socket.channel(self.topic, params or {})
         self._channel = channel
+        self.presence = Presence(channel)
         channel.on(YJS_EVENT, self._on_yjs)
         channel.on_join(self._on_join)
         channel.on_error(self._on_down)

@@ -138,8 +138,9 @@ async def test_awareness_and_presence(service, tmp_path):
         da, db = await a.open("aw"), await b.open("aw")
         da.set_awareness({"user": "ann", "cursor": 1})
         await wait_until(lambda: {"user": "ann", "cursor": 1} in db.peers().values())
+        await wait_until(lambda: db.members() == ["ann", "bob"])
         await a.store.close("aw")
-        await wait_until(lambda: not db.peers())
+        await wait_until(lambda: not db.peers() and db.members() == ["bob"])
 
 
 async def test_read_only_joins_drop_updates(service, tmp_path):
