@@ -220,7 +220,7 @@ async def test_limits(service_factory, tmp_path):
         assert reply.response["reason"] == "too_large"
 
         statuses = []
-        for i in range(8):  # a burst of 4 (2 s worth) passes, then the bucket is empty
+        for i in range(12):  # a burst of 4 (2 s worth) passes, then the bucket is empty
             d = Doc()
             d.get("m", type=Map)[f"k{i}"] = i
             statuses.append(await chans[0].push("yjs", create_update_message(d.get_update())))
