@@ -39,6 +39,7 @@ class ComputeChannel(Channel):
         if pool not in POOLS:
             raise JoinError({"reason": "unknown_pool", "message": f"no compute pool {pool!r}"})
         self.compute = self.service.components["compute"]
+        self.compute.pool.ensure_started()  # warm up before the first job arrives
         self.jobs: dict[str, Job] = {}
         self.finishers: set[asyncio.Task] = set()
         return {"pool": pool, "workers": self.compute.pool.size}

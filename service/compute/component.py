@@ -47,7 +47,7 @@ class ComputeComponent:
             max_tiles=getattr(cfg, "max_tiles", 0) or None,
             tile_of=self.catalogue.tiles,
         )
-        await self.pool.start()
+        # Worker processes start on the first join of a compute topic (pool.ensure_started).
         log.info("compute pool: %d workers, queue limit %d", cfg.workers, cfg.queue_limit)
 
     async def stop(self) -> None:

@@ -196,7 +196,13 @@ class ComputePool:
 
     async def start(self) -> None:
         """Spawn the workers; jobs may be submitted at once (they wait in the worker's pipe)."""
-        self.workers = [WorkerProcess(self, i) for i in range(self.size)]
+        self.ensure_started()
+
+    def ensure_started(self) -> None:
+        """Spawn the workers unless done already (the service does it on the first join, so a
+        service nobody computes on costs no processes)."""
+        if not self.workers and not self.stopping:
+            self.workers = [WorkerProcess(self, i) for i in range(self.size)]
 
     async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in self.workers)), timeout_s)
@@ -239,6 +245,7 @@ class ComputePool:
         """Queue a validated job; raises ComputeError("busy") at once when the queue is full."""
         if self.stopping:
             raise ComputeError(SHUTTING_DOWN, "the service is shutting down")
+        self.ensure_started()
         if len(self.queue) >= self.queue_limit and not self._idle():
             raise ComputeError(
                 BUSY,
@@ -284,7 +291,8 @@ class ComputePool:
                 "mb_per_s": round(nbytes / run_s / 1e6, 3) if run_s > 0 else None,
             }
         return {
-            "workers": len(self.workers),
+            "workers": self.size,
+            "started": bool(self.workers),
             "busy": busy,
             "queue_depth": len(self.queue),
             "queue_limit": self.queue_limit,
