@@ -67,8 +67,6 @@ async def run_demo(shell: Any, out: Path) -> list[Path]:
             say(f"connected to {conn.address}")
         except TimeoutError:
             say(f"skipped the service: still {conn.state} after {CONNECT_TIMEOUT_S:g} s")
-    for what in shell.skipped:
-        say(f"skipped: {what} (not available in this build)")
 
     if shell.runtime is None:
         say("skipped both jobs: the kernel runtime could not start")

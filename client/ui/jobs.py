@@ -1,13 +1,11 @@
 """Run one kernel job where the user asked, and say where it ran and why (no Qt here).
 
 The compute Dispatcher (client.compute) sends a job local or remote by its cost model and runs
-local jobs on a worker thread, so the event loop never waits. Without it (a build with no
-compute package) LocalOnly runs every job through the Runtime on a worker thread.
+local jobs on a worker thread, so the event loop never waits.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,28 +66,3 @@ class Jobs:
             dict(attr("remote", {})),
             str(attr("fallback", "")),
         )
-
-
-@dataclass
-class LocalDecision:
-    where: str = "local"
-    reason: str = "only local execution is available in this build"
-    actual_ms: float | None = None
-
-
-class LocalOnly:
-    """Runs every job on this machine through the Runtime on a worker thread."""
-
-    def __init__(self, runtime: Any, executor: Any = None) -> None:
-        self.runtime = runtime
-        self.executor = executor
-
-    async def run(self, kernel, data, params, *, where="auto", progress=None, cancel=None):
-        if where == "remote":
-            raise ConnectionError("Remote runs need the compute package, which is not installed.")
-        start = time.perf_counter()
-        result = await asyncio.get_running_loop().run_in_executor(
-            self.executor,
-            lambda: self.runtime.run(kernel, data, params, cancel=cancel, progress=progress),
-        )
-        return result.output, LocalDecision(actual_ms=(time.perf_counter() - start) * 1000)

@@ -24,12 +24,9 @@ class Notices(QObject):
         self._hint = ""
         self._kind = ""  # "error", "warning", "info" or "" (nothing shown)
         self._tasks: set[asyncio.Task] = set()
-        self.history: list[tuple[str, str, str]] = []
 
     def show(self, kind: str, text: str, hint: str = "") -> None:
         self._kind, self._text, self._hint = kind, text, hint
-        self.history.append((kind, text, hint))
-        del self.history[:-50]
         self.changed.emit()
 
     def error(self, exc: BaseException, context: str = "") -> None:

@@ -10,8 +10,6 @@ import asyncio
 import contextlib
 import getpass
 import importlib.resources
-import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +19,19 @@ from PySide6.QtGui import QImage
 from PySide6.QtQml import QQmlApplicationEngine
 from PySide6.QtQuick import QQuickWindow
 
+from client.compute.dispatcher import Dispatcher
+from client.net import Socket
+from client.state import DocumentStore, Notes, RunHistory
 from client.ui.connection import Connection
 from client.ui.images import PROVIDER_ID, PreviewImages
 from client.ui.inspector import Inspector
-from client.ui.jobs import Jobs, LocalOnly
+from client.ui.jobs import Jobs
 from client.ui.notes import NotesController
 from client.ui.notices import Notices
 from client.ui.runs import Runs
-from client.ui.settings import AppSettings, data_dir
+from client.ui.settings import AppSettings
 from client.ui.settings_view import SettingsController
 from client.ui.workbench import Workbench
-
-log = logging.getLogger(__name__)
 
 RUNS_DOC = "runs"
 NOTES_DOC = "notes"
@@ -60,10 +59,10 @@ class Shell(QObject):
         self.runs = Runs(self.notices, self)
         self.notes = NotesController(self.notices, self)
         self.inspector = Inspector(self)
-        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel")
         self.startup_error: Exception | None = None
         self.runtime = runtime if runtime is not None else self._make_runtime(settings)
-        self.jobs = Jobs(LocalOnly(self.runtime, self.executor))
+        # local only until set_link gives the dispatcher a socket
+        self.jobs = Jobs(self._make_dispatcher(None))
         self.workbench = Workbench(
             self.runtime,
             self.jobs,
@@ -82,7 +81,6 @@ class Shell(QObject):
         self.store: Any = None
         self.docs: dict[str, Any] = {}
         self.dispatcher_available = False  # remote runs possible (compute package + a socket)
-        self.skipped: list[str] = []  # parts not available in this build, said once in the window
         self._link_lock = asyncio.Lock()
         self.inspector.cache_paths = {
             "Kernel code cache": settings.kernel_cache_dir(),
@@ -189,44 +187,29 @@ class Shell(QObject):
             socket = None
             if url:
                 socket = self._make_socket(url, token)
-            dispatcher = self._make_dispatcher(socket)
-            if dispatcher is not None:
-                self.jobs.dispatcher = dispatcher
-            self.dispatcher_available = dispatcher is not None and socket is not None
+            self.jobs.dispatcher = self._make_dispatcher(socket)
+            self.dispatcher_available = self.jobs.dispatcher is not None and socket is not None
             await self._open_documents(socket)
             if socket is not None:
                 self.socket = socket
                 self.connection.attach(socket, url)
                 await socket.connect()
 
-    def _make_socket(self, url: str, token: str) -> Any:
-        try:
-            from client.net import Socket
-        except ImportError:
-            self._skip("the service link (client.net)")
-            return None
+    def _make_socket(self, url: str, token: str) -> Socket:
         # the name a service without auth shows; with auth the token's user wins
         params = {"user": self.settings.value.user_name or self.user_name()}
         socket = Socket(url, params=params, token=(lambda: token or None))
         socket.on_frame(self.inspector.on_frame)
         return socket
 
-    def _make_dispatcher(self, socket: Any) -> Any:
+    def _make_dispatcher(self, socket: Any) -> Dispatcher | None:
         if self.runtime is None:
             return None
-        try:
-            from client.compute.dispatcher import Dispatcher
-        except ImportError:
-            self._skip("remote runs (client.compute)")
-            return None
-        return Dispatcher(self.runtime, socket)
+        # a new link keeps what was learned about local speeds
+        old = getattr(getattr(self, "jobs", None), "dispatcher", None)
+        return Dispatcher(self.runtime, socket, model=old.model if old is not None else None)
 
     async def _open_documents(self, socket: Any) -> None:
-        try:
-            from client.state import DocumentStore, Notes, RunHistory
-        except ImportError:
-            self._skip("the shared run history and notes (client.state)")
-            return
         path = self.settings.value.document_cache_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         self.store = DocumentStore(path, socket)
@@ -249,18 +232,12 @@ class Shell(QObject):
             with contextlib.suppress(Exception):
                 await socket.disconnect()
 
-    def _skip(self, what: str) -> None:
-        if what not in self.skipped:
-            self.skipped.append(what)
-            log.warning("not available in this build: %s", what)
-
     # --- shutdown ----------------------------------------------------------------------------
 
     async def stop(self) -> None:
         self.workbench.cancel()
         await self.notices.cancel_all()
         await self._drop_link()
-        self.executor.shutdown(wait=True, cancel_futures=True)
 
     def close_window(self) -> None:
         """Delete the QML engine before the context objects (no null-property warnings at exit)."""
@@ -270,7 +247,3 @@ class Shell(QObject):
             for obj in engine.rootObjects():
                 obj.close()
             shiboken6.delete(engine)  # now, not deleteLater: the controllers may go first
-
-
-def default_data_dir() -> Path:
-    return data_dir()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import threading
 import time
 import uuid
@@ -429,10 +428,3 @@ def _local_path(url: Any) -> Path | None:
         q = QUrl(text)
         return Path(q.toLocalFile()) if q.isLocalFile() else None
     return Path(text) if text else None
-
-
-def default_user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "me"

@@ -7,7 +7,6 @@ that Qt signals resolve (never qtbot.wait*, which nests a Qt loop under a runnin
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -155,7 +154,3 @@ async def type_text(shell, text: str) -> None:
 def save_artifact(shell, name: str) -> Path:
     """A screenshot of the window as a test artifact (artifacts/gui/, gitignored)."""
     return shell.screenshot(ARTIFACTS / f"{name}.png")
-
-
-def no_screen_needed() -> None:
-    assert os.environ.get("QT_QPA_PLATFORM") == "offscreen"
