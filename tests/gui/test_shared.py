@@ -276,3 +276,30 @@ def test_service_restart_while_the_window_is_open(service_factory, make_shell, r
         assert [r["where"] for r in shell.runs.runs] == ["remote", "remote"]
 
     run(scenario())
+
+
+def test_escape_cancels_a_job_running_on_the_service(service_factory, make_shell, run):
+    svc = service_factory("--no-auth")
+    shell = make_shell("gina")
+    wb = shell.workbench
+
+    async def scenario():
+        await shell.start(svc.ws_url, "")
+        await connected(shell)
+        wb.selectKernel("fractal.mandelbrot")
+        for name, value in (("width", 1024), ("height", 768), ("max_iter", 1_000_000)):
+            wb.setParam(name, value)
+        wb.setWhere("remote")
+        finished = asyncio.ensure_future(wait_signal(wb.finished, 60))
+        wb.run()
+        # progress pushed by the service reaches the bar: the job is running there
+        await wait_until(lambda: wb.progress > 0, [wb.progressChanged], 30, "remote progress")
+        await key(shell, Qt.Key.Key_Escape)
+        (status,) = await finished
+        assert status == "cancelled", shell.notices.text
+        assert shell.runs.runs == []
+        # the service is free again: the next remote job runs at once
+        info = await run_kernel(shell, "fractal.mandelbrot", "remote", width=64, height=48)
+        assert info.startswith("Ran on the service")
+
+    run(scenario())
