@@ -221,3 +221,21 @@ async def test_deadline(channel):
     reply = await request(channel, "fractal.mandelbrot", LONG, job_id="slow", deadline_s=0.3)
     assert reply.status == "error" and reply.response["reason"] == "deadline"
     assert (await request(channel, "hash.sha256", {}, b"x", job_id="fine")).ok
+
+
+async def test_leaving_the_topic_cancels_its_jobs(channel):
+    other = Socket(channel.svc.ws_url)
+    await other.connect()
+    watcher = other.channel("compute:default")
+    await watcher.join()
+    request(channel, "fractal.mandelbrot", LONG, job_id="orphan")
+    await wait_for_progress(channel, "orphan")
+    assert (await watcher.push("kernels", {})).response["load"]["busy"] == 1
+    await channel.leave()
+    for _ in range(200):
+        load = (await watcher.push("kernels", {"catalogue": False})).response["load"]
+        if load["busy"] == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert load["busy"] == 0 and load["crashes"] == 0  # stopped by cancel, not killed
+    await other.disconnect()
