@@ -383,7 +383,7 @@ class SharedDoc:
         log.warning("%s: the service refused an update: %s", self.topic, reply.response)
         if reason == "read_only":
             self.read_only = True
-        elif reason == "rate_limited":
+        elif reason in ("rate_limited", "store_failed"):  # transient: sync again later
             asyncio.get_running_loop().call_later(RESYNC_DELAY_S, self._resync)
 
     def _resync(self) -> None:

@@ -4,7 +4,7 @@ Client -> service: `yjs_sync` (sync step 1) after join, then `yjs` (sync step 1/
 awareness, query awareness). Service -> client: `yjs` pushes and broadcasts. Every update is
 applied (which validates it), committed to the store, broadcast to the other members and
 acknowledged with an ok reply, in that order. Errors are error replies with a `reason`:
-bad_message, too_large, rate_limited, read_only, bad_update.
+bad_message, too_large, rate_limited, read_only, bad_update, store_failed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ import time
 from typing import Any
 
 from service.channel import Channel, JoinError, Reply
-from service.docs.registry import DocRegistry, LiveDoc, TooManyDocuments, UpdateRejected
+from service.docs.registry import (
+    DocRegistry,
+    LiveDoc,
+    StoreFailed,
+    TooManyDocuments,
+    UpdateRejected,
+)
 from service.docs.sync import (
     YJS_EVENT,
     YJS_SYNC_EVENT,
@@ -122,6 +128,9 @@ class DocChannel(Channel):
         except UpdateRejected as exc:
             _count(self.registry.refused, reason="bad_update")
             return _error("bad_update", str(exc))
+        except StoreFailed as exc:
+            _count(self.registry.refused, reason="store_failed")
+            return _error("store_failed", str(exc))
         if changed:
             _count(self.registry.stored)
             self.broadcast_from(YJS_EVENT, create_update_message(update))

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 
 class UpdateRejected(ValueError):
     """pycrdt could not decode or apply an update; nothing was stored."""
+
+
+class StoreFailed(RuntimeError):
+    """The store could not commit an update (disk full, I/O error); nothing was kept."""
 
 
 class TooManyDocuments(RuntimeError):
@@ -57,13 +62,7 @@ class LiveDoc:
         self._store = store
         self._compact_every = compact_every
         self.doc: Doc = Doc()
-        stored = store.load(name)
-        if stored.snapshot is not None:
-            self.doc.apply_update(stored.snapshot)
-        for update in stored.updates:
-            self.doc.apply_update(update)
-        self._last_seq = stored.last_seq
-        self._since_snapshot = len(stored.updates)
+        self._load()
         self.awareness = Awareness(self.doc)
         self.awareness.set_local_state(None)  # the service itself has no cursor
         self._owners: dict[int, Any] = {}  # awareness client id -> the member that announced it
@@ -82,13 +81,29 @@ class LiveDoc:
         except ValueError as exc:
             raise BadMessage(f"bad state vector: {_first_line(exc)}") from exc
 
+    def _load(self) -> None:
+        stored = self._store.load(self.name)
+        doc = Doc()
+        for update in ([stored.snapshot] if stored.snapshot is not None else []) + stored.updates:
+            doc.apply_update(update)
+        self.doc = doc
+        self._last_seq = stored.last_seq
+        self._since_snapshot = len(stored.updates)
+
     def apply_update(self, update: bytes) -> bool:
         """Validate by applying, then commit to the store. Returns False for an empty update.
-        Raises UpdateRejected (the store is untouched)."""
+        Raises UpdateRejected (the store is untouched) or StoreFailed."""
         if update == EMPTY_UPDATE:
             return False
         _apply_checked(self.doc, update)
-        self._last_seq = self._store.append(self.name, update)
+        try:
+            self._last_seq = self._store.append(self.name, update)
+        except sqlite3.Error as exc:
+            # the Doc must not hold what the store does not: the sender keeps the update
+            # pending and sends it again on its next sync
+            log.error("storing an update of %r failed: %s; reloading it", self.name, exc)
+            self._load()
+            raise StoreFailed(f"the update could not be stored: {exc}") from exc
         self._since_snapshot += 1
         if self._since_snapshot >= self._compact_every:
             self.compact()

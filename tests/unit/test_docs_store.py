@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 from pycrdt import Awareness, Doc, Map, Text, create_awareness_message, create_update_message
 
-from service.docs.registry import DocRegistry, LiveDoc, TooManyDocuments, UpdateRejected
+from service.docs.registry import (
+    DocRegistry,
+    LiveDoc,
+    StoreFailed,
+    TooManyDocuments,
+    UpdateRejected,
+)
 from service.docs.store import DocStore
 from service.docs.sync import (
     BadMessage,
@@ -91,6 +98,28 @@ def test_corrupt_update_is_refused_and_nothing_is_stored(tmp_path, corrupt):
         live.apply_update(corrupt)
     assert store.load("a") == before
     assert content(live.doc) == {"k0": 0, "k1": 1, "k2": 2}
+
+
+def test_a_failed_commit_leaves_memory_as_the_store(tmp_path):
+    class FullDisk(DocStore):
+        full = False
+
+        def append(self, doc: str, update: bytes) -> int:
+            if self.full:
+                raise sqlite3.OperationalError("database or disk is full")
+            return super().append(doc, update)
+
+    store = FullDisk.in_data_dir(tmp_path)
+    _, updates = edits(3)
+    live = LiveDoc("a", store, compact_every=1000)
+    live.apply_update(updates[0])
+    store.full = True
+    with pytest.raises(StoreFailed, match="disk is full"):
+        live.apply_update(updates[1])
+    assert content(live.doc) == {"k0": 0}  # not {"k0", "k1"}: memory matches the store
+    store.full = False
+    live.apply_update(updates[1])  # the sender's resend succeeds
+    assert content(live.doc) == {"k0": 0, "k1": 1}
 
 
 def test_empty_update_is_not_stored(tmp_path):
