@@ -352,3 +352,30 @@ async def test_a_large_document_made_offline_reaches_the_service_in_parts(servic
     await sock.disconnect()
     async with clients(service, tmp_path, "bob") as (b,):
         assert len((await b.open("large")).doc.get("m", type=Map)) == 60_000
+
+
+async def test_documents_unload_after_the_last_member_leaves(service_factory, tmp_path):
+    svc = service_factory(env={"VERALTHEIM_DOCS_IDLE_UNLOAD_S": "0.2"})
+
+    def loaded() -> float:
+        body = urllib.request.urlopen(svc.http_url + "/metrics", timeout=10).read().decode()
+        line = next(x for x in body.splitlines() if x.startswith("veraltheim_docs_loaded "))
+        return float(line.split()[1])
+
+    async def wait_loaded(n: float) -> None:
+        async def poll() -> None:
+            while await asyncio.to_thread(loaded) != n:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(poll(), TIMEOUT_S)
+
+    async with clients(svc, tmp_path, "ann") as (a,):
+        doc = await a.open("idle")
+        Notes(doc).append("stays")
+        await doc.flush()
+        await wait_loaded(1)
+        await a.store.close("idle")
+        await wait_loaded(0)
+    async with clients(svc, tmp_path / "again", "bob") as (b,):
+        assert Notes(await b.open("idle")).text == "stays"  # loaded again from the store
+        await wait_loaded(1)
