@@ -295,6 +295,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             svc.stop()
     return {
         "edit_latency_ms": latency,
+        "latency_p50_ratio_100_vs_2": round(
+            latency["clients_100"]["p50"] / max(latency["clients_2"]["p50"], 1e-9), 1
+        ),
         "updates_per_s": updates_per_s,
         **big,
         "entries": args.entries,
