@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from client.ui.units import human_bytes
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TEXT_SUFFIXES = (".csv", ".txt", ".tsv")
 NUMBER_SPLIT = re.compile(r"[,;\s]+")
@@ -52,7 +54,7 @@ def load_input(path: Path, input_kind: str, *, dtype: str = "f64", max_bytes: in
         raise InputError(f"Cannot open {path.name}: {exc.strerror or exc}.") from exc
     if size > max_bytes:
         raise InputError(
-            f"{path.name} is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB input "
+            f"{path.name} is {human_bytes(size)}, over the {human_bytes(max_bytes)} input "
             "limit. Pick a smaller file or raise the limit in Settings."
         )
     if input_kind == "rgba8":

@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 
 from client.ui.models import DictListModel
-from client.ui.runs import human_bytes
+from client.ui.units import human_bytes
 
 MAX_FRAMES = 1000  # the log keeps the newest frames only
 FLUSH_MS = 150  # frames are batched into the model, so a burst never floods the UI

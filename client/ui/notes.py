@@ -23,6 +23,24 @@ def text_edit(old: str, new: str) -> tuple[int, int, str]:
     return start, end_old - start, new[start:end_new]
 
 
+def map_position(pos: int, delta: list[dict[str, Any]]) -> int:
+    """Where a caret at `pos` is after a Quill-style delta (retain / insert / delete) was applied
+    to the text: text inserted before it pushes it right, text deleted before it pulls it left."""
+    old = shift = 0
+    for op in delta:
+        if "retain" in op:
+            old += int(op["retain"])
+        elif "insert" in op:
+            if old < pos:  # text typed right at the caret stays after it
+                shift += len(op["insert"]) if isinstance(op["insert"], str) else 1
+        elif "delete" in op:
+            n = int(op["delete"])
+            if old < pos:
+                shift -= min(n, pos - old)
+            old += n
+    return max(0, pos + shift)
+
+
 class NotesController(QObject):
     textChanged = Signal()
     changed = Signal()
@@ -34,6 +52,8 @@ class NotesController(QObject):
         self.shared_doc: Any = None
         self._me = ""
         self._pull_scheduled = False
+        self._deltas: list[list[dict[str, Any]]] = []  # changes since the text was last read
+        self._last_deltas: list[list[dict[str, Any]]] = []  # those behind the text shown now
         self._text = ""
         self._status = "not loaded"
         self._people = DictListModel(["user", "detail"], self)
@@ -42,7 +62,7 @@ class NotesController(QObject):
         """Follow a Notes view; `shared_doc` carries awareness (who is in the document)."""
         self.notes = notes
         self.shared_doc = shared_doc
-        notes.on_change(lambda *_: self._schedule_pull())
+        notes.on_change(self._on_change)
         if shared_doc is not None:
             shared_doc.set_awareness({"user": me})
             shared_doc.awareness.observe(lambda *_: QTimer.singleShot(0, self._refresh_people))
@@ -71,6 +91,11 @@ class NotesController(QObject):
         self._status = status
         self.changed.emit()
 
+    def _on_change(self, delta: Any = None) -> None:
+        if isinstance(delta, list):
+            self._deltas.append(delta)
+        self._schedule_pull()
+
     def _schedule_pull(self) -> None:
         """Change callbacks run inside the document's transaction: read the text after it."""
         if not self._pull_scheduled:
@@ -79,10 +104,18 @@ class NotesController(QObject):
 
     def _pull(self) -> None:
         self._pull_scheduled = False
+        self._last_deltas, self._deltas = self._deltas, []
         text = str(self.notes.text) if self.notes is not None else ""
         if text != self._text:
             self._text = text
             self.textChanged.emit()
+
+    @Slot(int, result=int)
+    def mapPosition(self, pos: int) -> int:
+        """The editor's caret after the change just shown (remote edits move it, not jump it)."""
+        for delta in self._last_deltas:
+            pos = map_position(pos, delta)
+        return pos
 
     @Slot(str)
     def edit(self, text: str) -> None:

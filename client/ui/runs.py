@@ -10,16 +10,9 @@ from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 
 from client.ui.models import DictListModel
 from client.ui.notices import Notices
+from client.ui.units import human_bytes
 
 ROLES = ["id", "when", "user", "kernel", "where", "size", "elapsed"]
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return ""
 
 
 def run_row(run: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ Item {
                         target: notes
                         function onTextChanged() {
                             if (editor.text !== notes.text) {
-                                const pos = editor.cursorPosition
+                                const pos = notes.mapPosition(editor.cursorPosition)
                                 editor.text = notes.text
                                 editor.cursorPosition = Math.min(pos, editor.length)
                             }

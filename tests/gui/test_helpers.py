@@ -1,0 +1,79 @@
+"""The app's Qt-free helpers: note edits, caret mapping, input files, outputs, settings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from client.ui.inputs import InputError, load_input
+from client.ui.notes import map_position, text_edit
+from client.ui.settings import AppSettings, load_settings, save_settings
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "edit"),
+    [
+        ("hello", "hello!", (5, 0, "!")),
+        ("hello", "help", (3, 2, "p")),
+        ("abc", "xabc", (0, 0, "x")),
+        ("aaa", "aa", (2, 1, "")),
+        ("", "new", (0, 0, "new")),
+        ("same", "same", (4, 0, "")),
+    ],
+)
+def test_text_edit_is_the_smallest_single_replacement(old, new, edit):
+    start, deleted, inserted = text_edit(old, new)
+    assert (start, deleted, inserted) == edit
+    assert old[:start] + inserted + old[start + deleted :] == new
+
+
+def test_a_remote_edit_moves_the_caret_instead_of_jumping_it():
+    # caret after "hello |world"
+    assert map_position(6, [{"insert": ">> "}]) == 9  # typed before it
+    assert map_position(6, [{"retain": 8}, {"insert": "XX"}]) == 6  # typed after it
+    assert map_position(6, [{"delete": 2}]) == 4  # deleted before it
+    assert map_position(6, [{"retain": 4}, {"delete": 5}]) == 4  # deleted across it
+    assert map_position(6, [{"retain": 2}, {"delete": 1}, {"insert": "abc"}]) == 8
+    assert map_position(6, [{"retain": 6}, {"insert": "at the caret"}]) == 6
+
+
+def test_numbers_from_csv_text_and_raw_binary(tmp_path):
+    csv = tmp_path / "v.csv"
+    csv.write_text("x,y\n1,2\n3.5;4\n")
+    loaded = load_input(csv, "f64", max_bytes=1 << 20)
+    assert np.frombuffer(loaded.data, "<f8").tolist() == [1, 2, 3.5, 4]
+    raw = tmp_path / "v.i32"
+    raw.write_bytes(np.arange(5, dtype="<i4").tobytes())
+    assert load_input(raw, "numeric", dtype="i32", max_bytes=1 << 20).summary.endswith(
+        "5 i32 values"
+    )
+    raw.write_bytes(b"\x01\x02\x03\xff\xfe")  # 5 bytes: not whole i32 values, not text
+    with pytest.raises(InputError, match="not a whole number of i32 values"):
+        load_input(raw, "numeric", dtype="i32", max_bytes=1 << 20)
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_read(tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * 4096)
+    with pytest.raises(
+        InputError, match=r"big.bin is 4.0 KiB, over the 1.0 KiB input limit\. Pick a smaller file"
+    ):
+        load_input(big, "bytes", max_bytes=1024)
+
+
+def test_settings_round_trip_and_unknown_or_mistyped_keys_are_ignored(tmp_path):
+    path = tmp_path / "settings.json"
+    save_settings(AppSettings(service_url="wss://h:1/socket/websocket", route="remote"), path)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"  # it holds the token
+    raw = json.loads(path.read_text())
+    raw["max_input_mib"] = "lots"
+    raw["unknown"] = 1
+    raw["route"] = "sideways"
+    path.write_text(json.dumps(raw))
+    settings, problem = load_settings(path)
+    assert problem is None
+    assert settings.service_url == "wss://h:1/socket/websocket"
+    assert settings.max_input_mib == AppSettings().max_input_mib
+    assert settings.route == "auto"
