@@ -188,6 +188,12 @@ class CostModel:
             )
             self.bandwidth_samples += 1
 
+    def forget_link(self) -> None:
+        """A new connection (maybe to another service): the next samples replace RTT,
+        bandwidth and load instead of blending with the old link's."""
+        self.rtt_samples = self.bandwidth_samples = 0
+        self.load = Load()
+
     def learn_rtt(self, rtt_ms: float) -> None:
         self.rtt_ms = ewma(self.rtt_ms if self.rtt_samples else None, max(0.0, rtt_ms))
         self.rtt_samples += 1

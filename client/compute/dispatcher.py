@@ -67,6 +67,7 @@ class Dispatcher:
             return False
         try:
             await self.remote.ensure_joined()
+            self.model.forget_link()
             self._learn_catalogue()
             for _ in range(RTT_PROBES):
                 self.model.learn_rtt(await self.remote.probe(0))

@@ -27,15 +27,15 @@ LONG = {
     "max_iter": 100_000,
 }
 # A tileable render (every pixel inside the set: the work is px x max_iter, ~0.1 s on one idle
-# core): on a fast link two service workers beat one thread; its 300 KB output makes a slow
-# link cost more than that.
+# core, more on a busy one): on a fast link two service workers beat one thread; its 1.2 MB
+# output over a 10 Mbit/s link costs far more than that.
 RENDER = {
-    "width": 320,
-    "height": 240,
+    "width": 640,
+    "height": 480,
     "center_x": 0.0,
     "center_y": 0.0,
     "scale": 0.01,
-    "max_iter": 2000,
+    "max_iter": 1500,
 }
 FAST = (1.0, 1e9)
 SLOW = (80.0, 10e6)
@@ -89,12 +89,15 @@ async def test_tiny_job_runs_local_on_a_slow_link(connect):
 async def test_same_render_goes_remote_on_a_fast_link_and_local_on_a_slow_one(connect, runtime):
     expected = runtime.run("fractal.mandelbrot", b"", RENDER).output
     fast = await connect(FAST)
+    # One measured local run first, so the choice rests on this machine's speed, not the hint.
+    await fast.run("fractal.mandelbrot", b"", RENDER, where="local")
     out, decision = await fast.run("fractal.mandelbrot", b"", RENDER)
     assert decision.where == "remote", decision.summary()
     assert decision.remote["tiles"] == 2 and out == expected
     slow = await connect(SLOW)
+    await slow.run("fractal.mandelbrot", b"", RENDER, where="local")
     out, decision = await slow.run("fractal.mandelbrot", b"", RENDER)
-    assert decision.where == "local", decision.summary()  # 300 KB back over 10 Mbit/s
+    assert decision.where == "local", decision.summary()  # 1.2 MB back over 10 Mbit/s
     assert out == expected
 
 
@@ -161,7 +164,7 @@ async def test_remote_only_kernel_while_offline_is_a_clear_error(connect, svc, r
 async def test_service_gone_mid_job_falls_back_to_local(connect, svc, runtime):
     d = await connect(FAST)
     started = asyncio.Event()
-    params = {**RENDER, "max_iter": 6000}  # tiles on the 2 workers: auto picks remote
+    params = {**RENDER, "width": 320, "height": 240, "max_iter": 6000}  # tiles: auto picks remote
     job = asyncio.create_task(
         d.run("fractal.mandelbrot", b"", params, progress=lambda *_: started.set())
     )
