@@ -38,6 +38,7 @@ class Connection(QObject):
         self._user = ""
         self._rtt = -1.0
         self._rtt_ticks = 0
+        self._state_ref: int | None = None
         self._people = DictListModel(["user", "detail"], self)
         self.state_listeners: list[Callable[[str], None]] = []
         self._rtt_timer = QTimer(self)
@@ -50,12 +51,18 @@ class Connection(QObject):
         self._address = address
         self._user = ""
         self._people.reset([])
-        socket.on_state(self._on_state)
+        # only the current socket speaks: an old one going offline must not overwrite the state
+        self._state_ref = socket.on_state(
+            lambda state: self._on_state(state) if socket is self.socket else None
+        )
         self._set_state(state_name(socket.state), "")
         self._rtt_timer.start()
         self.notices.spawn(self._join_lobby(socket), "Lobby: ")
 
     def detach(self) -> None:
+        if self.socket is not None and self._state_ref is not None:
+            self.socket.off(self._state_ref)
+        self._state_ref = None
         self.socket = None
         self.lobby = None
         self.presence = None
@@ -100,9 +107,8 @@ class Connection(QObject):
         name = state_name(state)
         detail = ""
         if name == "offline":
-            detail = (
-                "The service refused the sign-in or cannot be reached; check address and token."
-            )
+            reason = getattr(self.socket, "offline_reason", None) or "it cannot be reached"
+            detail = f"Not trying now: {reason}. Check the address and token, then connect again."
         elif name == "reconnecting":
             detail = "Lost the link; reconnecting on its own. Local runs and notes keep working."
         self._set_state(name, detail)
@@ -117,6 +123,8 @@ class Connection(QObject):
                 listener(name)
         if name == "connected":
             self.notices.clear("warning")
+            if changed and self.socket is not None:  # a first round trip at once
+                self.notices.spawn(self._ping(self.socket), "Ping: ")
         elif name in ("reconnecting", "offline") and changed:
             self.notices.show("warning", f"The service at {self._address} is {name}.", detail)
 

@@ -19,7 +19,7 @@ Rectangle {
         anchors.margins: 8
         spacing: 10
         Label {
-            text: notices.kind === "error" ? "\u26a0" : "\u2139"
+            text: notices.kind === "info" ? "\u2139" : "\u26a0"
             color: "#222"
             font.pixelSize: 18
         }

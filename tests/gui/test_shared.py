@@ -303,3 +303,28 @@ def test_escape_cancels_a_job_running_on_the_service(service_factory, make_shell
         assert info.startswith("Ran on the service")
 
     run(scenario())
+
+
+def test_a_refused_token_is_said_in_the_window(service, make_shell, run):
+    shell = make_shell()
+    conn = shell.connection
+
+    async def scenario():
+        await shell.start(service.ws_url, "not-a-valid-token")
+        await wait_until(lambda: conn.state == "offline", [conn.changed], CONNECT_S, "refusal")
+        text = item(shell, "messageText").property("text")
+        hint = item(shell, "messageHint").property("text")
+        assert f"The service at {service.ws_url} is offline" in text
+        assert "Check the address and token" in hint
+        assert item(shell, "connectionState").property("text") == "offline"
+        save_artifact(shell, "refused-token")
+        # signing in with a good token from the Connection view fixes it
+        item(shell, "connectionToken").setProperty("text", service.token("hana"))
+        shell.show_view("Connection")
+        await click(shell, "connectButton")
+        await wait_until(
+            lambda: conn.state == "connected" and conn.user == "hana", [conn.changed], CONNECT_S
+        )
+        assert shell.notices.kind != "warning"
+
+    run(scenario())
