@@ -160,7 +160,6 @@ async def test_remote_only_kernel_while_offline_is_a_clear_error(connect, svc, r
         await Dispatcher(runtime, None).run("data.percentiles", b"")
 
 
-@pytest.mark.slow
 async def test_service_gone_mid_job_falls_back_to_local(connect, svc, runtime):
     d = await connect(FAST)
     started = asyncio.Event()
