@@ -155,6 +155,11 @@ async def measure(shell, result: dict) -> None:
         }
         for kind, s in kinds.items()
     }
+    idle_p99 = max(result["loop_latency_ms"]["idle"]["p99"], 0.01)
+    for kind in ("local_job", "remote_job"):  # how much a job costs the loop, against idle
+        result["loop_latency_ms"][kind]["p99_vs_idle"] = round(
+            result["loop_latency_ms"][kind]["p99"] / idle_p99, 2
+        )
     result["job_ms"] = {k: round(statistics.median(v), 1) for k, v in job_ms.items()}
 
     result["rss_mib"] = {"start": round(rss_mib(), 1)}

@@ -75,6 +75,7 @@ class Shell(QObject):
         self.workbench.listeners += [self.runs.record, self.inspector.record]
         self.connection.reconnectRequested.connect(self._on_reconnect_requested)
         self.connection.changed.connect(lambda: self.notes.set_me(self.connection.user))
+        self.connection.stateChanged.connect(self._show_document_status)
         self.engine: QQmlApplicationEngine | None = None
         self._window: QQuickWindow | None = None
         self.socket: Any = None
@@ -213,7 +214,7 @@ class Shell(QObject):
         path = self.settings.value.document_cache_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         self.store = DocumentStore(path, socket)
-        status = "live" if socket is not None else "local copy (not connected)"
+        status = document_status(self.connection.state if socket is not None else "")
         runs_doc = await self.store.open(RUNS_DOC)
         notes_doc = await self.store.open(NOTES_DOC)
         self.docs = {RUNS_DOC: runs_doc, NOTES_DOC: notes_doc}
@@ -232,6 +233,12 @@ class Shell(QObject):
             with contextlib.suppress(Exception):
                 await socket.disconnect()
 
+    def _show_document_status(self, state: str) -> None:
+        if self.store is not None:
+            status = document_status(state)
+            self.runs.set_status(status)
+            self.notes.set_status(status)
+
     # --- shutdown ----------------------------------------------------------------------------
 
     async def stop(self) -> None:
@@ -247,3 +254,12 @@ class Shell(QObject):
             for obj in engine.rootObjects():
                 obj.close()
             shiboken6.delete(engine)  # now, not deleteLater: the controllers may go first
+
+
+def document_status(connection_state: str) -> str:
+    """What the Runs and Notes headers say about where their content comes from."""
+    if connection_state == "connected":
+        return "live"
+    if not connection_state or connection_state == "disconnected":
+        return "local copy (not connected)"
+    return f"local copy ({connection_state}; changes are sent when the service is back)"

@@ -217,6 +217,7 @@ def test_offline_start_from_the_cache_then_edits_merge_on_reconnect(
         )
         assert shell.runs.model.count == 1
         assert shell.notes.text == "kept offline\n"
+        assert "local copy (reconnecting" in item(shell, "runsHeader").property("text")
         assert "reconnecting" in item(shell, "messageText").property("text")
         save_artifact(shell, "offline-start")
         # work goes on offline: a local run (Auto goes local when offline) and a note
@@ -237,6 +238,7 @@ def test_offline_start_from_the_cache_then_edits_merge_on_reconnect(
             await until(runs2.on_change, lambda: len(runs2) == 2, 20, "both runs on the service")
             await until(doc2.on_change, lambda: "written offline" in notes2.text, 20, "the note")
         assert shell.notices.kind != "warning"  # the reconnect cleared the warning
+        assert shell.runs.status == "live"
 
     run(offline_session())
 
