@@ -3,9 +3,9 @@
     veraltheim-kernel run KERNEL [--input F] --output F [--param N=V ...]
         [--where auto|local|remote] [--service ws://HOST:PORT] [--token T] [--json-decision]
 
-Without --service everything runs here (as wasm/cli.py does). With it, the dispatcher decides
-(or obeys --where) and one line on stderr says where the job ran and why; --json-decision
-prints the whole decision record as JSON on stderr instead.
+Without --service it is wasm/cli.py's `run` (local, nothing extra printed). With it, the
+dispatcher decides (or obeys --where) and one line on stderr says where the job ran and why;
+--json-decision prints the whole decision record as JSON on stderr instead.
 """
 
 from __future__ import annotations
@@ -134,8 +134,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
         return wasm_cli.main(argv)
+    if args.service is None and args.where == "remote":
+        return wasm_cli.fail("--where remote needs --service URL", 2)
+    # Without a service and without asking for the record: exactly wasm/cli.py's `run`.
+    plain = args.service is None and not args.json_decision
+    decision: Decision | None = None
     try:
-        decision = asyncio.run(run_command(args))
+        if plain:
+            wasm_cli.cmd_run(args)
+        else:
+            decision = asyncio.run(run_command(args))
     except KernelError as e:
         return wasm_cli.fail(str(e))
     except OSError as e:
@@ -143,9 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return wasm_cli.fail(f"{where}{e.strerror or e}")
     except KeyboardInterrupt:
         return wasm_cli.fail("interrupted", 130)
-    if args.json_decision:
+    if decision is not None and args.json_decision:
         sys.stderr.write(json.dumps(decision.to_dict()) + "\n")
-    else:
+    elif decision is not None:
         sys.stderr.write(f"{wasm_cli.PROG}: {decision.summary()}\n")
     return 0
 
