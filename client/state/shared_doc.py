@@ -19,7 +19,8 @@ from pycrdt import Awareness, Doc, merge_updates
 
 from client.net import Presence
 from client.state.cache import DocCache
-from client.state.sync import (
+from protocol.ysync import (
+    DOC_TOPIC_PREFIX,
     EMPTY_UPDATE,
     YJS_EVENT,
     YJS_SYNC_EVENT,
@@ -34,7 +35,6 @@ from client.state.sync import (
 
 log = logging.getLogger(__name__)
 
-TOPIC_PREFIX = "doc:"
 COMPACT_EVERY = 500  # cached rows before the cache takes a snapshot
 MAX_BATCH = 256  # local updates merged into one `yjs` push
 # bytes of local updates merged into one push; kept well under the service's default 1 MiB
@@ -54,7 +54,7 @@ class SharedDoc:
 
     def __init__(self, name: str, cache: DocCache, *, compact_every: int = COMPACT_EVERY) -> None:
         self.name = name
-        self.topic = TOPIC_PREFIX + name
+        self.topic = DOC_TOPIC_PREFIX + name
         self._cache = cache
         self._compact_every = compact_every
         self.doc: Doc = Doc()

@@ -8,6 +8,7 @@ from typing import Any
 
 from client.state.cache import DocCache
 from client.state.shared_doc import SharedDoc
+from protocol.ysync import MAX_DOC_NAME_CHARS
 
 
 class DocumentStore:
@@ -25,8 +26,8 @@ class DocumentStore:
     ) -> SharedDoc:
         """The document `name`, loaded from the cache and joined on the socket if there is one.
         Opening an open document returns the same SharedDoc."""
-        if not name or len(name) > 200:
-            raise ValueError("a document name is 1 to 200 characters")
+        if not 1 <= len(name) <= MAX_DOC_NAME_CHARS:
+            raise ValueError(f"a document name is 1 to {MAX_DOC_NAME_CHARS} characters")
         doc = self._docs.get(name)
         if doc is None:
             doc = self._docs[name] = SharedDoc(name, self.cache)

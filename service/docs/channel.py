@@ -12,6 +12,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from protocol.ysync import (
+    DOC_TOPIC_PREFIX,
+    MAX_DOC_NAME_CHARS,
+    YJS_EVENT,
+    YJS_SYNC_EVENT,
+    BadMessage,
+    Kind,
+    create_update_message,
+    parse_message,
+)
 from service.channel import Channel, JoinError, Reply
 from service.docs.registry import (
     DocRegistry,
@@ -20,18 +30,8 @@ from service.docs.registry import (
     TooManyDocuments,
     UpdateRejected,
 )
-from service.docs.sync import (
-    YJS_EVENT,
-    YJS_SYNC_EVENT,
-    BadMessage,
-    Kind,
-    create_update_message,
-    parse_message,
-)
 from service.limits import TokenBucket
 
-TOPIC_PREFIX = "doc:"
-MAX_NAME_CHARS = 200
 COMPONENT = "docs"  # the registry's name in service.components
 BURST_SECONDS = 2.0  # the update rate limit allows bursts of this many seconds' worth
 
@@ -50,10 +50,13 @@ class DocChannel(Channel):
     read_only: bool
 
     async def join(self, payload: Any) -> dict[str, Any]:
-        name = self.topic[len(TOPIC_PREFIX) :]
-        if not 1 <= len(name) <= MAX_NAME_CHARS:
+        name = self.topic[len(DOC_TOPIC_PREFIX) :]
+        if not 1 <= len(name) <= MAX_DOC_NAME_CHARS:
             raise JoinError(
-                {"reason": "bad_name", "message": f"a document name is 1 to {MAX_NAME_CHARS} chars"}
+                {
+                    "reason": "bad_name",
+                    "message": f"a document name is 1 to {MAX_DOC_NAME_CHARS} chars",
+                }
             )
         params = payload if isinstance(payload, dict) else {}
         claims = self.claims or {}

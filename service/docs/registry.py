@@ -14,14 +14,14 @@ from typing import Any
 
 from pycrdt import Awareness, Decoder, Doc
 
-from service.docs.store import DocStore
-from service.docs.sync import (
+from protocol.ysync import (
     EMPTY_UPDATE,
     BadMessage,
     create_awareness_message,
     create_sync_message,
     create_sync_step2_message,
 )
+from service.docs.store import DocStore
 
 log = logging.getLogger(__name__)
 

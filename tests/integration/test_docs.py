@@ -16,7 +16,7 @@ from pycrdt import Doc, Map, Text, create_update_message
 
 from client.net import JoinError, Socket
 from client.state import DocCache, DocumentStore, Notes, RunHistory, SharedDoc
-from client.state.sync import create_sync_message
+from protocol.ysync import create_sync_message
 from protocol import encode
 
 TIMEOUT_S = 15.0

@@ -8,6 +8,13 @@ import sqlite3
 import pytest
 from pycrdt import Awareness, Doc, Map, Text, create_awareness_message, create_update_message
 
+from protocol.ysync import (
+    BadMessage,
+    Kind,
+    create_sync_message,
+    create_sync_step2_message,
+    parse_message,
+)
 from service.docs.registry import (
     DocRegistry,
     LiveDoc,
@@ -16,13 +23,6 @@ from service.docs.registry import (
     UpdateRejected,
 )
 from service.docs.store import DocStore
-from service.docs.sync import (
-    BadMessage,
-    Kind,
-    create_sync_message,
-    create_sync_step2_message,
-    parse_message,
-)
 
 
 def edits(n: int, key: str = "k") -> tuple[Doc, list[bytes]]:

@@ -1,5 +1,7 @@
 """y-protocols messages as y-phoenix-channel sends them, parsed and built with pycrdt's helpers.
 
+Shared by the service's doc channel and the client's document sync: they speak the same messages.
+
 A `yjs`/`yjs_sync` payload is one message: a var-uint message type (0 sync, 1 awareness,
 3 query awareness), then for sync a sub-type (0 step 1, 1 step 2, 2 update) and one
 length-prefixed payload.
@@ -26,9 +28,14 @@ YJS_SYNC_EVENT = "yjs_sync"
 # y-protocols' messageQueryAwareness; pycrdt's YMessageType has only SYNC and AWARENESS.
 QUERY_AWARENESS = 3
 EMPTY_UPDATE = b"\x00\x00"
+# A document is the topic "doc:<name>"; both sides refuse longer names.
+DOC_TOPIC_PREFIX = "doc:"
+MAX_DOC_NAME_CHARS = 200
 
 __all__ = [
+    "DOC_TOPIC_PREFIX",
     "EMPTY_UPDATE",
+    "MAX_DOC_NAME_CHARS",
     "QUERY_AWARENESS",
     "YJS_EVENT",
     "YJS_SYNC_EVENT",
