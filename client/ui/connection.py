@@ -55,7 +55,8 @@ class Connection(QObject):
         self._state_ref = socket.on_state(
             lambda state: self._on_state(state) if socket is self.socket else None
         )
-        self._set_state(state_name(socket.state), "")
+        # a new Socket is OFFLINE until connect() (which the shell calls next): say connecting
+        self._set_state("connecting", "")
         self._rtt_timer.start()
         self.notices.spawn(self._join_lobby(socket), "Lobby: ")
 

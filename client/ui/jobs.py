@@ -38,10 +38,17 @@ class Jobs:
         where: str,
         progress: Progress,
         cancel: Any,
+        deadline_s: float | None = None,
     ) -> JobOutcome:
         start = time.perf_counter()
         output, decision = await self.dispatcher.run(
-            kernel, data, params, where=where, progress=progress, cancel=cancel
+            kernel,
+            data,
+            params,
+            where=where,
+            progress=progress,
+            cancel=cancel,
+            deadline_s=deadline_s,
         )
         elapsed_ms = (time.perf_counter() - start) * 1000
 

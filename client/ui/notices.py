@@ -26,6 +26,8 @@ class Notices(QObject):
         self._tasks: set[asyncio.Task] = set()
 
     def show(self, kind: str, text: str, hint: str = "") -> None:
+        if kind == "warning" and self._kind == "error":
+            return  # the link's state is also in the status bar; the error needs reading first
         self._kind, self._text, self._hint = kind, text, hint
         self.changed.emit()
 

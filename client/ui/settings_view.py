@@ -65,7 +65,11 @@ class SettingsController(QObject):
             return False
         self.changed.emit()
         self.saved.emit()
-        self.notices.show("info", f"Settings saved to {self.path}.", "")
+        self.notices.show(
+            "info",
+            f"Settings saved to {self.path}.",
+            "A new kernel cache folder is used from the next start.",
+        )
         return True
 
     def update(self, **values: Any) -> None:

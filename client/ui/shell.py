@@ -76,6 +76,7 @@ class Shell(QObject):
         self.connection.reconnectRequested.connect(self._on_reconnect_requested)
         self.connection.changed.connect(lambda: self.notes.set_me(self.connection.user))
         self.connection.stateChanged.connect(self._show_document_status)
+        self.settings.saved.connect(self._on_settings_saved)
         self.engine: QQmlApplicationEngine | None = None
         self._window: QQuickWindow | None = None
         self.socket: Any = None
@@ -83,6 +84,7 @@ class Shell(QObject):
         self.docs: dict[str, Any] = {}
         self.dispatcher_available = False  # remote runs possible (compute package + a socket)
         self._link_lock = asyncio.Lock()
+        self._link: tuple[str, str] = ("", "")  # the address and token in use
         self.inspector.cache_paths = {
             "Kernel code cache": settings.kernel_cache_dir(),
             "Document cache": settings.document_cache_path(),
@@ -177,6 +179,12 @@ class Shell(QObject):
         tok = self.settings.value.token if token is None else token
         await self.set_link(url, tok)
 
+    def _on_settings_saved(self) -> None:
+        """A new address or token applies at once: connect again with it."""
+        value = self.settings.value
+        if (value.service_url, value.token) != self._link:
+            self.notices.spawn(self.set_link(value.service_url, value.token), "Connecting: ")
+
     def _on_reconnect_requested(self, address: str, token: str) -> None:
         if address:
             self.settings.update(service_url=address, token=token)
@@ -184,6 +192,7 @@ class Shell(QObject):
 
     async def set_link(self, url: str, token: str) -> None:
         async with self._link_lock:
+            self._link = (url, token)
             await self._drop_link()
             socket = None
             if url:

@@ -249,6 +249,7 @@ class Workbench(QObject):
                 where=self._where,
                 progress=self._progress_reporter(),
                 cancel=self._cancel,
+                deadline_s=self.settings().deadline_s,
             )
         except Cancelled:
             self._set_running(False, "Cancelled.")

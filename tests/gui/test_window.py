@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt
 
 from client.ui.settings import load_settings
 from client.ui.shell import VIEWS, qml_dir
+from client.ui.waiting import wait_until
 from tests.gui.conftest import click, item, key, save_artifact
 
 CONTROLS = (
@@ -98,6 +99,13 @@ def test_settings_are_saved_and_used_at_the_next_start(make_shell, run, app_dirs
         item(shell, "settingsMaxInput").setProperty("value", 3)
         await click(shell, "settingsSave")
         assert "Settings saved" in item(shell, "messageText").property("text")
+        # the new address is used at once
+        await wait_until(
+            lambda: shell.connection.address == "ws://127.0.0.1:9/socket/websocket",
+            [shell.connection.changed],
+            10,
+            "the new address",
+        )
         # a bad address is refused with a message, and nothing is overwritten
         item(shell, "settingsServiceUrl").setProperty("text", "localhost:4000")
         await click(shell, "settingsSave")
@@ -155,7 +163,7 @@ def test_veraltheim_screenshot_writes_the_first_frame(app_dirs, tmp_path):
 
 
 def test_an_unreachable_service_is_said_in_the_window_and_local_work_goes_on(make_shell, run):
-    from client.ui.waiting import wait_signal, wait_until
+    from client.ui.waiting import wait_signal
 
     shell = make_shell()
     conn = shell.connection

@@ -196,3 +196,24 @@ def test_dropping_a_file_on_the_workbench_opens_it(make_shell, run, tmp_path):
         assert wb.params()["width"] == 20
 
     run(scenario())
+
+
+def test_a_job_over_the_deadline_from_settings_says_what_to_do(make_shell, run):
+    shell = make_shell()
+    wb = shell.workbench
+    shell.settings.update(deadline_s=1.0)
+
+    async def scenario():
+        await shell.set_link("", "")
+        wb.selectKernel("fractal.mandelbrot")
+        for name, value in (("width", 1024), ("height", 768), ("max_iter", 1_000_000)):
+            wb.setParam(name, value)
+        wb.setWhere("local")
+        finished = asyncio.ensure_future(wait_signal(wb.finished, 60))
+        wb.run()
+        assert (await finished) == ("error",)
+        assert "deadline" in item(shell, "messageText").property("text")
+        assert "raise the deadline in Settings" in item(shell, "messageHint").property("text")
+        assert shell.runs.runs == []
+
+    run(scenario())
