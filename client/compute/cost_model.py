@@ -60,6 +60,7 @@ class Load:
     queue_depth: int = 0
     max_tiles: int = 1
     min_tile_pixels: int = DEFAULT_MIN_TILE_PIXELS
+    max_input_bytes: int | None = None  # the service refuses bigger frames
     recent_run_ms: float = 0.0  # typical job time on the service, 0 if none finished lately
     running_ms: list[float] = field(default_factory=list)  # how long each running job has run
 
@@ -205,6 +206,9 @@ class CostModel:
         self.load.queue_depth = int(load.get("queue_depth", 0))
         self.load.max_tiles = int(load.get("max_tiles", self.load.workers)) or 1
         self.load.min_tile_pixels = int(load.get("min_tile_pixels") or DEFAULT_MIN_TILE_PIXELS)
+        if "max_input_bytes" in load:
+            limit = load["max_input_bytes"]
+            self.load.max_input_bytes = int(limit) if limit else None
         self.load.running_ms = [float(x) for x in load.get("running_ms") or ()]
         runs = [v.get("recent_run_ms") or 0.0 for v in (load.get("throughput") or {}).values()]
         if runs:

@@ -21,7 +21,7 @@ from client.compute.decision import Decision
 from client.compute.errors import RemoteError, RemoteUnavailable
 from client.compute.remote import RemoteCompute
 from client.net.push import JoinError, PushTimeout
-from wasm import Cancelled, MemoryLimitExceeded, UnknownKernel
+from wasm import BadInput, Cancelled, MemoryLimitExceeded, UnknownKernel
 
 Progress = Callable[[int, int], None]
 WHERE = ("auto", "local", "remote")
@@ -155,27 +155,41 @@ class Dispatcher:
         if costs is None:
             raise UnknownKernel(f"unknown kernel {kernel!r}")
         local = costs.local and local_ok
-        remote = costs.remote and online
+        limit = self.model.load.max_input_bytes
+        fits = limit is None or data_len <= limit
+        remote = costs.remote and online and fits
         if where == "local":
             if not costs.local:
                 raise UnknownKernel(f"{kernel} exists on the service only; it cannot run locally")
             d = Decision(kernel, where, "local", "forced local")
-        elif where == "remote":
-            if not online:
-                raise RemoteUnavailable(f"{kernel}: forced remote, but the service is offline")
-            if not costs.remote:
-                raise UnknownKernel(f"{kernel} does not exist on the service")
-            d = Decision(kernel, where, "remote", "forced remote")
-        elif not costs.local:
+        elif where == "remote" or not costs.local:
             if not online:
                 raise RemoteUnavailable(
-                    f"{kernel} runs on the service only, and the service is offline"
+                    f"{kernel}: forced remote, but the service is offline"
+                    if costs.local
+                    else f"{kernel} runs on the service only, and the service is offline"
                 )
-            d = Decision(kernel, where, "remote", "remote-only kernel")
+            if not costs.remote:
+                raise UnknownKernel(f"{kernel} does not exist on the service")
+            if not fits:
+                raise BadInput(
+                    f"{kernel}: input of {data_len} bytes exceeds the service's limit of {limit}"
+                )
+            reason = "forced remote" if where == "remote" else "remote-only kernel"
+            d = Decision(kernel, where, "remote", reason)
         elif not local:
+            if not remote:
+                raise MemoryLimitExceeded(
+                    f"{kernel}: input of {data_len} bytes fits neither here nor on the service"
+                )
             d = Decision(kernel, where, "remote", "input exceeds the local memory limit")
         elif not remote:
-            reason = "offline" if not online else "local-only kernel"
+            if not online:
+                reason = "offline"
+            elif not costs.remote:
+                reason = "local-only kernel"
+            else:
+                reason = "input too big for the service"
             d = Decision(kernel, where, "local", reason)
         else:
             d = None

@@ -13,12 +13,14 @@ from service.compute.pool import ComputePool
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
+ENVELOPE_ROOM = 64 * 1024  # frame bytes kept for the Phoenix framing and the JSON header
 
 
 class ComputeComponent:
     def __init__(self, config: Any | None = None) -> None:
         self.config = config  # ComputeConfig; None: take ctx.config.compute at start
         self.runtime: Any = None
+        self.max_input_bytes: int | None = None
         self.catalogue = Catalogue(None)
         self.pool: ComputePool = None  # type: ignore[assignment]
 
@@ -29,6 +31,9 @@ class ComputeComponent:
 
     async def start(self, ctx: Any = None) -> None:
         cfg = self.config if self.config is not None else ctx.config.compute
+        frame = getattr(getattr(ctx, "config", None), "max_frame_bytes", None)
+        # The largest input a request can carry: a frame, less room for the envelope header.
+        self.max_input_bytes = frame - ENVELOPE_ROOM if frame else None
         from wasm import Runtime
 
         memory = cfg.memory_limit_mib * MIB
@@ -55,7 +60,7 @@ class ComputeComponent:
             await self.pool.stop()
 
     def load(self) -> dict[str, Any]:
-        return self.pool.load()
+        return {**self.pool.load(), "max_input_bytes": self.max_input_bytes}
 
     def decode(self, kernel: str, output: bytes) -> Any:
         """A "stats" output as JSON (for JSON requests)."""

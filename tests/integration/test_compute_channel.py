@@ -99,6 +99,7 @@ async def test_kernels_lists_catalogue_remote_only_and_load(channel, runtime):
     assert kernels["data.percentiles"]["remote_only"] is True
     assert kernels["image.blur"]["remote_only"] is False
     assert load["workers"] == 2 and load["busy"] == 0 and load["queue_depth"] == 0
+    assert 0 < load["max_input_bytes"] < 16 * 1024 * 1024  # the default frame limit, less room
     await request(channel, "hash.sha256", {}, b"abc")
     load = (await channel.push("kernels", {})).response["load"]
     assert load["throughput"]["hash.sha256"]["jobs"] == 1

@@ -10,7 +10,7 @@ import pytest
 
 from client.compute.dispatcher import EXPLORE_EVERY, Dispatcher
 from client.compute.errors import RemoteUnavailable
-from wasm import Cancelled, CancelToken, Runtime, UnknownKernel
+from wasm import BadInput, Cancelled, CancelToken, Runtime, UnknownKernel
 
 LONG = {
     "width": 200,
@@ -108,3 +108,12 @@ def test_decision_is_cheap(runtime):
     d = model_with_both_sides(runtime)
     costs = [d.decide("hash.sha256", 1000, {}).decision_us for _ in range(200)]
     assert sorted(costs)[100] < 1000  # sanity only; the 50 us goal is measured in bench/
+
+
+def test_inputs_bigger_than_the_service_takes_stay_local(runtime):
+    d = model_with_both_sides(runtime)
+    d.model.learn_load({"workers": 2, "max_input_bytes": 1000})
+    assert d.decide("hash.sha256", 999, {}).where in ("local", "remote")
+    assert d.decide("hash.sha256", 5000, {}).reason == "input too big for the service"
+    with pytest.raises(BadInput, match="limit of 1000"):
+        d.decide("data.percentiles", 8000, {"steps": 4})
