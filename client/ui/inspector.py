@@ -43,10 +43,13 @@ def _binary_size(value: Any) -> int:
 def frame_row(direction: str, msg: Any) -> dict[str, Any]:
     payload = getattr(msg, "payload", None)
     binary = _binary_size(payload)
-    try:
-        text = json.dumps(_shrink(payload), separators=(",", ":"), default=str)
-    except (TypeError, ValueError):
-        text = repr(payload)[:SUMMARY_CHARS]
+    if isinstance(payload, bytes | bytearray | memoryview):
+        text = f"<binary, {binary:,} bytes>"
+    else:
+        try:
+            text = json.dumps(_shrink(payload), separators=(",", ":"), default=str)
+        except (TypeError, ValueError):
+            text = repr(payload)[:SUMMARY_CHARS]
     now = time.time()
     return {
         "time": time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}",
