@@ -6,6 +6,7 @@ import json
 import statistics
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ class Inspector(QObject):
         self._flush.setSingleShot(True)
         self._flush.timeout.connect(self._flush_frames)
         self.cache_paths: dict[str, Path] = {}
-        self.cache_extra: list[str] = []
+        self.state_lines: Callable[[], list[str]] = list  # e.g. the dispatcher's cost model
         self._cache_text = ""
 
     def on_frame(self, direction: str, msg: Any) -> None:
@@ -151,10 +152,18 @@ class Inspector(QObject):
     def refreshCache(self) -> None:
         lines = []
         for name, path in self.cache_paths.items():
+            if not path.exists():
+                lines.append(f"{name}:\n  {path}\n  (not written yet)")
+                continue
             files, total = folder_usage(path)
             count = f"{files} file{'s' if files != 1 else ''}"
             lines.append(f"{name}:\n  {path}\n  {count}, {human_bytes(total)}")
-        lines.extend(self.cache_extra)
+        try:
+            state = self.state_lines()
+            if state:
+                lines.append("\n".join(state))
+        except Exception as exc:  # developer detail: never break the view over it
+            lines.append(f"(state unavailable: {exc})")
         self._cache_text = "\n\n".join(lines)
         self.changed.emit()
 

@@ -85,6 +85,7 @@ class Shell(QObject):
         self.dispatcher_available = False  # remote runs possible (compute package + a socket)
         self._link_lock = asyncio.Lock()
         self._link: tuple[str, str] = ("", "")  # the address and token in use
+        self.inspector.state_lines = self._cost_model_lines
         self.inspector.cache_paths = {
             "Kernel code cache": settings.kernel_cache_dir(),
             "Document cache": settings.document_cache_path(),
@@ -241,6 +242,29 @@ class Shell(QObject):
         if socket is not None:
             with contextlib.suppress(Exception):
                 await socket.disconnect()
+
+    def _cost_model_lines(self) -> list[str]:
+        """What the dispatcher has learned, for the Inspector."""
+        dispatcher = self.jobs.dispatcher
+        if dispatcher is None:
+            return []
+        model = dispatcher.model
+        load = model.load
+        lines = [
+            "Dispatcher cost model:",
+            f"  link: round trip {model.rtt_ms:,.1f} ms ({model.rtt_samples} samples), "
+            f"bandwidth {model.bandwidth_bps / 1e6:,.1f} MB/s ({model.bandwidth_samples} samples)",
+            f"  service: {load.workers} workers, {load.busy} busy, {load.queue_depth} queued",
+        ]
+        for name, k in sorted(model.kernels.items()):
+            if not (k.local_runs or k.remote_runs):
+                continue
+            remote = f"{k.remote_ns:,.2f}" if k.remote_ns is not None else "?"
+            lines.append(
+                f"  {name}: local {k.local_ns:,.2f} ns/{k.unit} ({k.local_runs} runs), "
+                f"remote {remote} ns/{k.unit} ({k.remote_runs} runs)"
+            )
+        return lines
 
     def _show_document_status(self, state: str) -> None:
         if self.store is not None:

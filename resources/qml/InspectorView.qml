@@ -18,7 +18,7 @@ Item {
             TabButton { objectName: "inspectorFramesTab"; text: "Frames (" + inspector.frames.count + ")"; Accessible.name: "Frames" }
             TabButton { objectName: "inspectorDecisionsTab"; text: "Decisions (" + inspector.decisions.count + ")"; Accessible.name: "Decisions" }
             TabButton { objectName: "inspectorTimingsTab"; text: "Kernel timings"; Accessible.name: "Kernel timings" }
-            TabButton { objectName: "inspectorCacheTab"; text: "Cache"; Accessible.name: "Cache" }
+            TabButton { objectName: "inspectorCacheTab"; text: "Caches and model"; Accessible.name: "Caches and cost model" }
         }
         StackLayout {
             Layout.fillWidth: true
