@@ -177,6 +177,8 @@ def test_runs_and_notes_reach_a_second_client_live(service, make_shell, run, tmp
                 is None
             )
             assert [r["where"] for r in shell.inspector.decisions.rows] == ["local", "remote"]
+            cache = item(shell, "inspectorCache").property("text")
+            assert "Dispatcher cost model" in cache and "image.blur: local" in cache
             for i, view in enumerate(VIEWS, 1):
                 shell.show_view(view)
                 await asyncio.sleep(0)
