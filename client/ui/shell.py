@@ -183,6 +183,7 @@ class Shell(QObject):
     def _on_settings_saved(self) -> None:
         """A new address or token applies at once: connect again with it."""
         value = self.settings.value
+        self.workbench.setWhere(value.route)
         if (value.service_url, value.token) != self._link:
             self.notices.spawn(self.set_link(value.service_url, value.token), "Connecting: ")
 

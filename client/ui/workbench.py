@@ -132,10 +132,16 @@ class Workbench(QObject):
     def setParam(self, name: str, value: Any) -> None:
         for i, row in enumerate(self._params.rows):
             if row["name"] == name:
-                if row["type"] == "int":
-                    value = round(float(value))
-                elif row["type"] == "float":
-                    value = float(value)
+                try:
+                    if row["type"] == "int":
+                        value = round(float(value))
+                    elif row["type"] == "float":
+                        value = float(value)
+                except (TypeError, ValueError, OverflowError):
+                    self.notices.show(
+                        "error", f"{name}: {value!r} is not a number.", "Type a number in range."
+                    )
+                    return
                 if row["value"] != value:
                     self._params.set_row(i, {**row, "value": value})
                     if name == "dtype" and self._input is not None and self._input.path:
