@@ -22,6 +22,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--service", metavar="URL", help="service address, ws[s]://HOST:PORT/socket/websocket"
     )
     p.add_argument("--token", help="sign-in token (else the one saved in Settings)")
+    p.add_argument("--cafile", type=Path, help="a PEM certificate to trust for wss:// (this run)")
     p.add_argument("--offscreen", action="store_true", help="render without a screen")
     p.add_argument(
         "--screenshot", metavar="FILE", type=Path, help="write the first frame to a PNG and exit"
@@ -56,6 +57,8 @@ async def run_window(args: argparse.Namespace) -> int:
     from client.ui.shell import VIEWS, Shell
 
     settings, problem = load_settings()
+    if args.cafile:
+        settings.ca_file = str(args.cafile)
     shell = Shell(settings)
     try:
         window = shell.load()

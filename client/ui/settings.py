@@ -45,6 +45,7 @@ class AppSettings:
     deadline_s: float = 60.0  # a local job running longer is stopped
     cache_dir: str = ""  # empty: the default under data_dir()
     user_name: str = ""  # shown to others when the service runs without auth
+    ca_file: str = ""  # a PEM certificate to trust for wss:// (e.g. a development certificate)
 
     def kernel_cache_dir(self) -> Path:
         return Path(self.cache_dir) if self.cache_dir else data_dir() / "kernels"

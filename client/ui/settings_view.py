@@ -24,7 +24,7 @@ class SettingsController(QObject):
         self.notices = notices
         self.path = path or settings_path()
 
-    @Slot(str, str, str, int, float, str, str, result=bool)
+    @Slot(str, str, str, int, float, str, str, str, result=bool)
     def save(
         self,
         service_url: str,
@@ -34,6 +34,7 @@ class SettingsController(QObject):
         deadline_s: float,
         cache_dir: str,
         user_name: str,
+        ca_file: str,
     ) -> bool:
         service_url = service_url.strip()
         if not service_url.startswith(("ws://", "wss://")):
@@ -41,6 +42,14 @@ class SettingsController(QObject):
                 "error",
                 f"{service_url or 'An empty address'} is not a service address.",
                 "Use ws://HOST:PORT/socket/websocket (or wss:// for TLS).",
+            )
+            return False
+        ca_file = ca_file.strip()
+        if ca_file and not Path(ca_file).is_file():
+            self.notices.show(
+                "error",
+                f"The certificate file {ca_file} does not exist.",
+                "Give the path of the service's PEM certificate, or leave the field empty.",
             )
             return False
         if route not in ROUTES or max_input_mib < 1 or deadline_s <= 0:
@@ -57,6 +66,7 @@ class SettingsController(QObject):
             deadline_s=float(deadline_s),
             cache_dir=cache_dir.strip(),
             user_name=user_name.strip(),
+            ca_file=ca_file,
         )
         try:
             save_settings(self.value, self.path)
@@ -91,5 +101,6 @@ class SettingsController(QObject):
         str, lambda self: str(self.value.kernel_cache_dir()), notify=changed
     )
     userName = Property(str, lambda self: self.value.user_name, notify=changed)
+    caFile = Property(str, lambda self: self.value.ca_file, notify=changed)
     filePath = Property(str, lambda self: str(self.path), constant=True)
     routes = Property(list, lambda self: list(ROUTES), constant=True)

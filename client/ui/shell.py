@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import getpass
 import importlib.resources
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,7 @@ class Shell(QObject):
         """A new address or token applies at once: connect again with it."""
         value = self.settings.value
         self.workbench.setWhere(value.route)
-        if (value.service_url, value.token) != self._link:
+        if (value.service_url, value.token) != self._link or value.service_url.startswith("wss"):
             self.notices.spawn(self.set_link(value.service_url, value.token), "Connecting: ")
 
     def _on_reconnect_requested(self, address: str, token: str) -> None:
@@ -210,9 +211,24 @@ class Shell(QObject):
     def _make_socket(self, url: str, token: str) -> Socket:
         # the name a service without auth shows; with auth the token's user wins
         params = {"user": self.settings.value.user_name or self.user_name()}
-        socket = Socket(url, params=params, token=(lambda: token or None))
+        socket = Socket(url, params=params, token=(lambda: token or None), ssl=self._tls(url))
         socket.on_frame(self.inspector.on_frame)
         return socket
+
+    def _tls(self, url: str) -> ssl.SSLContext | None:
+        """For wss://: the system's trust store, plus the certificate chosen in Settings."""
+        if not url.startswith("wss://"):
+            return None
+        ca_file = self.settings.value.ca_file or None
+        try:
+            return ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            self.notices.show(
+                "error",
+                f"The trusted certificate {ca_file} cannot be used: {exc}.",
+                "Fix the file in Settings; until then only certificates the system trusts work.",
+            )
+            return ssl.create_default_context()
 
     def _make_dispatcher(self, socket: Any) -> Dispatcher | None:
         if self.runtime is None:

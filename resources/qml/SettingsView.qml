@@ -50,6 +50,16 @@ Item {
                     placeholderText: "shown to others in presence and the run history"
                     selectByMouse: true
                 }
+                Label { text: "Trusted certificate" }
+                TextField {
+                    id: caFile
+                    objectName: "settingsCaFile"
+                    Accessible.name: "Trusted certificate file for wss"
+                    Layout.fillWidth: true
+                    text: settings.caFile
+                    placeholderText: "PEM file of a self-signed service (wss:// only)"
+                    selectByMouse: true
+                }
                 Label { text: "Run where (default)" }
                 ComboBox {
                     id: route
@@ -91,7 +101,7 @@ Item {
                     text: "Save"
                     Accessible.name: "Save settings"
                     highlighted: true
-                    onClicked: settings.save(url.text, token.text, route.currentText, maxInput.value, deadline.value, cacheDir.text, userName.text)
+                    onClicked: settings.save(url.text, token.text, route.currentText, maxInput.value, deadline.value, cacheDir.text, userName.text, caFile.text)
                 }
                 Label {
                     text: "Saved in " + settings.filePath

@@ -332,3 +332,63 @@ def test_a_refused_token_is_said_in_the_window(service, make_shell, run):
         assert shell.notices.kind != "warning"
 
     run(scenario())
+
+
+def test_a_tls_service_shows_as_such_and_works(service_factory, make_shell, run, tmp_path):
+    import subprocess
+    import sys
+
+    certs = tmp_path / "certs"
+    subprocess.run(
+        [sys.executable, "-m", "service", "cert", "--out", str(certs), "--host", "127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    svc = service_factory(
+        "--no-auth", "--certfile", str(certs / "cert.pem"), "--keyfile", str(certs / "key.pem")
+    )
+    assert svc.ws_url.startswith("wss://")
+    shell = make_shell("ivan")
+    shell.settings.update(ca_file=str(certs / "cert.pem"))
+
+    async def scenario():
+        await shell.start(svc.ws_url, "")
+        await connected(shell)
+        assert item(shell, "connectionTls").property("text").endswith("TLS (wss://)")
+        info = await run_kernel(shell, "fractal.mandelbrot", "remote", width=64, height=48)
+        assert info.startswith("Ran on the service")
+
+    run(scenario())
+
+
+def test_a_tls_service_with_an_untrusted_certificate_is_not_trusted(
+    service_factory, make_shell, run, tmp_path
+):
+    import subprocess
+    import sys
+
+    certs = tmp_path / "certs"
+    subprocess.run(
+        [sys.executable, "-m", "service", "cert", "--out", str(certs), "--host", "127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    svc = service_factory(
+        "--no-auth", "--certfile", str(certs / "cert.pem"), "--keyfile", str(certs / "key.pem")
+    )
+    shell = make_shell("judy")  # no trusted certificate in Settings
+
+    async def scenario():
+        await shell.start(svc.ws_url, "")
+        await wait_until(
+            lambda: shell.connection.state in ("reconnecting", "offline"),
+            [shell.connection.changed],
+            CONNECT_S,
+            "a refused handshake",
+        )
+        assert shell.notices.kind == "warning"
+        assert shell.connection.state != "connected"
+
+    run(scenario())
