@@ -109,6 +109,9 @@ class Runs(QObject):
         if not 0 <= self._selected < len(self._runs):
             return ""
         run = _whole_numbers(self._runs[self._selected])
+        summary = run.get("summary")
+        if isinstance(summary, dict) and isinstance(summary.get("at"), int | float):
+            summary["at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(summary["at"]))
         return json.dumps(run, indent=2, sort_keys=True, default=str)
 
     model = Property(QObject, lambda self: self._model, constant=True)
