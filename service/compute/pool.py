@@ -403,7 +403,8 @@ class ComputePool:
         job = task.job
         if kind == "progress":
             task.done, task.total = msg[2], msg[3]
-            if job.progress is not None and not job.finished:
+            # With tiles, wait until every tile has said its total, so `total` never grows.
+            if job.progress is not None and not job.finished and all(t.total for t in job.tasks):
                 job.progress(sum(t.done for t in job.tasks), sum(t.total for t in job.tasks))
             return
         # "done" or "error": the worker is free again.

@@ -240,3 +240,15 @@ async def test_leaving_the_topic_cancels_its_jobs(channel):
         await asyncio.sleep(0.02)
     assert load["busy"] == 0 and load["crashes"] == 0  # stopped by cancel, not killed
     await other.disconnect()
+
+
+async def test_progress_of_a_tiled_job_counts_up_to_a_fixed_total(channel):
+    events: list[dict] = []
+    channel.on("progress", lambda p: p["id"] == "tiled" and events.append(p))
+    params = {**LONG, "width": 320, "height": 240, "max_iter": 3000}
+    reply = await request(channel, "fractal.mandelbrot", params, job_id="tiled")
+    header, _ = unpack_envelope(reply.response)
+    assert header["tiles"] == 2
+    assert events and {e["total"] for e in events} == {240}
+    assert [e["done"] for e in events] == sorted(e["done"] for e in events)
+    assert events[-1]["done"] == 240
