@@ -67,15 +67,17 @@ async def run_window(args: argparse.Namespace) -> int:
         if args.view in VIEWS:
             shell.show_view(args.view)
         first_frame = asyncio.get_running_loop().create_future()
-        window.frameSwapped.connect(lambda: first_frame.done() or first_frame.set_result(None))
+        window.frameSwapped.connect(
+            lambda: first_frame.done() or first_frame.set_result(time.monotonic())
+        )
         window.update()
         if not args.local_only:
             await shell.start(args.service, args.token)
         else:
             await shell.set_link("", "")
-        await asyncio.wait_for(first_frame, 30)
+        shown_at = await asyncio.wait_for(first_frame, 30)
         if os.environ.get(FIRST_FRAME_ENV):
-            print(f"first-frame {time.monotonic():.6f}", flush=True)
+            print(f"first-frame {shown_at:.6f}", flush=True)
         if args.screenshot:
             print(f"screenshot: {shell.screenshot(args.screenshot)}")
             return 0
