@@ -1,7 +1,7 @@
 """Compute anywhere: run a kernel in-process or on the service, whichever finishes sooner.
 
-    from client.compute import Dispatcher
-    output, decision = await Dispatcher(Runtime(), socket).run("image.blur", rgba, params)
+from client.compute import Dispatcher
+output, decision = await Dispatcher(Runtime(), socket).run("image.blur", rgba, params)
 """
 
 from client.compute.cost_model import CostModel

@@ -19,6 +19,7 @@ class Decision:
     queue_estimate_ms: float | None = None  # the service's queue wait within the remote estimate
     decision_us: float = 0.0
     actual_ms: float | None = None  # wall time of the whole run() call
+    run_ms: float | None = None  # the kernel itself: the local run, or the service's run_ms
     fallback: str | None = None  # why a remote attempt was given up for a local run
     remote: dict[str, Any] = field(default_factory=dict)  # reply header: workers, timings, load
 

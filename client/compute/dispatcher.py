@@ -135,7 +135,9 @@ class Dispatcher:
                 decision.fallback = str(exc) or "no reply from the service in time"
             decision.where = "local"
             norm = self.runtime.validate(kernel, data, params)
+        run_start = time.perf_counter()
         output = await self._run_local(kernel, data, norm, progress, cancel, deadline_s)
+        decision.run_ms = (time.perf_counter() - run_start) * 1000
         decision.actual_ms = (time.perf_counter() - start) * 1000
         return output, decision
 
@@ -338,6 +340,7 @@ class Dispatcher:
         hdr = res.header
         timings = hdr.get("timings") or {}
         decision.remote = {k: v for k, v in hdr.items() if k not in ("id",)}
+        decision.run_ms = float(timings.get("run_ms", 0.0))
         self.model.learn_remote(
             kernel,
             _units(self.model, kernel, len(data), params),
