@@ -65,7 +65,8 @@ class NotesController(QObject):
         notes.on_change(self._on_change)
         if shared_doc is not None:
             shared_doc.set_awareness({"user": me})
-            shared_doc.awareness.observe(lambda *_: QTimer.singleShot(0, self._refresh_people))
+            refresh = self.notices.guard(self._refresh_people, "Notes: ")
+            shared_doc.awareness.observe(lambda *_: QTimer.singleShot(0, refresh))
         self._me = me
         self._status = status
         self._pull()
@@ -100,7 +101,7 @@ class NotesController(QObject):
         """Change callbacks run inside the document's transaction: read the text after it."""
         if not self._pull_scheduled:
             self._pull_scheduled = True
-            QTimer.singleShot(0, self._pull)
+            QTimer.singleShot(0, self.notices.guard(self._pull, "Notes: "))
 
     def _pull(self) -> None:
         self._pull_scheduled = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from PySide6.QtCore import Property, QObject, Signal, Slot
@@ -67,6 +67,17 @@ class Notices(QObject):
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def guard(self, fn: Callable[[], None], context: str) -> Callable[[], None]:
+        """fn for a Qt timer or signal: an exception becomes a message (Qt would only print it)."""
+
+        def guarded() -> None:
+            try:
+                fn()
+            except Exception as exc:
+                self.error(exc, context)
+
+        return guarded
 
     @Slot()
     def dismiss(self) -> None:

@@ -74,7 +74,7 @@ class Runs(QObject):
         """Change callbacks run inside the document's transaction: read it after, once."""
         if not self._refresh_scheduled:
             self._refresh_scheduled = True
-            QTimer.singleShot(0, self.refresh)
+            QTimer.singleShot(0, self.notices.guard(self.refresh, "Run history: "))
 
     def refresh(self) -> None:
         self._refresh_scheduled = False
