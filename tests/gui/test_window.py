@@ -188,3 +188,28 @@ def test_an_unreachable_service_is_said_in_the_window_and_local_work_goes_on(mak
         assert shell.runs.model.count == 1  # kept in the local copy until the service is back
 
     run(scenario())
+
+
+def test_the_workbench_is_reachable_with_tab_and_space_alone(make_shell, run):
+    from client.ui.waiting import wait_signal
+
+    shell = make_shell()
+    wb = shell.workbench
+
+    async def scenario():
+        await shell.set_link("", "")
+        wb.setParam("width", 48)
+        wb.setParam("height", 32)
+        reached = []
+        for _ in range(40):
+            await key(shell, Qt.Key.Key_Tab)
+            focus = shell.window.activeFocusItem()
+            reached.append(focus.objectName() if focus is not None else "")
+            if reached[-1] == "runButton":
+                break
+        assert {"navWorkbench", "kernelPicker", "where_local", "runButton"} <= set(reached)
+        finished = asyncio.ensure_future(wait_signal(wb.finished, 60))
+        await key(shell, Qt.Key.Key_Space)  # presses the focused Run button
+        assert (await finished) == ("ok",), shell.notices.text
+
+    run(scenario())
