@@ -144,7 +144,10 @@ class Connection(QObject):
         from client.net import PushTimeout, SocketOffline
 
         with contextlib.suppress(PushTimeout, SocketOffline, TimeoutError):
-            await socket.ping(timeout=5)
+            rtt = await socket.ping(timeout=5)
+            if socket is self.socket:
+                self._rtt = float(rtt)
+                self.changed.emit()
 
     @Slot(str, str)
     def connectTo(self, address: str, token: str) -> None:

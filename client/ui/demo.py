@@ -24,6 +24,8 @@ REMOTE_KERNEL = "image.blur"
 CONNECT_TIMEOUT_S = 20.0
 JOB_TIMEOUT_S = 120.0
 DEMO_NOTE = "Demo: rendered a fractal here, blurred it on the service.\n"
+PARTNER = "partner"
+PARTNER_NOTE = "partner: got it, the blurred one looks right.\n"
 
 
 def say(text: str) -> None:
@@ -53,9 +55,49 @@ async def run_job(
     return f"{kernel}: {wb.resultInfo}"
 
 
+async def partner_answers(shell: Any, out: Path) -> None:
+    """A second user (plain asyncio client, no window) joins, reads the note and answers it."""
+    from client.net import Socket
+    from client.state import DocumentStore, Notes
+
+    sock = Socket(shell.connection.address, params={"user": PARTNER})
+    await sock.connect()
+    await sock.channel("lobby").join()
+    store = DocumentStore(out / ".partner-cache.sqlite3", sock)
+    try:
+        doc = await store.open("notes")
+        doc.set_awareness({"user": PARTNER})
+        await doc.wait_synced(10)
+        Notes(doc).append(PARTNER_NOTE)
+        await doc.flush(10)
+        notes = shell.notes
+        await wait_until(lambda: PARTNER_NOTE in notes.text, [notes.textChanged], 10, "answer")
+        people = notes.people
+        await wait_until(
+            lambda: any(r["user"] == PARTNER for r in people.rows),
+            [people.countChanged],
+            10,
+            "the partner in the notes",
+        )
+        say(f"{PARTNER} answered in the shared note, live")
+        shell.show_view("Notes")
+        await asyncio.sleep(0)
+        shell.screenshot(out / "3-notes.png")  # taken now, while the partner is still here
+        shell.show_view("Connection")
+        await asyncio.sleep(0)
+        shell.screenshot(out / "4-connection.png")
+    finally:
+        await store.aclose()
+        await sock.disconnect()
+        (out / ".partner-cache.sqlite3").unlink(missing_ok=True)
+
+
 async def run_demo(shell: Any, out: Path) -> list[Path]:
     from client.ui.shell import VIEWS
 
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.png"):  # this run's pictures only
+        old.unlink()
     conn = shell.connection
     online = False
     if shell.socket is not None:
@@ -84,19 +126,23 @@ async def run_demo(shell: Any, out: Path) -> list[Path]:
         if online and shell.docs:
             try:
                 await shell.docs["notes"].flush(10)
+                await partner_answers(shell, out)
             except Exception as exc:
                 say(f"the note is saved locally; the service did not confirm it: {exc}")
     else:
         say("skipped the shared note: documents are not available")
 
-    out.mkdir(parents=True, exist_ok=True)
     written = []
+    kept = {"3-notes.png", "4-connection.png"} if (out / "4-connection.png").exists() else set()
     for i, view in enumerate(VIEWS, 1):
         shell.show_view(view)
         if view == "Runs" and shell.runs.model.count:
             shell.runs.select(shell.runs.model.count - 1)
         await asyncio.sleep(0)  # let QML apply the view change before the frame is grabbed
         path = out / f"{i}-{view.lower()}.png"
+        if path.name in kept:
+            written.append(path)
+            continue
         written.append(shell.screenshot(path))
         if view == "Inspector":  # its other tabs too: decisions, timings, caches
             tabs = shell.window.findChild(QQuickItem, "inspectorTabs")

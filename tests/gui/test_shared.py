@@ -106,6 +106,8 @@ def test_runs_and_notes_reach_a_second_client_live(service, make_shell, run, tmp
                 "alice signed in",
             )
             assert item(shell, "connectionState").property("text") == "connected"
+            await wait_until(lambda: conn.rttMs >= 0, [conn.changed], CONNECT_S, "a round trip")
+            assert item(shell, "connectionRtt").property("text").endswith(" ms")
             assert item(shell, "connectionTls").property("text").startswith("not encrypted")
             people = conn.people
             await wait_until(
