@@ -15,6 +15,8 @@ from typing import Any
 from client.compute.errors import RemoteError, RemoteUnavailable
 from client.net.state import ConnectionState
 from protocol.envelope import pack_envelope, unpack_envelope
+from protocol.errors import ProtocolError
+from wasm import Cancelled
 
 Progress = Callable[[int, int], None]
 JOIN_TIMEOUT_S = 5.0
@@ -120,8 +122,6 @@ class RemoteCompute:
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if watcher is not None and watcher in done:
                 self.channel.push("cancel", {"id": job_id})
-                from wasm import Cancelled
-
                 raise Cancelled(f"{kernel}: cancelled")
             if lost in done:
                 raise RemoteUnavailable(f"the connection to the service dropped during {kernel}")
@@ -136,11 +136,14 @@ class RemoteCompute:
         if not reply.ok:
             resp = reply.response if isinstance(reply.response, dict) else {}
             if resp.get("reason") == "cancelled":
-                from wasm import Cancelled
-
                 raise Cancelled(f"{kernel}: {resp.get('message', 'cancelled')}")
             raise RemoteError(resp.get("reason", "error"), resp.get("message", str(resp)), resp)
-        header, output = unpack_envelope(reply.response)
+        if not isinstance(reply.response, bytes):
+            raise RemoteError("bad_reply", f"{kernel}: the service answered without an envelope")
+        try:
+            header, output = unpack_envelope(reply.response)
+        except ProtocolError as exc:
+            raise RemoteError("bad_reply", f"{kernel}: {exc}") from None
         if isinstance(header.get("load"), dict):
             self.load = {**self.load, **header["load"]}
             self.load_at = time.monotonic()
