@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from client.compute.errors import RemoteError, RemoteUnavailable
+from client.net.push import PushTimeout
 from client.net.state import ConnectionState
 from protocol.envelope import pack_envelope, unpack_envelope
 from protocol.errors import ProtocolError
@@ -125,7 +126,13 @@ class RemoteCompute:
                 raise Cancelled(f"{kernel}: cancelled")
             if lost in done:
                 raise RemoteUnavailable(f"the connection to the service dropped during {kernel}")
-            reply = push.future.result()  # raises PushTimeout
+            try:
+                reply = push.future.result()
+            except PushTimeout:
+                # We give up on it (and run it here): the service need not finish it either.
+                if self.joined:
+                    self.channel.push("cancel", {"id": job_id})
+                raise
         finally:
             for w in waiters:
                 if w is not lost:

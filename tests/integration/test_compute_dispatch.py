@@ -207,3 +207,23 @@ async def test_local_limit_failure_is_an_error_not_a_retry(connect):
         await d.run("image.resize", bytes(16 * 16 * 4), params, where="local")
     with pytest.raises(MemoryLimitExceeded):
         await Dispatcher(small, None).run("image.resize", bytes(16 * 16 * 4), params)
+
+
+async def test_remote_timeout_falls_back_and_cancels_on_the_service(proxy, svc, runtime):
+    proxy.set_link(*FAST)
+    sock = Socket(proxy.rewrite_url(svc.ws_url))
+    await sock.connect()
+    d = Dispatcher(runtime, sock, max_remote_timeout_s=0.1)
+    assert await d.connect()
+    params = {**RENDER, "width": 320, "height": 240, "max_iter": 30_000}  # tiles: remote
+    out, decision = await d.run("fractal.mandelbrot", b"", params)
+    assert decision.where == "local" and "reply" in decision.fallback, decision.summary()
+    assert out == runtime.run("fractal.mandelbrot", b"", params).output
+    for _ in range(200):  # the service dropped the job it was told we gave up on
+        await d.refresh()
+        if d.model.load.busy == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert d.model.load.busy == 0
+    assert "fractal.mandelbrot" not in d.remote.load["throughput"]  # cancelled, never finished
+    await sock.disconnect()
