@@ -75,12 +75,14 @@ async def run_window(args: argparse.Namespace) -> int:
             await shell.start(args.service, args.token)
         else:
             await shell.set_link("", "")
-        shown_at = await asyncio.wait_for(first_frame, 30)
-        if os.environ.get(FIRST_FRAME_ENV):
-            print(f"first-frame {shown_at:.6f}", flush=True)
-        if args.screenshot:
-            print(f"screenshot: {shell.screenshot(args.screenshot)}")
-            return 0
+        if args.screenshot or os.environ.get(FIRST_FRAME_ENV):
+            # (an interactive window never waits for this: a minimized one may not draw)
+            shown_at = await asyncio.wait_for(first_frame, 30)
+            if os.environ.get(FIRST_FRAME_ENV):
+                print(f"first-frame {shown_at:.6f}", flush=True)
+            if args.screenshot:
+                print(f"screenshot: {shell.screenshot(args.screenshot)}")
+                return 0
         closed = asyncio.get_running_loop().create_future()
         window.closing.connect(lambda *_: closed.done() or closed.set_result(None))
         await closed
