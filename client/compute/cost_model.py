@@ -11,6 +11,7 @@ Estimate: local = ns x units; remote = RTT + bytes / bandwidth + queue wait + re
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
@@ -94,6 +95,9 @@ class CostModel:
     load: Load = field(default_factory=Load)
     rtt_samples: int = 0
     bandwidth_samples: int = 0
+    # Local jobs already running on this machine's cores: a new one shares them.
+    local_running: int = 0
+    local_cores: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     # --- what exists ----------------------------------------------------------------------------
 
@@ -117,7 +121,10 @@ class CostModel:
         k = self.kernels[name]
         units = work_units(k.unit, data_len, params)
         down = self.output_bytes(k, data_len, params)
-        local_ms = LOCAL_OVERHEAD_MS + k.local_ns * units / 1e6 if k.local else None
+        local_ms = None
+        if k.local:
+            share = max(1.0, (self.local_running + 1) / self.local_cores)
+            local_ms = LOCAL_OVERHEAD_MS + k.local_ns * units / 1e6 * share
         if not k.remote:
             return Estimate(units, data_len, down, local_ms, None)
         link_ms = self.rtt_ms + (data_len + down) * 8000 / self.bandwidth_bps

@@ -245,18 +245,24 @@ class Dispatcher:
             await asyncio.to_thread(self.runtime.load_module, module)
             self._warm.add(module)
         start = time.perf_counter()
-        result = await asyncio.to_thread(
-            self.runtime.run,
-            kernel,
-            data,
-            params,
-            cancel=cancel,
-            progress=relay,
-            deadline_s=deadline_s,
-        )
+        self.model.local_running += 1
+        # Learn one job's speed alone: a run that shared the cores took longer for that reason.
+        share = max(1.0, self.model.local_running / self.model.local_cores)
+        try:
+            result = await asyncio.to_thread(
+                self.runtime.run,
+                kernel,
+                data,
+                params,
+                cancel=cancel,
+                progress=relay,
+                deadline_s=deadline_s,
+            )
+        finally:
+            self.model.local_running -= 1
         elapsed_ms = (time.perf_counter() - start) * 1000
         units = _units(self.model, kernel, len(data), params)
-        self.model.learn_local(kernel, units, elapsed_ms, len(data), len(result.output))
+        self.model.learn_local(kernel, units, elapsed_ms / share, len(data), len(result.output))
         return bytes(result.output)
 
     # --- remote -------------------------------------------------------------------------------

@@ -96,3 +96,14 @@ def test_local_only_and_remote_only_kernels():
     assert m.estimate("a", 100, {}).remote_ms is None
     b = m.estimate("b", 100, {})
     assert b.local_ms is None and b.remote_ms is not None
+
+
+def test_local_jobs_already_running_share_the_cores():
+    m = model()
+    m.local_cores = 2
+    job = ("image.blur", 4_000_000, {"width": 1000, "height": 1000})
+    alone = m.estimate(*job).local_ms
+    m.local_running = 1  # two jobs on two cores: no slower
+    assert m.estimate(*job).local_ms == pytest.approx(alone)
+    m.local_running = 3  # four jobs on two cores: twice as long
+    assert m.estimate(*job).local_ms == pytest.approx(0.15 + (alone - 0.15) * 2)
