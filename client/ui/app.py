@@ -44,6 +44,9 @@ def make_app(argv0: str = "veraltheim"):
     app.setOrganizationName("Veraltheim")
     app.setApplicationName("Veraltheim")
     app.setDesktopFileName("veraltheim")
+    # Closing the window ends run_window's coroutine, which then stops the link and the store;
+    # Qt quitting on its own would stop the loop under it instead.
+    app.setQuitOnLastWindowClosed(False)
     icon = Path(str(importlib.resources.files("resources") / "icons" / "veraltheim.svg"))
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
@@ -84,7 +87,10 @@ async def run_window(args: argparse.Namespace) -> int:
                 print(f"screenshot: {shell.screenshot(args.screenshot)}")
                 return 0
         closed = asyncio.get_running_loop().create_future()
-        window.closing.connect(lambda *_: closed.done() or closed.set_result(None))
+        # (not `closing`: PySide cannot pass its QQuickCloseEvent to a Python slot)
+        window.visibleChanged.connect(
+            lambda visible: visible or closed.done() or closed.set_result(None)
+        )
         await closed
         return 0
     finally:

@@ -213,3 +213,24 @@ def test_the_workbench_is_reachable_with_tab_and_space_alone(make_shell, run):
         assert (await finished) == ("ok",), shell.notices.text
 
     run(scenario())
+
+
+def test_closing_the_window_ends_the_app_cleanly(app_dirs, run):
+    from PySide6.QtGui import QGuiApplication
+
+    from client.ui.app import parse_args, run_window
+
+    async def scenario():
+        app_task = asyncio.ensure_future(run_window(parse_args(["--local-only"])))
+        windows = []
+        for _ in range(100):  # a few loop turns: run_window loads the window before it awaits
+            await asyncio.sleep(0)
+            windows = [w for w in QGuiApplication.topLevelWindows() if w.isVisible()]
+            if windows:
+                break
+        assert len(windows) == 1
+        windows[0].close()  # as the user does
+        return await asyncio.wait_for(app_task, 30)
+
+    assert run(scenario()) == 0
+    assert not [w for w in QGuiApplication.topLevelWindows() if w.isVisible()]
