@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.resources
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -59,6 +61,11 @@ async def run_window(args: argparse.Namespace) -> int:
     from client.ui.settings import load_settings
     from client.ui.shell import VIEWS, Shell
 
+    loop = asyncio.get_running_loop()
+    closed = loop.create_future()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl+C or a stop: the same clean exit
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, lambda: closed.done() or closed.set_result(None))
     settings, problem = load_settings()
     if args.cafile:
         settings.ca_file = str(args.cafile)
@@ -86,7 +93,6 @@ async def run_window(args: argparse.Namespace) -> int:
             if args.screenshot:
                 print(f"screenshot: {shell.screenshot(args.screenshot)}")
                 return 0
-        closed = asyncio.get_running_loop().create_future()
         # (not `closing`: PySide cannot pass its QQuickCloseEvent to a Python slot)
         window.visibleChanged.connect(
             lambda visible: visible or closed.done() or closed.set_result(None)
@@ -94,6 +100,9 @@ async def run_window(args: argparse.Namespace) -> int:
         await closed
         return 0
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
         await shell.stop()
         shell.close_window()
 

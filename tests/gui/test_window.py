@@ -234,3 +234,28 @@ def test_closing_the_window_ends_the_app_cleanly(app_dirs, run):
 
     assert run(scenario()) == 0
     assert not [w for w in QGuiApplication.topLevelWindows() if w.isVisible()]
+
+
+def test_sigterm_ends_the_app_cleanly(app_dirs):
+    import os
+    import signal
+
+    from client.ui.app import FIRST_FRAME_ENV
+
+    env = {**os.environ, FIRST_FRAME_ENV: "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client.ui.app", "--offscreen", "--local-only"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert proc.stdout.readline().startswith("first-frame ")  # the window is up
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
