@@ -26,7 +26,7 @@ from protocol.envelope import pack_envelope, unpack_envelope
 from protocol.errors import ProtocolError
 from service.channel import Channel, JoinError, Reply
 from service.compute.errors import BAD_REQUEST, ComputeError
-from service.compute.pool import Job, JobResult
+from service.compute.jobs import Job, JobResult
 
 MAX_ID_CHARS = 128
 MAX_PROBE_BYTES = 1024 * 1024

@@ -10,18 +10,13 @@ worker, and here, by killing a worker that overruns it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-import multiprocessing
 import os
-import queue
 import statistics
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from service.compute import tiles as tiling
@@ -33,7 +28,8 @@ from service.compute.errors import (
     WORKER_CRASHED,
     ComputeError,
 )
-from service.compute.worker import worker_main
+from service.compute.jobs import Job, JobResult, Progress, Task
+from service.compute.process import WorkerProcess
 
 log = logging.getLogger(__name__)
 
@@ -43,123 +39,6 @@ KILL_GRACE_S = 1.0
 READY_TIMEOUT_S = 60.0
 MAX_RESTART_DELAY_S = 30.0
 RECENT_JOBS = 32
-
-Progress = Callable[[int, int], None]
-
-
-@dataclass
-class JobResult:
-    output: bytes
-    workers: list[int]
-    tiles: int
-    queue_ms: float
-    run_ms: float
-    total_ms: float
-
-
-@dataclass
-class Task:
-    """One piece of a job on one worker: the whole job, or one tile."""
-
-    id: int
-    job: Job
-    params: dict[str, Any]
-    data: bytes | memoryview
-    done: int = 0
-    total: int = 0
-    output: bytes | None = None
-    worker: WorkerProcess | None = None
-
-
-@dataclass
-class Job:
-    id: int
-    kernel: str
-    params: dict[str, Any]
-    data: bytes
-    deadline_s: float
-    submitted_at: float
-    deadline_at: float
-    progress: Progress | None
-    future: asyncio.Future[JobResult]
-    tiles: list[tiling.Tile] | None = None
-    tasks: list[Task] = field(default_factory=list)
-    started_at: float = 0.0
-    timer: asyncio.TimerHandle | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.future.done()
-
-
-class WorkerProcess:
-    """One worker process and the thread that reads its pipe into the event loop."""
-
-    def __init__(self, pool: ComputePool, index: int) -> None:
-        self.pool = pool
-        self.index = index
-        self.task: Task | None = None
-        self.pid = 0
-        self.ready = asyncio.Event()
-        self.alive = True
-        self.jobs_run = 0
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(
-            target=worker_main,
-            args=(child, pool.manifest_path, pool.memory_limit_bytes),
-            name=f"veraltheim-compute-{index}",
-            daemon=True,
-        )
-        self.proc.start()
-        child.close()  # our copy: without it, EOF never comes when the worker dies
-        self.pid = self.proc.pid or 0
-        # Pipe I/O happens on two threads of ours: a 16 MiB input is pickled and written (or a
-        # result read) without the event loop waiting; one writer keeps run/cancel in order.
-        self.outbox: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
-        loop = asyncio.get_running_loop()
-        threading.Thread(
-            target=self._read, args=(loop,), name=f"compute-read-{index}", daemon=True
-        ).start()
-        threading.Thread(
-            target=self._write, args=(loop,), name=f"compute-write-{index}", daemon=True
-        ).start()
-
-    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            while True:
-                msg = self.conn.recv()
-                loop.call_soon_threadsafe(self.pool._on_message, self, msg)
-        except (EOFError, OSError):
-            pass
-        except RuntimeError:
-            return  # loop closed
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self.pool._on_exit, self)
-
-    def _write(self, loop: asyncio.AbstractEventLoop) -> None:
-        while (msg := self.outbox.get()) is not None:
-            if msg[0] == "run" and not isinstance(msg[4], bytes):
-                msg = (*msg[:4], bytes(msg[4]), *msg[5:])  # a tile's memoryview: copy it here
-            try:
-                self.conn.send(msg)
-            except (OSError, ValueError):
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(self.pool._on_exit, self)
-                return
-
-    def send(self, msg: tuple) -> None:
-        """Queue a message for the worker (never blocks the loop)."""
-        self.outbox.put(msg)
-
-    def close(self) -> None:
-        self.outbox.put(None)
-        with contextlib.suppress(Exception):
-            self.conn.close()
-
-    def kill(self) -> None:
-        with contextlib.suppress(Exception):
-            self.proc.kill()
 
 
 class ComputePool:
@@ -198,11 +77,16 @@ class ComputePool:
         """Spawn the workers; jobs may be submitted at once (they wait in the worker's pipe)."""
         self.ensure_started()
 
+    def _spawn(self, index: int) -> WorkerProcess:
+        return WorkerProcess(
+            index, self.manifest_path, self.memory_limit_bytes, self._on_message, self._on_exit
+        )
+
     def ensure_started(self) -> None:
         """Spawn the workers unless done already (the service does it on the first join, so a
         service nobody computes on costs no processes)."""
         if not self.workers and not self.stopping:
-            self.workers = [WorkerProcess(self, i) for i in range(self.size)]
+            self.workers = [self._spawn(i) for i in range(self.size)]
 
     async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in self.workers)), timeout_s)
@@ -459,7 +343,7 @@ class ComputePool:
     def _replace(self, worker: WorkerProcess) -> None:
         if self.stopping or worker not in self.workers:
             return
-        self.workers[self.workers.index(worker)] = WorkerProcess(self, worker.index)
+        self.workers[self.workers.index(worker)] = self._spawn(worker.index)
         self._pump()
 
 
