@@ -252,3 +252,15 @@ async def test_progress_of_a_tiled_job_counts_up_to_a_fixed_total(channel):
     assert events and {e["total"] for e in events} == {240}
     assert [e["done"] for e in events] == sorted(e["done"] for e in events)
     assert events[-1]["done"] == 240
+
+
+async def test_max_tiles_setting_keeps_jobs_whole(service_factory):
+    svc = service_factory("--no-auth", env={**COMPUTE_ENV, "VERALTHEIM_COMPUTE_MAX_TILES": "1"})
+    sock = Socket(svc.ws_url)
+    await sock.connect()
+    ch = sock.channel("compute:default")
+    await ch.join()
+    params = {"width": 320, "height": 240, "max_iter": 300}
+    header, _ = unpack_envelope((await request(ch, "fractal.mandelbrot", params)).response)
+    assert header["tiles"] == 1 and header["load"]["max_tiles"] == 1
+    await sock.disconnect()
