@@ -20,7 +20,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtQml import QQmlApplicationEngine
 from PySide6.QtQuick import QQuickWindow
 
-from client.compute.dispatcher import Dispatcher
+from client.compute import Dispatcher
 from client.net import Socket
 from client.state import DocumentStore, Notes, RunHistory
 from client.ui.connection import Connection
