@@ -90,13 +90,14 @@ async def test_deadline(pool):
 
 
 async def test_killed_worker_is_replaced_and_only_its_job_fails(pool):
-    job = long_job(pool)
+    job, neighbour = long_job(pool), long_job(pool)
     await wait_for(lambda: job.tasks and job.tasks[0].done > 0)
     victim = job.tasks[0].worker.pid
     os.kill(victim, signal.SIGKILL)
     with pytest.raises(ComputeError) as err:
         await job.future
     assert err.value.reason == WORKER_CRASHED and str(victim) in err.value.message
+    assert len((await neighbour.future).output) == 5 * 8  # the other worker's job is untouched
     await wait_for(lambda: victim not in [w.pid for w in pool.workers])
     await wait_for(lambda: all(w.ready.is_set() for w in pool.workers))
     assert len(pool.workers) == 2
