@@ -2,8 +2,9 @@
 
     python -m client.ui.demo --service ws://127.0.0.1:PORT/socket/websocket --out screenshots
 
-A local job (a fractal rendered here), a remote job (that picture blurred on the service), a
-shared note; then one PNG per view. What cannot run (no service, no compute) is said and skipped.
+A local job (a fractal rendered here), a remote job (that picture blurred on the service), an
+auto job (its edges, where the dispatcher chooses), a shared note that a second user answers;
+then one PNG per view. What cannot run (no service, say) is said and skipped.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from client.ui.waiting import wait_signal, wait_until
 
 LOCAL_KERNEL = "fractal.mandelbrot"
 REMOTE_KERNEL = "image.blur"
+AUTO_KERNEL = "image.edges"
 CONNECT_TIMEOUT_S = 20.0
 JOB_TIMEOUT_S = 120.0
 DEMO_NOTE = "Demo: rendered a fractal here, blurred it on the service.\n"
@@ -118,6 +120,8 @@ async def run_demo(shell: Any, out: Path) -> list[Path]:
         workbench_shot = shell.grab()  # the local result, before the remote job replaces it
         if online and shell.dispatcher_available:
             say(await run_job(shell, REMOTE_KERNEL, "remote", use_result=True))
+            # and one where the dispatcher chooses (its reason shows in the Inspector)
+            say(await run_job(shell, AUTO_KERNEL, "auto", use_result=True))
         else:
             say("skipped the remote job: no compute service connected")
     if shell.notes.ready:
