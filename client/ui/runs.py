@@ -6,8 +6,10 @@ import json
 import time
 from typing import Any
 
+from pycrdt import Array
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 
+from client.state.run_history import ROOT as RUNS_ROOT
 from client.ui.models import DictListModel
 from client.ui.notices import Notices
 from client.ui.units import human_bytes
@@ -33,6 +35,10 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _plain(entry: Any) -> dict[str, Any]:
+    return dict(entry.to_py()) if hasattr(entry, "to_py") else dict(entry)
+
+
 def _whole_numbers(value: Any) -> Any:
     """Yjs keeps every number as a double: show 160.0 as 160."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
@@ -56,10 +62,14 @@ class Runs(QObject):
         self._selected = -1
         self._status = "not loaded"
         self._refresh_scheduled = False
+        self._appends_only = False  # every change since the last refresh only appended runs
 
     def attach(self, history: Any, status: str) -> None:
         self.history = history
-        history.on_change(self._schedule_refresh)
+        self._runs = []
+        self._appends_only = False
+        self._array = history.doc.get(RUNS_ROOT, type=Array)
+        self._subscription = self._array.observe_deep(self._on_events)  # kept: it must live
         self._status = status
         self.refresh()
 
@@ -69,6 +79,25 @@ class Runs(QObject):
     def set_status(self, status: str) -> None:
         self._status = status
         self.changed.emit()
+
+    def _on_events(self, events: Any) -> None:
+        """Inside the transaction: only note whether anything but an append happened."""
+        known = len(self._runs)
+        for event in events:
+            if getattr(event, "path", None):  # a field of one run changed
+                self._appends_only = False
+                continue
+            pos = 0
+            for op in getattr(event, "delta", None) or []:
+                if "retain" in op:
+                    pos += int(op["retain"])
+                elif "insert" in op:
+                    if pos < known:  # a concurrent append merged in before runs we show
+                        self._appends_only = False
+                    pos += len(op["insert"])
+                else:  # a run was removed
+                    self._appends_only = False
+        self._schedule_refresh()
 
     def _schedule_refresh(self, *_: Any) -> None:
         """Change callbacks run inside the document's transaction: read it after, once."""
@@ -80,6 +109,19 @@ class Runs(QObject):
         self._refresh_scheduled = False
         if self.history is None:
             return
+        known = len(self._runs)
+        if self._appends_only and len(self.history) > known:
+            # The usual change is an append: read only the new entries (reading the whole
+            # history costs ~80 us per run, a visible stall once it holds thousands).
+            new = [_plain(e) for e in self._array[known:]]
+            self._runs.extend(new)
+            self._model.extend([run_row(r) for r in new])
+        else:
+            self._full_refresh()
+        self._appends_only = True
+        self.changed.emit()
+
+    def _full_refresh(self) -> None:
         runs = [dict(r) for r in self.history.items()]  # oldest first, as appended
         selected_id = (
             self._runs[self._selected].get("id") if 0 <= self._selected < len(self._runs) else None
@@ -87,7 +129,6 @@ class Runs(QObject):
         self._runs = runs
         self._model.reset(run_row(r) for r in runs)
         self._selected = next((i for i, r in enumerate(runs) if r.get("id") == selected_id), -1)
-        self.changed.emit()
 
     def record(self, run: dict[str, Any]) -> None:
         """A run finished here: append it to the shared history (offline it waits in the cache)."""

@@ -77,3 +77,45 @@ def test_settings_round_trip_and_unknown_or_mistyped_keys_are_ignored(tmp_path):
     assert settings.service_url == "wss://h:1/socket/websocket"
     assert settings.max_input_mib == AppSettings().max_input_mib
     assert settings.route == "auto"
+
+
+def test_the_runs_view_follows_appends_merges_and_updates(qapp):
+    """Appends are read incrementally; a merge before shown runs or an update reads all."""
+    from pycrdt import Doc
+
+    from client.state import RunHistory
+    from client.ui.notices import Notices
+    from client.ui.runs import Runs
+
+    def run(kernel: str) -> dict:
+        return {"kernel": kernel, "status": "done", "user": "u", "where": "local", "size": 1}
+
+    doc = Doc()
+    history = RunHistory(doc)
+    history.append(run("a"))
+    runs = Runs(Notices())
+    runs.attach(history, "live")
+    assert [r["kernel"] for r in runs.runs] == ["a"]
+
+    history.append(run("b"))
+    runs.refresh()  # (the view schedules this itself after the transaction)
+    assert [r["kernel"] for r in runs.runs] == ["a", "b"]
+
+    # another client's concurrent append merges in before "b"
+    other = Doc()
+    other_history = RunHistory(other)
+    other.apply_update(doc.get_update())
+    from pycrdt import Array, Map
+
+    other.get("runs", type=Array).insert(1, Map(run("c")))
+    doc.apply_update(other.get_update(doc.get_state()))
+    runs.refresh()
+    assert [r["kernel"] for r in runs.runs] == [r["kernel"] for r in history.items()]
+    assert len(runs.runs) == 3 and runs.model.count == 3
+
+    run_id = runs.runs[0]["id"]
+    history.update(run_id, status="failed")
+    runs.refresh()
+    assert runs.runs[0]["status"] == "failed"
+    assert "(failed)" in runs.model.rows[0]["where"]
+    assert len(other_history) == 3
