@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from client.compute.errors import RemoteError, RemoteUnavailable
-from client.net.push import PushTimeout
+from client.net.push import JoinError, PushTimeout
 from client.net.state import ConnectionState
 from protocol.envelope import pack_envelope, unpack_envelope
 from protocol.errors import ProtocolError
@@ -57,14 +57,18 @@ class RemoteCompute:
         return self.channel is not None and self.channel.can_push
 
     async def ensure_joined(self) -> None:
-        """Join once (rejoins are the channel's business); fetch the catalogue on every join."""
+        """Join once (rejoins after drops are the channel's business), then fetch the catalogue."""
         if self.channel is None:
             ch = self.socket.channel(self.topic)
             ch.on("progress", self._on_progress)
             ch.on_error(self._on_channel_down)
             ch.on_close(self._on_channel_down)
             self.channel = ch
-            await ch.join(timeout=JOIN_TIMEOUT_S)
+            try:
+                await ch.join(timeout=JOIN_TIMEOUT_S)
+            except JoinError:
+                self.channel = None  # refused: a later call may try again with a new channel
+                raise
             await self.refresh()
         elif not self.catalogue and self.joined:
             await self.refresh()
