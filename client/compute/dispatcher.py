@@ -28,6 +28,7 @@ WHERE = ("auto", "local", "remote")
 # Remote errors that are about the input, not the service: running locally would fail the same.
 INPUT_ERRORS = {"bad_input", "bad_request", "cancelled"}
 LOAD_MAX_AGE_S = 1.0
+RECONNECT_AFTER_S = 10.0  # after a failed join/probe, runs stay local this long
 RTT_PROBES = 2
 # When the estimates are within EXPLORE_MAX_LOSS of each other, the slower-looking side is run
 # again after EXPLORE_EVERY decisions, so one unlucky measurement does not stick for good.
@@ -55,6 +56,7 @@ class Dispatcher:
         self._refreshing: asyncio.Task | None = None
         self._warm: set[str] = set()
         self._probed = False
+        self._connect_failed_at = -float("inf")
         for spec in runtime.catalogue():
             self.model.add_kernel(spec.name, spec.to_dict(), local=True)
 
@@ -73,7 +75,9 @@ class Dispatcher:
                 self.model.learn_rtt(await self.remote.probe(0))
             self.model.learn_transfer(await self.remote.probe(PROBE_BYTES), 2 * PROBE_BYTES)
         except (RemoteError, PushTimeout, JoinError, ConnectionError, TimeoutError):
-            return False  # refused, dropped or silent: offline for this call, retried next time
+            # Refused, dropped or silent: offline for now; runs retry after RECONNECT_AFTER_S.
+            self._connect_failed_at = time.monotonic()
+            return False
         self._probed = True
         return True
 
@@ -274,6 +278,8 @@ class Dispatcher:
         if remote.channel is not None and not remote.joined:
             return False  # (re)joining: don't wait for it, run here
         if not self._probed:
+            if time.monotonic() - self._connect_failed_at < RECONNECT_AFTER_S:
+                return False
             return await self.connect()
         return True
 

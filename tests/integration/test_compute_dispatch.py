@@ -227,3 +227,16 @@ async def test_remote_timeout_falls_back_and_cancels_on_the_service(proxy, svc, 
     assert d.model.load.busy == 0
     assert "fractal.mandelbrot" not in d.remote.load["throughput"]  # cancelled, never finished
     await sock.disconnect()
+
+
+async def test_refused_topic_means_local_without_asking_again_each_run(svc, runtime):
+    sock = Socket(svc.ws_url)
+    await sock.connect()
+    joins: list[str] = []
+    sock.on_frame(lambda direction, msg: msg.event == "phx_join" and joins.append(msg.topic))
+    d = Dispatcher(runtime, sock, topic="compute:nope")
+    for _ in range(3):
+        _, decision = await d.run("hash.sha256", b"abc")
+        assert decision.where == "local" and decision.reason == "offline"
+    assert joins == ["compute:nope"]  # refused once (unknown_pool); not retried on every run
+    await sock.disconnect()
