@@ -6,9 +6,11 @@ across emulated links and cases where each side wins. Prints ONE JSON object.
 - A real service (subprocess, --no-auth) with `--workers` worker processes, reached through
   tests/support/throttle.py's proxy set to each link: 1 ms / 1 Gbit/s, 20 ms / 100 Mbit/s,
   80 ms / 10 Mbit/s (added round trip / bandwidth per direction).
-- Per case, interleaved `--reps` times: a forced-local run and a forced-remote run (a
+- Per case, in rounds (at least `--reps`, more for quick cases, up to MAX_REPS within about
+  CASE_BUDGET_S), the order rotating each round: a forced-local and a forced-remote run (a
   measuring Dispatcher) and an auto run (a separate Dispatcher that learns only from its own
-  runs, after `WARMUP` auto runs of the same case). Medians; oracle = min(local, remote).
+  runs, after `WARMUP` auto runs of the same case), with a short pause after each run so the
+  in-process proxy thread is idle. Medians; oracle = min(local, remote).
 - Cases where each side wins: tiny jobs (local), heavy tileable renders with little data on a
   fast link (the service's workers split them; the client uses one thread), a remote-only kernel,
   and a busy service (background jobs keep every worker busy).
