@@ -82,3 +82,27 @@ def test_cli_offline_runs_local_and_remote_only_is_a_one_line_error(service_fact
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("veraltheim-kernel: error: ")
     assert "not reachable" in done.stderr
+
+
+def test_cli_token_reaches_a_service_with_auth(service_factory, tmp_path):
+    svc = service_factory(env=COMPUTE_ENV)  # auth on
+    values = tmp_path / "values.f64"
+    np.arange(1.0, 6.0).tofile(values)
+    args = [
+        "run",
+        "data.percentiles",
+        "-i",
+        str(values),
+        "-o",
+        str(tmp_path / "p"),
+        "-p",
+        "steps=1",
+        "--service",
+        svc.ws_url,
+    ]
+    refused = kernel_cli(*args)
+    assert refused.returncode == 1 and "unreachable" in refused.stderr
+    done = kernel_cli(*args, "--token", svc.token("alice"))
+    assert done.returncode == 0, done.stderr
+    assert "ran remote (remote-only kernel)" in done.stderr
+    assert np.fromfile(tmp_path / "p").tolist() == [1.0, 5.0]
