@@ -69,6 +69,8 @@ async def test_start_status_stop_leaves_nothing_behind(data_dir):
     ws = await open_socket(url.group(1), token(data_dir, "dora"))
     try:
         assert (await join(ws))["status"] == "ok"
+        # The compute pool spawns its workers on the first compute join.
+        assert (await join(ws, "compute:default", "2"))["status"] == "ok"
         status = cli("status", "--data-dir", str(data_dir))
         assert status.returncode == 0, status.stdout + status.stderr
         assert f"running (pid {pid}) {url.group(1)}" in status.stdout
@@ -77,7 +79,7 @@ async def test_start_status_stop_leaves_nothing_behind(data_dir):
     finally:
         await ws.close()
     workers = children(pid)
-    assert workers, "expected the compute pool's worker processes under the daemon"
+    assert len(workers) >= 1, "expected the compute pool's worker processes under the daemon"
 
     again = cli("start", "--port", "0", "--data-dir", str(data_dir))
     assert again.returncode == 1
