@@ -1,8 +1,8 @@
 """The dispatcher's cost model: pure arithmetic over measured figures, no I/O.
 
 - Work of a job in the unit of its kernel's manifest cost hint (bytes, pixels or iterations).
-- Local ns per unit per kernel: seeded from the hint, then the median of recent measured runs.
-- Remote ns per unit per worker per kernel: the median of recent reply headers (run time x
+- Local ns per unit per kernel: seeded from the hint, then the low median of recent measured runs.
+- Remote ns per unit per worker per kernel: the low median of recent reply headers (run time x
   tiles used); before the first reply, assumed equal to local (same wasm, same kind of machine).
 - Link: RTT and bandwidth, EWMAs of measured transfers (small ones give RTT, big ones bandwidth).
 - Service load: workers, busy, queue depth and recent run times, from `kernels` and replies.
@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ALPHA = 0.3  # EWMA weight of a new sample (link figures)
-RECENT = 5  # kernel speeds: the median of this many recent runs (one slow run is not a trend)
+RECENT = 5  # kernel speeds: the low median of this many recent runs (a cold or unlucky run
+# is not a trend; with two samples the faster one counts)
 DEFAULT_RTT_MS = 5.0
 DEFAULT_BANDWIDTH_BPS = 100e6
 DEFAULT_NS_PER_BYTE = 5.0
@@ -156,7 +157,7 @@ class CostModel:
         if units > 0:
             work_ms = max(elapsed_ms - LOCAL_OVERHEAD_MS, elapsed_ms * 0.5)
             k.local_recent.append(work_ms * 1e6 / units)
-            k.local_ns = statistics.median(k.local_recent)
+            k.local_ns = statistics.median_low(k.local_recent)
         k.local_runs += 1
         k.since_local = 0
         self._learn_output(k, data_len, out_len)
@@ -177,7 +178,7 @@ class CostModel:
         k = self.kernels[name]
         if units > 0 and run_ms > 0:
             k.remote_recent.append(run_ms * max(1, tiles) * 1e6 / units)
-            k.remote_ns = statistics.median(k.remote_recent)
+            k.remote_ns = statistics.median_low(k.remote_recent)
         k.remote_runs += 1
         k.since_remote = 0
         self._learn_output(k, data_len, out_len)

@@ -197,7 +197,9 @@ class ComputePool:
     # --- scheduling ---------------------------------------------------------------------------
 
     def _idle(self) -> list[WorkerProcess]:
-        return [w for w in self.workers if w.task is None and w.alive]
+        # Only ready workers: a job sent to one still starting would count its start-up
+        # (seconds) as run time, and the clients' cost models would learn that.
+        return [w for w in self.workers if w.task is None and w.alive and w.ready.is_set()]
 
     def _pump(self) -> None:
         while self.queue:
@@ -280,6 +282,7 @@ class ComputePool:
         if kind == "ready":
             worker.pid = msg[1]
             worker.ready.set()
+            self._pump()
             return
         task = self.tasks_by_id.get(msg[1])
         if task is None:

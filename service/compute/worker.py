@@ -56,10 +56,6 @@ class _Worker:
     def serve(self) -> None:
         runner = threading.Thread(target=self.run_jobs, name="kernel-runner", daemon=True)
         runner.start()
-        # Load the Runtime before saying ready; a failure resurfaces on the first wasm job.
-        with contextlib.suppress(Exception):
-            self.runtime_for()
-        self.send(("ready", os.getpid()))
         try:
             while True:
                 msg = self.conn.recv()
@@ -78,6 +74,8 @@ class _Worker:
         self.jobs.put(None)
 
     def run_jobs(self) -> None:
+        self.warm_up()
+        self.send(("ready", os.getpid()))
         while (job := self.jobs.get()) is not None:
             self.current = job
             try:
@@ -130,18 +128,24 @@ class _Worker:
         )
         return bytes(result.output), time.perf_counter() - start
 
+    def warm_up(self) -> None:
+        """Before saying ready, on the thread that runs the jobs: load every module (from the
+        disk cache, or compile it once) and instantiate it, so the first job runs warm and its
+        time says what the kernel costs. A failure here resurfaces on the first wasm job."""
+        with contextlib.suppress(Exception):
+            runtime = self.runtime_for()
+            for module in runtime.manifest.modules:
+                runtime.load_module(module)
+                runtime._instance(module)  # this thread's Store + Instance, reused by its jobs
+
     def runtime_for(self) -> Any:
         if self.runtime is None:
             from wasm import Runtime
 
-            runtime = Runtime(
+            self.runtime = Runtime(
                 manifest_path=Path(self.manifest_path) if self.manifest_path else None,
                 memory_limit_bytes=self.memory_limit_bytes,
             )
-            # Compile (or load from the disk cache) every module now, not in the first job.
-            for module in runtime.manifest.modules:
-                runtime.load_module(module)
-            self.runtime = runtime
         return self.runtime
 
 

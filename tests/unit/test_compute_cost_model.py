@@ -107,3 +107,15 @@ def test_local_jobs_already_running_share_the_cores():
     assert m.estimate(*job).local_ms == pytest.approx(alone)
     m.local_running = 3  # four jobs on two cores: twice as long
     assert m.estimate(*job).local_ms == pytest.approx(0.15 + (alone - 0.15) * 2)
+
+
+def test_one_cold_outlier_does_not_set_the_speed():
+    m = model()
+    units = 1e6
+    common = dict(wall_ms=0.0, server_ms=0.0, bytes_moved=0, data_len=0, out_len=0)
+    m.learn_remote("image.blur", units, run_ms=200.0, tiles=1, **common)  # a cold first run
+    m.learn_remote("image.blur", units, run_ms=2.0, tiles=1, **common)
+    assert m.kernels["image.blur"].remote_ns == pytest.approx(2.0)
+    m.learn_local("image.blur", units, 300.0, 0, 0)
+    m.learn_local("image.blur", units, 3.0, 0, 0)
+    assert m.kernels["image.blur"].local_ns < 3.0

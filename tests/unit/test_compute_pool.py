@@ -136,3 +136,37 @@ async def test_bad_input_from_a_worker_is_an_error_not_a_crash(pool):
         await pool.submit("data.percentiles", nan, {"steps": 2}).future
     assert err.value.reason == "bad_input" and "NaN" in err.value.message
     assert pool.load()["crashes"] == 0
+
+
+async def test_worker_start_up_counts_as_queue_time_not_run_time():
+    """A job sent before the workers are ready waits for them in the queue; its run time is
+    the warm kernel's (start-up there would teach clients that the service is slow)."""
+    p = ComputePool(workers=1, queue_limit=1, job_deadline_s=60.0, memory_limit_bytes=64 * MIB)
+    try:
+        job = p.submit("hash.sha256", b"abc", {})  # spawns the worker, which is not ready yet
+        assert not p.workers[0].ready.is_set() and job.tasks == []
+        result = await job.future
+        # Spawning a Python process and loading wasmtime takes far longer than hashing 3 bytes.
+        assert result.queue_ms > result.run_ms
+    finally:
+        await p.stop()
+
+
+def test_a_worker_loads_and_instantiates_every_module_before_it_says_ready():
+    import multiprocessing
+    import threading
+
+    from service.compute.worker import _Worker
+
+    ours, theirs = multiprocessing.Pipe()
+    worker = _Worker(theirs, None, 64 * MIB)
+    worker.jobs.put(None)  # no jobs: warm up, say ready, stop
+    runner = threading.Thread(target=worker.run_jobs)
+    runner.start()
+    runner.join(60)
+    assert ours.recv()[0] == "ready"
+    runtime = worker.runtime
+    # Loaded already: load_module has nothing left to do (0 s).
+    assert all(runtime.load_module(m).elapsed_s == 0.0 for m in runtime.manifest.modules)
+    ours.close()
+    theirs.close()
