@@ -176,22 +176,26 @@ def _typed(spec: KernelSpec, ptype: str, name: str, text: str) -> Any:
 def load_job_input(
     spec: KernelSpec, path: str | None, params: dict[str, Any]
 ) -> tuple[bytes, dict[str, Any]]:
-    """The input buffer for a kernel, and params completed from it (image width/height)."""
+    """The input buffer for a kernel, and its params completed from the image (width, height)
+    and the kernel's defaults, checked (BadInput before anything runs)."""
     if spec.input_kind == "none":
         if path is not None:
             raise BadInput(f"{spec.name} takes no input; drop --input")
-        return b"", params
-    if path is None:
+        data = b""
+    elif path is None:
         raise BadInput(f"{spec.name} needs --input FILE")
-    if spec.input_kind == "rgba8":
-        rgba, width, height = read_image(path)
+    elif spec.input_kind == "rgba8":
+        data, width, height = read_image(path)
         for name, value in (("width", width), ("height", height)):
             if name in params and params[name] != value:
                 raise BadInput(f"--param {name}={params[name]} contradicts the image ({value})")
-        return rgba, {**params, "width": width, "height": height}
-    if path == STDIO:
-        return sys.stdin.buffer.read(), params
-    return Path(path).read_bytes(), params
+        params = {**params, "width": width, "height": height}
+    elif path == STDIO:
+        data = sys.stdin.buffer.read()
+    else:
+        data = Path(path).read_bytes()
+    # Defaults filled in: save_job_output needs e.g. mandelbrot's default width.
+    return data, spec.validate_params(params)
 
 
 def save_job_output(spec: KernelSpec, path: str, output: bytes, params: dict[str, Any]) -> None:

@@ -93,6 +93,7 @@ async def run_command(args: argparse.Namespace) -> Decision:
         dispatcher = Dispatcher(rt, sock)
         await dispatcher.connect()
         spec = kernel_spec(rt, dispatcher, args.kernel)
+        wasm_cli.check_output_path(spec, args.output)
         params = wasm_cli.parse_params(spec, args.param)
         data, params = wasm_cli.load_job_input(spec, args.input, params)
         show = wasm_cli.progress_printer(spec.name)

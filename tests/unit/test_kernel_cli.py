@@ -83,7 +83,9 @@ def test_run_blur_png_in_png_out_matches_the_runtime(cli, tmp_path):
         "radius=3",
     )
     assert r.returncode == 0, r.stderr
-    expected = Runtime().run("image.blur", rgba.tobytes(), {"width": 13, "height": 7, "radius": 3})
+    expected = Runtime(cache_dir=tmp_path / "cache").run(
+        "image.blur", rgba.tobytes(), {"width": 13, "height": 7, "radius": 3}
+    )
     assert png_rgba(tmp_path / "out.png").tobytes() == expected.output
 
 
@@ -126,6 +128,14 @@ def test_run_mandelbrot_without_input_and_with_a_row_range(cli, tmp_path):
     out = png_rgba(tmp_path / "m.png")
     assert out.shape == (12, 64, 4)
     assert (out[..., 3] == 255).all()
+
+
+def test_run_mandelbrot_with_default_params_writes_the_default_size(cli, tmp_path):
+    r = cli("run", "fractal.mandelbrot", "-o", str(tmp_path / "m.png"), "-p", "max_iter=20")
+    assert r.returncode == 0, r.stderr
+    spec = Runtime().spec("fractal.mandelbrot")
+    size = (spec.param("height").default, spec.param("width").default, 4)
+    assert png_rgba(tmp_path / "m.png").shape == size
 
 
 def test_run_stats_writes_json(cli, tmp_path):
