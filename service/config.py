@@ -12,7 +12,9 @@ environment variable names and the README table are derived from these declarati
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -277,14 +279,16 @@ def _convert(value: Any, kind: Any, from_text: bool) -> Any:
                 pass
         raise ValueError("expected an integer")
     if kind is float:
+        number: float | None = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if from_text and isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ValueError("expected a number")
+            number = float(value)
+        elif from_text and isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value.strip())
+        # NaN would slip through every min/max check (its comparisons are all false).
+        if number is None or math.isnan(number):
+            raise ValueError("expected a number")
+        return number
     if kind is Path:
         if isinstance(value, Path):
             return value.expanduser()

@@ -49,6 +49,7 @@ EVICT_ABORT_S = 2.0
 RATE_LIMITED = {"reason": "rate_limited"}
 SERVER_EVENTS = frozenset({PHX_REPLY, PHX_ERROR, PHX_CLOSE})
 UNMATCHED_TOPIC = {"reason": "unmatched topic"}
+SHUTTING_DOWN = {"reason": "service is shutting down"}
 
 
 def close_reason(text: str) -> str:
@@ -181,6 +182,10 @@ class Socket:
 
     def join(self, msg: Message) -> None:
         service = self.service
+        if service.stopping:
+            # The stop drains the channels it found; one joined now would escape that drain.
+            self.reply(msg, STATUS_ERROR, SHUTTING_DOWN)
+            return
         if not isinstance(msg.payload, dict):
             self.reply(msg, STATUS_ERROR, {"reason": "join payload must be a JSON object"})
             return

@@ -109,6 +109,7 @@ def test_other_veraltheim_env_vars_are_left_alone():
         ('log_level = "loud"', "'log_level'"),
         ("allowed_origins = [1]", "'allowed_origins'"),
         ("socket_rate = -1", "'socket_rate'"),
+        ("shutdown_grace_s = nan", "'shutdown_grace_s'"),
     ],
 )
 def test_bad_file_names_the_key_and_the_file(tmp_path, text, needle):
@@ -126,6 +127,8 @@ def test_bad_file_names_the_key_and_the_file(tmp_path, text, needle):
         ({"VERALTHEIM_PORT": "eighty"}, "bad value for 'port' (env VERALTHEIM_PORT)"),
         ({"VERALTHEIM_AUTH": "maybe"}, "'auth' (env VERALTHEIM_AUTH): expected true or false"),
         ({"VERALTHEIM_DOCS_UPDATES_PER_S": "x"}, "'docs.updates_per_s'"),
+        # NaN passes every bound check (each comparison is false): refused by name
+        ({"VERALTHEIM_IDLE_TIMEOUT_S": "nan"}, "'idle_timeout_s' (env VERALTHEIM_IDLE_TIMEOUT_S)"),
     ],
 )
 def test_bad_env_names_the_variable(env, needle):

@@ -209,3 +209,37 @@ async def test_graceful_stop_waits_for_in_flight_replies_then_closes_1001(svc):
     assert exc.value.rcvd.code == CLOSE_GOING_AWAY
     await stopping
     assert svc.health()["status"] == "stopping"
+
+
+async def test_a_join_while_stopping_is_refused_not_left_running(svc):
+    ws = await open_ws(svc)
+    await send(ws, "1", "1", "test:a", "phx_join", {})
+    await recv(ws), await recv(ws)
+    await send(ws, "1", "job", "test:a", "later", {"delay": 0.5})  # keeps the stop waiting
+    await wait_for(lambda: any(c._pending for c in svc.channels))
+    stopping = asyncio.create_task(svc.stop(5))
+    await wait_for(lambda: svc.stopping)
+    await send(ws, "2", "2", "test:b", "phx_join", {})
+    msg = await recv(ws)
+    while msg.ref != "2":
+        msg = await recv(ws)
+    assert msg.payload == {"status": "error", "response": {"reason": "service is shutting down"}}
+    assert all(c.topic != "test:b" for c in svc.channels)
+    await stopping
+
+
+async def test_stop_cancels_work_still_busy_after_the_grace_period(svc):
+    ws = await open_ws(svc)
+    await send(ws, "1", "1", "test:a", "phx_join", {})
+    await recv(ws), await recv(ws)
+    await send(ws, "1", "stuck", "test:a", "later", {"delay": 60})  # never in time
+    await wait_for(lambda: any(c._pending for c in svc.channels))
+    async with asyncio.timeout(WAIT_S):
+        stopping = asyncio.create_task(svc.stop(0.2))
+        close = await recv(ws)
+        assert (close.event, close.join_ref) == ("phx_close", "1")  # no reply to "stuck"
+        with pytest.raises(ConnectionClosed) as exc:
+            await recv(ws)
+        assert exc.value.rcvd.code == CLOSE_GOING_AWAY
+        await stopping
+    assert EVENTS == [("test:a", "shutdown")]
