@@ -6,6 +6,7 @@ The generated secret lives in `<data_dir>/secret_key` (mode 0600), so `run`, `st
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -39,15 +40,21 @@ def load_or_create_secret(config: ServiceConfig) -> str:
         pass
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret = secrets.token_urlsafe(SECRET_BYTES)
+    draft = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
-        # O_EXCL: two processes starting at once must not end up with two secrets.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret + "\n")
+        # link() publishes the whole file, or fails if another process was first: two processes
+        # starting at once agree on one secret, and neither reads a half-written file.
+        os.link(draft, path)
     except FileExistsError:
         return _read(path)
     except OSError as e:
         raise SecretError(f"cannot create secret file {path}: {e.strerror}") from None
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secret + "\n")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            draft.unlink()
     log.info("generated a new token signing secret in %s", path)
     return secret
 

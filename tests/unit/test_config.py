@@ -253,6 +253,26 @@ def test_secret_generated_once_with_mode_0600(tmp_path):
     assert load_or_create_secret(load_config({"data_dir": str(tmp_path / "other")}, {})) != first
 
 
+def test_secret_being_written_by_another_process_is_never_read_half_made(tmp_path, monkeypatch):
+    """A second `token issue`/`run` reading while the first writes gets the same whole secret."""
+    from service.secret import load_or_create_secret
+
+    config = load_config({"data_dir": str(tmp_path)}, {})
+    real_fdopen, seen = os.fdopen, []
+
+    def fdopen_then_race(fd, *args, **kwargs):
+        monkeypatch.setattr(os, "fdopen", real_fdopen)
+        # the other process arrives while this one holds an unwritten file
+        seen.append(load_or_create_secret(config))
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", fdopen_then_race)
+    first = load_or_create_secret(config)
+    assert seen == [first]
+    assert (tmp_path / "secret_key").read_text().strip() == first
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # no temporary file left
+
+
 def test_empty_secret_file_is_a_clear_error(tmp_path):
     from service.secret import SecretError, load_or_create_secret
 
