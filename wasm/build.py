@@ -27,13 +27,14 @@ from typing import Any
 
 import wasmtime
 
+from .manifest import GRANT_IMPORTS, MANIFEST_FORMAT
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 SRC_DIR = PACKAGE_DIR / "src"
 MODULES_DIR = PACKAGE_DIR / "modules"
 CATALOGUE = SRC_DIR / "kernels.toml"
 COSTS = SRC_DIR / "costs.json"
 MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = 1
 SHARED_SOURCES = ("vh.c",)
 
 # One place for the compiler flags; bench/kernels.py builds the native baseline with its own.
@@ -134,6 +135,9 @@ def make_manifest(
             raise BuildError(f"kernel {kname}: unknown module {k['module']!r}")
         if k["export"] not in mods[k["module"]]["exports"]:
             raise BuildError(f"kernel {kname}: module {k['module']} does not export {k['export']}")
+        unknown = set(k.get("grants", [])) - set(GRANT_IMPORTS)
+        if unknown:
+            raise BuildError(f"kernel {kname}: unknown grants {sorted(unknown)}")
         unit = k["cost_unit"]
         if unit not in COST_UNITS:
             raise BuildError(f"kernel {kname}: unknown cost_unit {unit!r}")
@@ -151,9 +155,7 @@ def make_manifest(
         }
     for name, m in mods.items():
         granted = {
-            "env.vh_progress"
-            for k in kernels.values()
-            if k["module"] == name and "progress" in k["grants"]
+            GRANT_IMPORTS[g] for k in kernels.values() if k["module"] == name for g in k["grants"]
         }
         extra = set(m["imports"]) - granted
         if extra:

@@ -209,7 +209,7 @@ def save_job_output(spec: KernelSpec, path: str, output: bytes, params: dict[str
         write_image(path, output, width, len(output) // (4 * width))
         return
     if spec.output_kind == "stats":
-        text = json.dumps(decode_output(spec, output, params), indent=2) + "\n"
+        text = json.dumps(decode_output(spec, output), indent=2) + "\n"
         data = text.encode()
     else:
         data = output

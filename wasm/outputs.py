@@ -12,8 +12,11 @@ from .manifest import KernelSpec
 STATS_HEAD = ("count", "mean", "std", "min", "max")
 
 
-def decode_output(spec: KernelSpec, output: bytes, params: dict[str, Any] | None = None) -> Any:
-    """A JSON-able dict for "stats" output; the bytes unchanged for every other kind."""
+def decode_output(spec: KernelSpec, output: bytes) -> Any:
+    """A JSON-able dict for "stats" output; the bytes unchanged for every other kind.
+
+    The histogram spans the finite values' [min, max] (data.stats has no range params).
+    """
     if spec.output_kind != "stats":
         return output
     if len(output) % 8 or len(output) < 8 * len(STATS_HEAD):
@@ -22,17 +25,8 @@ def decode_output(spec: KernelSpec, output: bytes, params: dict[str, Any] | None
     head = dict(zip(STATS_HEAD, (_json_float(v) for v in values[:5]), strict=True))
     head["count"] = int(values[0])
     counts = [int(v) for v in values[5:]]
-    lo, hi = _edges(head, params or {})
-    head["histogram"] = {"bins": len(counts), "edges": [lo, hi], "counts": counts}
+    head["histogram"] = {"bins": len(counts), "edges": [head["min"], head["max"]], "counts": counts}
     return head
-
-
-def _edges(head: dict[str, Any], params: dict[str, Any]) -> tuple[Any, Any]:
-    # An explicit histogram range in the params wins; otherwise the data's min and max.
-    for lo_name, hi_name in (("lo", "hi"), ("range_min", "range_max"), ("hist_min", "hist_max")):
-        if params.get(lo_name) is not None and params.get(hi_name) is not None:
-            return float(params[lo_name]), float(params[hi_name])
-    return head["min"], head["max"]
 
 
 def _json_float(v: float) -> float | None:

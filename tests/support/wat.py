@@ -16,6 +16,8 @@ from typing import Any
 
 import wasmtime
 
+from wasm.manifest import MANIFEST_FORMAT
+
 # The ABI every module shares: a 16-byte aligned bump allocator from offset 1024.
 _ABI = r"""
   (memory (export "memory") 1)
@@ -226,7 +228,11 @@ def write_manifest(
 ) -> Path:
     """Compile each WAT text to `<name>.wasm` in `directory`; write manifest.json; return it."""
     directory.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {"format": 1, "modules": {}, "kernels": copy.deepcopy(kernels)}
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "modules": {},
+        "kernels": copy.deepcopy(kernels),
+    }
     for name, wat in modules.items():
         wasm = wasmtime.wat2wasm(wat)
         (directory / f"{name}.wasm").write_bytes(wasm)

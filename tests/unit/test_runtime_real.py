@@ -73,7 +73,7 @@ def test_stats_decode_to_json_able_dict(rt):
     x = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
     spec = rt.spec("data.stats")
     result = rt.run("data.stats", x.tobytes(), {"bins": 3})
-    stats = decode_output(spec, result.output, result.params)
+    stats = decode_output(spec, result.output)
     assert stats["count"] == 4
     assert stats["mean"] == pytest.approx(2.5)
     assert stats["std"] == pytest.approx(np.std([1, 2, 3, 4]))

@@ -118,3 +118,13 @@ def test_missing_toolchain_is_one_clear_error(monkeypatch, capsys):
     monkeypatch.setattr(build, "find_toolchain", lambda: None)
     assert build.main(["--out", "/nonexistent/never-written"]) == 2
     assert "clang and wasm-ld are needed" in capsys.readouterr().err
+
+
+def test_an_unknown_grant_is_one_clear_build_error():
+    catalogue = build.load_catalogue()
+    catalogue["kernels"] = {n: k for n, k in catalogue["kernels"].items() if k["module"] == "hash"}
+    for k in catalogue["kernels"].values():
+        k["grants"] = ["progress", "network"]
+    data = (build.MODULES_DIR / "hash.wasm").read_bytes()
+    with pytest.raises(build.BuildError, match=r"unknown grants \['network'\]"):
+        build.make_manifest(catalogue, {"hash": ("hash.wasm", data)}, {})
