@@ -83,6 +83,8 @@ def _encode_binary(msg: Message, sender: Sender) -> bytes:
     if msg.event == PHX_REPLY:
         if sender == "client":
             raise ProtocolError("a client does not send replies")
+        if not isinstance(msg.payload, dict):
+            raise ProtocolError('a reply payload must be {"status": str, "response": bytes}')
         if not isinstance(msg.payload.get("status"), str):
             raise ProtocolError("a reply needs a string status")
         status = _field(msg.payload["status"], "reply status")

@@ -21,6 +21,7 @@ from protocol.constants import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_SLOW_READER,
     HEARTBEAT,
+    MAX_BINARY_FIELD_BYTES,
     PHOENIX_TOPIC,
     PHX_CLOSE,
     PHX_ERROR,
@@ -188,6 +189,12 @@ class Socket:
             return
         if not isinstance(msg.payload, dict):
             self.reply(msg, STATUS_ERROR, {"reason": "join payload must be a JSON object"})
+            return
+        if len(msg.topic.encode()) > MAX_BINARY_FIELD_BYTES:
+            # Refused now rather than crashing the channel at its first binary frame.
+            self.reply(
+                msg, STATUS_ERROR, {"reason": "topic too long", "limit": MAX_BINARY_FIELD_BYTES}
+            )
             return
         channel_cls = service.router.match(msg.topic)
         if channel_cls is None:

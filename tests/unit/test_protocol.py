@@ -127,6 +127,8 @@ def test_encode_refuses_what_it_cannot_write():
         encode(Message("1", "2", "t", "e", b""), sender="server")
     with pytest.raises(ProtocolError, match="client does not send replies"):
         encode(Message.reply("1", "2", "t", "ok", b""), sender="client")
+    with pytest.raises(ProtocolError, match="reply payload"):  # bytes where the dict goes
+        encode(Message("1", "2", "t", PHX_REPLY, b"raw"), sender="server")
 
 
 def test_envelope_round_trip_and_errors():

@@ -243,3 +243,16 @@ async def test_stop_cancels_work_still_busy_after_the_grace_period(svc):
         assert exc.value.rcvd.code == CLOSE_GOING_AWAY
         await stopping
     assert EVENTS == [("test:a", "shutdown")]
+
+
+async def test_a_topic_too_long_for_binary_frames_is_refused_at_join(svc):
+    ws = await open_ws(svc)
+    topic = "test:" + "é" * 126  # 257 bytes of UTF-8: no binary push or broadcast could carry it
+    await send(ws, "1", "1", topic, "phx_join", {})
+    assert (await recv(ws)).payload == {
+        "status": "error",
+        "response": {"reason": "topic too long", "limit": 255},
+    }
+    await send(ws, "2", "2", "test:" + "é" * 125, "phx_join", {})  # 255 bytes: fine
+    assert (await recv(ws)).payload["status"] == "ok"
+    await ws.close()
