@@ -37,9 +37,10 @@ log = logging.getLogger(__name__)
 
 COMPACT_EVERY = 500  # cached rows before the cache takes a snapshot
 MAX_BATCH = 256  # local updates merged into one `yjs` push
-# bytes of local updates merged into one push; kept well under the service's default 1 MiB
-# max_update_bytes (a single larger transaction still goes alone)
+# bytes of local updates merged into one push, at most: lowered to the service's max_update_bytes
+# (minus the message header) when its join reply tells it; a single larger transaction goes alone
 MAX_BATCH_BYTES = 256 * 1024
+MESSAGE_HEADER_BYTES = 16  # y-protocols type, sub-type and length around an update
 RESYNC_DELAY_S = 1.0  # after the service refused an update (rate limit), sync again this late
 # Remote updates are cached in batches, off the path of the next message: the service holds them
 # anyway, so one lost with the process is fetched again by the next sync.
@@ -65,6 +66,7 @@ class SharedDoc:
         self._last_seq = stored.last_seq
         self.awareness = Awareness(self.doc)
         self.read_only = False
+        self.batch_bytes = MAX_BATCH_BYTES  # the largest merged push; see _on_join
         self.synced = asyncio.Event()  # set once the current join's sync step 2 has arrived
         self.join_error: Any = None
         self._channel: Any = None
@@ -237,12 +239,12 @@ class SharedDoc:
 
     def _send_batches(self, updates: list[tuple[int, bytes]]) -> None:
         """Push (seq, update) pairs merged into messages of at most MAX_BATCH updates and about
-        MAX_BATCH_BYTES each; each reply acknowledges its seqs."""
+        `batch_bytes` each; each reply acknowledges its seqs."""
         batch: list[tuple[int, bytes]] = []
         size = 0
         for seq, update in [*updates, (0, b"")]:
             if batch and (
-                not update or len(batch) >= MAX_BATCH or size + len(update) > MAX_BATCH_BYTES
+                not update or len(batch) >= MAX_BATCH or size + len(update) > self.batch_bytes
             ):
                 merged = [u for _, u in batch]
                 one = merged[0] if len(merged) == 1 else merge_updates(*merged)
@@ -281,7 +283,12 @@ class SharedDoc:
             return
         self._joined = True
         self.join_error = None
-        self.read_only = bool(isinstance(response, dict) and response.get("read_only"))
+        answer = response if isinstance(response, dict) else {}
+        self.read_only = bool(answer.get("read_only"))
+        limit = answer.get("max_update_bytes")
+        self.batch_bytes = MAX_BATCH_BYTES
+        if isinstance(limit, int) and limit > 0:
+            self.batch_bytes = max(1, min(MAX_BATCH_BYTES, limit - MESSAGE_HEADER_BYTES))
         self.synced.clear()
         self._push(YJS_SYNC_EVENT, create_sync_message(self.doc))
         if self.awareness.get_local_state() is not None:
@@ -313,7 +320,7 @@ class SharedDoc:
             if self.read_only:
                 return
             self._flush()
-            if len(missing) <= MAX_BATCH_BYTES:
+            if len(missing) <= self.batch_bytes:
                 self._send_update(create_sync_step2_message(missing), self._last_seq)
             else:
                 # too big for one message: what the service lacks is our unacknowledged edits

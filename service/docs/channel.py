@@ -74,7 +74,8 @@ class DocChannel(Channel):
         except TooManyDocuments as exc:
             raise JoinError({"reason": "too_many_documents", "message": str(exc)}) from None
         self.track_presence(self.user, {"read_only": self.read_only})
-        return {"read_only": self.read_only}
+        # the client keeps its batches under the limit it learns here
+        return {"read_only": self.read_only, "max_update_bytes": self.max_update_bytes}
 
     async def handle_in(self, event: str, payload: Any, ref: str | None) -> Reply | None:
         if event not in (YJS_EVENT, YJS_SYNC_EVENT):

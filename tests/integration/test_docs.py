@@ -16,8 +16,8 @@ from pycrdt import Doc, Map, Text, create_update_message
 
 from client.net import JoinError, Socket
 from client.state import DocCache, DocumentStore, Notes, RunHistory, SharedDoc
-from protocol.ysync import create_sync_message
 from protocol import encode
+from protocol.ysync import create_sync_message
 
 TIMEOUT_S = 15.0
 
@@ -154,7 +154,7 @@ async def test_read_only_joins_drop_updates(service, tmp_path):
         await sock.connect()
         try:
             ch = sock.channel("doc:ro", {"read_only": True} if how == "param" else {})
-            assert await ch.join() == {"read_only": True}
+            assert (await ch.join())["read_only"] is True
             other = Doc()
             other.get("notes", type=Text).insert(0, "vandalism ")
             reply = await ch.push("yjs", create_update_message(other.get_update()))
@@ -379,3 +379,28 @@ async def test_documents_unload_after_the_last_member_leaves(service_factory, tm
     async with clients(svc, tmp_path / "again", "bob") as (b,):
         assert Notes(await b.open("idle")).text == "stays"  # loaded again from the store
         await wait_loaded(1)
+
+
+async def test_offline_edits_reach_a_service_with_a_small_update_limit(service_factory, tmp_path):
+    """The join reply tells max_update_bytes: the client's sync answer and batches stay under it
+    (a service limit below the client's own batch size must not leave edits pending forever)."""
+    svc = service_factory(env={"VERALTHEIM_DOCS_MAX_UPDATE_BYTES": "4000"})
+    offline = DocumentStore(tmp_path / "offline")
+    doc = await offline.open("small")
+    for i in range(200):  # 200 small transactions, about 10 KB together
+        Notes(doc).append(f"line {i:03d} of the offline notes\n")
+    assert len(doc.doc.get_update()) > 4000
+    sock = Socket(svc.ws_url, token=svc.token("ann"))
+    await sock.connect()
+    try:
+        offline.attach(sock)
+        await doc.wait_synced(TIMEOUT_S)
+        await doc.flush(TIMEOUT_S)
+        for i in range(200):  # and online edits made in one burst go in parts too
+            Notes(doc).append(f"line {i:03d} typed online, quickly\n")
+        await doc.flush(TIMEOUT_S)
+    finally:
+        await offline.aclose()
+        await sock.disconnect()
+    async with clients(svc, tmp_path, "bob") as (b,):
+        assert Notes(await b.open("small")).text.count("\n") == 400
