@@ -7,7 +7,7 @@ import itertools
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Map, Text
 
@@ -15,7 +15,17 @@ from client.net import Socket
 from client.state import DocumentStore, SharedDoc
 from tests.support.service import running_service
 
-TIMEOUT_S = 30.0
+TIMEOUT_S = 15.0
+# Each example runs real sockets against a real service: the same examples on every run
+# (derandomize), no deadline, few examples, and no shrinking (one shrink step can cost a
+# timeout; the scripts are short enough to read as they are).
+CONVERGE = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 # One edit: (kind, position or key, value)
 edit = st.one_of(
@@ -108,25 +118,19 @@ async def _until(predicate) -> None:
         await asyncio.sleep(0.01)
 
 
-@settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(CONVERGE, max_examples=15)
 @given(scripts=st.lists(st.lists(edit, max_size=25), min_size=2, max_size=2))
 def test_two_clients_converge(svc, tmp_path, scripts):
     asyncio.run(converge(svc.ws_url, tmp_path, scripts))
 
 
-@settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(CONVERGE, max_examples=8)
 @given(scripts=st.lists(st.lists(edit | toggle, max_size=25), min_size=3, max_size=3))
 def test_clients_going_offline_and_back_converge(svc, tmp_path, scripts):
     asyncio.run(converge(svc.ws_url, tmp_path, scripts))
 
 
-@settings(
-    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(CONVERGE, max_examples=5)
 @given(scripts=st.lists(st.lists(edit, max_size=15), min_size=10, max_size=10))
 def test_ten_clients_converge(svc, tmp_path, scripts):
     asyncio.run(converge(svc.ws_url, tmp_path, scripts))
