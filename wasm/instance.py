@@ -170,14 +170,23 @@ class _JobSlot:
 
     def on_progress(self, _env, _caller, args: int, _nargs) -> int:
         job = self.job
-        if job is not None and job.progress is not None:
+        if job is None or job.progress is None:
+            return 0
+        try:
             done = ctypes.c_int32.from_address(args).value
             total = ctypes.c_int32.from_address(args + _VAL_RAW_SIZE).value
             job.report_progress(done, total)
-            if job.check() is not None:  # e.g. the callback cancelled the job: stop here
-                msg = str(job.stop).encode()
-                return ctypes.cast(ffi.wasmtime_trap_new(msg, len(msg)), c_void_p).value or 0
-        return 0
+            stop = job.check()  # e.g. the callback cancelled the job: stop here
+        except BaseException as e:
+            # Never let an exception escape into wasmtime: ctypes would return garbage as the
+            # trap pointer (a crash). KeyboardInterrupt & co. stop the job and are re-raised.
+            if job.stop is None:
+                job.stop = e
+            stop = job.stop
+        if stop is None:
+            return 0
+        msg = str(stop).encode()
+        return ctypes.cast(ffi.wasmtime_trap_new(msg, len(msg)), c_void_p).value or 0
 
 
 class KernelInstance:

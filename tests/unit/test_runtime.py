@@ -286,6 +286,20 @@ def test_a_failing_progress_callback_stops_the_job(rt):
     assert rt.run("test.echo", b"ok", {}).output == b"ok"
 
 
+def test_a_keyboard_interrupt_in_a_progress_callback_stops_the_job_and_is_raised(rt):
+    seen = []
+
+    def interrupted(done, total):
+        seen.append(done)
+        raise KeyboardInterrupt
+
+    # Before the fix ctypes swallowed it and handed wasmtime a garbage trap: the process crashed.
+    with pytest.raises(KeyboardInterrupt):
+        rt.run("test.progress", b"", {"n": 5}, progress=interrupted)
+    assert seen == [1]
+    assert rt.run("test.echo", b"ok", {}).output == b"ok"
+
+
 def test_unknown_kernel(rt):
     with pytest.raises(UnknownKernel, match=r"unknown kernel 'test.nope'"):
         rt.run("test.nope", b"", {})
