@@ -166,10 +166,11 @@ class DocRegistry:
     def __init__(
         self,
         *,
-        max_docs_per_user: int = 100,
-        idle_unload_s: float = 300.0,
-        compact_every: int = 1000,
+        max_docs_per_user: int,
+        idle_unload_s: float,
+        compact_every: int,
     ) -> None:
+        """The limits come from DocsConfig (see from_config), where their defaults live."""
         self.max_docs_per_user = max_docs_per_user
         self.idle_unload_s = idle_unload_s
         self.compact_every = compact_every
@@ -190,10 +191,6 @@ class DocRegistry:
         )
 
     async def start(self, ctx: Any) -> None:
-        docs = ctx.config.docs
-        self.max_docs_per_user = docs.max_docs_per_user
-        self.idle_unload_s = docs.idle_unload_s
-        self.compact_every = docs.compact_every
         self.open_store(Path(ctx.data_dir))
         metrics = ctx.metrics
         metrics.gauge("docs_loaded", "documents in memory", lambda: len(self.loaded))
