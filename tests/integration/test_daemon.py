@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from service.daemon import process_alive, read_pid
-from tests.integration.phx_raw import join, open_socket
+from tests.support.phx_frames import join, open_socket
 from tests.support.service import service_env
 
 CMD = [sys.executable, "-m", "service"]
@@ -66,7 +66,7 @@ async def test_start_status_stop_leaves_nothing_behind(data_dir):
     assert process_alive(pid)
     assert pid != os.getpid()
 
-    ws = await open_socket(url.group(1), token(data_dir, "dora"))
+    ws = await open_socket(url.group(1), token=token(data_dir, "dora"))
     try:
         assert (await join(ws))["status"] == "ok"
         # The compute pool spawns its workers on the first compute join.

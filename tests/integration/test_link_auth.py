@@ -12,13 +12,13 @@ from websockets.exceptions import InvalidStatus
 
 from protocol.constants import AUTH_TOKEN_PREFIX, SUBPROTOCOL, VSN
 from service.auth import issue_token
-from tests.integration.link_frames import (
+from tests.support.phx_frames import (
     WAIT_S,
     http_get,
     join,
     metric,
     open_socket,
-    token,
+    sign,
 )
 from tests.support.service import TEST_SECRET, running_service
 
@@ -63,7 +63,7 @@ async def test_bad_tokens_are_refused_with_403(svc, query, says):
 
 
 async def test_token_in_phoenix_subprotocol_selects_phoenix(svc):
-    encoded = base64.b64encode(token("sub-user").encode()).decode().rstrip("=")
+    encoded = base64.b64encode(sign("sub-user").encode()).decode().rstrip("=")
     ws = await connect(
         f"{svc.ws_url}?vsn={VSN}",
         subprotocols=[SUBPROTOCOL, AUTH_TOKEN_PREFIX + encoded],
@@ -84,7 +84,7 @@ async def test_forged_token_in_subprotocol_is_refused(svc):
 
 async def test_origin_must_be_allowed_when_configured(svc):
     status, body = await refused(
-        f"{svc.ws_url}?vsn={VSN}&token={token('o')}", origin="https://evil.example"
+        f"{svc.ws_url}?vsn={VSN}&token={sign('o')}", origin="https://evil.example"
     )
     assert status == 403 and "origin not allowed: https://evil.example" in body
     ws = await open_socket(svc.ws_url, "o", origin=ORIGIN)
@@ -93,7 +93,7 @@ async def test_origin_must_be_allowed_when_configured(svc):
 
 
 async def test_unsupported_vsn_is_a_400(svc):
-    status, body = await refused(f"{svc.ws_url}?vsn=1.0.0&token={token('v')}")
+    status, body = await refused(f"{svc.ws_url}?vsn=1.0.0&token={sign('v')}")
     assert status == 400 and "unsupported vsn '1.0.0'" in body
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from protocol import Message, decode
 from protocol.constants import CLOSE_PROTOCOL_ERROR
-from tests.integration.link_frames import (
+from tests.support.phx_frames import (
     closed,
     join,
     open_socket,

@@ -14,7 +14,7 @@ from protocol.constants import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_SLOW_READER,
 )
-from tests.integration.link_frames import (
+from tests.support.phx_frames import (
     closed,
     http_get,
     join,

@@ -15,7 +15,7 @@ from cryptography import x509
 from service.cli import fetch_health
 from service.config import load_config
 from service.tls import client_ssl_context
-from tests.integration.phx_raw import WAIT_S, join, open_socket
+from tests.support.phx_frames import WAIT_S, join, open_socket
 from tests.support.service import service_env
 
 CMD = [sys.executable, "-m", "service"]
@@ -47,7 +47,7 @@ async def test_wss_with_a_trusted_dev_cert(service_factory, dev_cert):
     svc = service_factory("--certfile", str(cert_path), "--keyfile", str(key_path))
     assert svc.ws_url.startswith("wss://127.0.0.1:")
 
-    ws = await open_socket(svc.ws_url, svc.token("tess"), client_ssl_context(cert_path))
+    ws = await open_socket(svc.ws_url, token=svc.token("tess"), ssl=client_ssl_context(cert_path))
     try:
         assert (await join(ws))["status"] == "ok"
     finally:
@@ -55,7 +55,7 @@ async def test_wss_with_a_trusted_dev_cert(service_factory, dev_cert):
 
     # A client that does not trust the certificate is refused by its own verification.
     with pytest.raises(ssl.SSLCertVerificationError):
-        await open_socket(svc.ws_url, svc.token("tess"), ssl.create_default_context())
+        await open_socket(svc.ws_url, token=svc.token("tess"), ssl=ssl.create_default_context())
 
     # HTTP routes are on TLS too.
     url = f"https://127.0.0.1:{svc.port}/healthz"

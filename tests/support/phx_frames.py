@@ -1,9 +1,9 @@
-"""Raw Phoenix V2 frames for the link tests: sign tokens, open sockets, wait for frames."""
+"""Raw Phoenix V2 frames over a `websockets` client, for the link and service tests: sign tokens,
+open sockets, send and wait for messages, read /metrics."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import urllib.error
 import urllib.request
 from typing import Any
@@ -19,14 +19,23 @@ from tests.support.service import TEST_SECRET
 WAIT_S = 10.0
 
 
-def token(user: str, ttl: float = 600, **claims: Any) -> str:
+def sign(user: str, ttl: float = 600, **claims: Any) -> str:
+    """A token signed with the secret the test services run with."""
     return issue_token(TEST_SECRET, user, ttl, claims or None)
 
 
 async def open_socket(
-    ws_url: str, user: str | None = "alice", *, query: str = "", **kwargs: Any
+    ws_url: str,
+    user: str | None = "alice",
+    *,
+    token: str | None = None,
+    query: str = "",
+    **kwargs: Any,
 ) -> ClientConnection:
-    q = f"vsn={VSN}" + (f"&token={token(user)}" if user else "") + (f"&{query}" if query else "")
+    """Connect as `user` (a token signed here), or with the given `token`, or (both None)
+    with no token; kwargs go to websockets' connect (ssl, origin, max_queue...)."""
+    signed = token if token is not None else (sign(user) if user else None)
+    q = f"vsn={VSN}" + (f"&token={signed}" if signed else "") + (f"&{query}" if query else "")
     kwargs.setdefault("open_timeout", WAIT_S)
     kwargs.setdefault("compression", None)
     return await connect(f"{ws_url}?{q}", **kwargs)
@@ -90,7 +99,3 @@ def metric(text: str, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.split()[-1])
     return 0.0
-
-
-def as_json(payload: Any) -> str:
-    return json.dumps(payload, sort_keys=True)
