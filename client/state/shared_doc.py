@@ -136,7 +136,8 @@ class SharedDoc:
         await asyncio.wait_for(self.synced.wait(), timeout)
 
     async def flush(self, timeout: float = 10.0) -> None:
-        """Wait until the service has acknowledged every local edit."""
+        """Wait until the service has acknowledged every local edit. PermissionError on a
+        document joined read-only that has local edits: the service never takes them."""
 
         async def drained() -> None:
             while self.pending:
@@ -144,6 +145,10 @@ class SharedDoc:
                 await self._acked.wait()
 
         self._flush()
+        if self.read_only and self.pending:
+            raise PermissionError(
+                f"{self.topic} is joined read-only: {self.pending} local edits stay in the cache"
+            )
         await asyncio.wait_for(drained(), timeout)
 
     async def close(self) -> None:

@@ -404,3 +404,14 @@ async def test_offline_edits_reach_a_service_with_a_small_update_limit(service_f
         await sock.disconnect()
     async with clients(svc, tmp_path, "bob") as (b,):
         assert Notes(await b.open("small")).text.count("\n") == 400
+
+
+async def test_flush_of_a_read_only_document_says_so_at_once(service, tmp_path):
+    async with clients(service, tmp_path, "ann") as (a,):
+        doc = await a.open("viewed", read_only=True)
+        assert doc.read_only
+        await doc.flush(timeout=2)  # nothing local: nothing to wait for
+        Notes(doc).append("mine only")
+        with pytest.raises(PermissionError, match="read-only"):
+            await doc.flush(timeout=2)
+        assert doc.pending == 1  # kept in the cache, never sent
