@@ -64,7 +64,7 @@ async def test_start_status_stop_leaves_nothing_behind(data_dir):
     pid = int(re.search(r"started \(pid (\d+)", started.stdout).group(1))
     assert read_pid(data_dir / "service.pid") == pid
     assert process_alive(pid)
-    assert pid != os.getpid()
+    assert os.getsid(pid) != os.getsid(0), "the daemon did not detach from our session"
 
     ws = await open_socket(url.group(1), token=token(data_dir, "dora"))
     try:
