@@ -43,7 +43,8 @@ MAX_BATCH_BYTES = 256 * 1024
 MESSAGE_HEADER_BYTES = 16  # y-protocols type, sub-type and length around an update
 RESYNC_DELAY_S = 1.0  # after the service refused an update (rate limit), sync again this late
 # Remote updates are cached in batches, off the path of the next message: the service holds them
-# anyway, so one lost with the process is fetched again by the next sync.
+# anyway, so one lost with the process is fetched again by the next sync. A local edit writes the
+# batch first, so the cache never holds an edit without what it builds on.
 REMOTE_WRITE_DELAY_S = 0.25
 REMOTE_WRITE_BATCH = 256
 
@@ -183,6 +184,8 @@ class SharedDoc:
             return
         local = self._remote_depth == 0
         if local:
+            # the remote updates this edit may build on go to the cache first
+            self._write_remote()
             seq = self._cache.append_local(self.name, update)
             self._last_seq = seq
             self._rows += 1

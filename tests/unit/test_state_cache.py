@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 
 import pytest
-from pycrdt import Doc, Map
+from pycrdt import Doc, Map, Text
 
 from client.state import DocCache, DocumentStore, Notes, RunHistory
 from client.state.shared_doc import SharedDoc
@@ -48,6 +48,20 @@ def test_compaction_keeps_pending_edits_and_the_state(tmp_path):
     assert cache.pending("d") == 5
     reopened = SharedDoc("d", cache)
     assert reopened.doc.get("m", type=Map).to_py() == {f"k{i}": float(i) for i in range(25)}
+
+
+async def test_a_local_edit_is_cached_with_the_remote_updates_it_builds_on(tmp_path):
+    """Remote updates are cached in batches; a local edit on top of one must not reach the
+    cache before it, or a client killed then would reopen offline without that edit."""
+    cache = DocCache(tmp_path)
+    doc = SharedDoc("d", cache)  # a running loop: remote updates wait for the batch timer
+    other = Doc()
+    other.get("t", type=Text).insert(0, "hello")
+    doc._apply_remote(other.get_update())
+    del doc.doc.get("t", type=Text)[0]  # the local edit builds on the remote text
+    # the process dies here: a second reader sees only what is committed
+    reopened = SharedDoc("d", DocCache(tmp_path))
+    assert str(reopened.doc.get("t", type=Text)) == "ello"
 
 
 def test_remote_updates_are_not_pending(tmp_path):
