@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import time
 from typing import Any
 
@@ -55,8 +56,8 @@ def issue_token(
         raise ValueError("a token needs a non-empty secret")
     if not isinstance(user_id, str) or not user_id:
         raise ValueError("a token needs a non-empty user id")
-    if not ttl_s > 0:
-        raise ValueError(f"ttl must be positive, got {ttl_s}")
+    if not 0 < ttl_s < math.inf:
+        raise ValueError(f"ttl must be a positive number of seconds, got {ttl_s}")
     extra = dict(claims or {})
     clash = [k for k in RESERVED_CLAIMS if k in extra]
     if clash:
