@@ -60,10 +60,20 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def runs_service(pid: int) -> bool:
+    """Whether pid's command line is ours: a pidfile left by a killed daemon may name a pid
+    the system has since given to an unrelated process, which `stop` must not signal."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): trust the pidfile
+    return b"service" in cmdline
+
+
 def running_pid(pidfile: Path) -> int | None:
     """The pid of the running daemon, or None (a stale pidfile is removed)."""
     pid = read_pid(pidfile)
-    if pid is not None and process_alive(pid):
+    if pid is not None and process_alive(pid) and runs_service(pid):
         return pid
     if pidfile.exists():
         remove_stale(pidfile)

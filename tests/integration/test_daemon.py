@@ -111,6 +111,21 @@ def test_stale_pidfile_is_reported_and_replaced(data_dir):
     assert not (data_dir / "service.pid").exists()
 
 
+def test_stop_never_signals_an_unrelated_process_named_by_a_stale_pidfile(data_dir):
+    """A daemon killed with SIGKILL leaves its pidfile; the pid may be reused by then."""
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        (data_dir / "service.pid").write_text(f"{other.pid}\n")
+        stopped = cli("stop", "--data-dir", str(data_dir))
+        assert stopped.returncode == 1 and "not running" in stopped.stderr
+        assert other.poll() is None, "stop signalled a process that is not the service"
+        assert not (data_dir / "service.pid").exists()
+    finally:
+        other.kill()
+        other.wait(10)
+
+
 def test_start_failure_is_reported_by_the_start_command(data_dir):
     import socket
 
