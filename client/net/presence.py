@@ -11,6 +11,8 @@ import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from protocol.constants import PRESENCE_DIFF, PRESENCE_STATE
+
 if TYPE_CHECKING:
     from client.net.channel import Channel
 
@@ -19,8 +21,8 @@ PresenceState = dict[str, dict[str, Any]]
 JoinCallback = Callable[[str, dict[str, Any] | None, dict[str, Any]], None]
 LeaveCallback = Callable[[str, dict[str, Any], dict[str, Any]], None]
 
-STATE_EVENT = "presence_state"
-DIFF_EVENT = "presence_diff"
+STATE_EVENT = PRESENCE_STATE
+DIFF_EVENT = PRESENCE_DIFF
 
 
 def _refs(presence: dict[str, Any]) -> list[Any]:
