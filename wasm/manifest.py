@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ OUTPUT_KINDS = ("rgba8", "f64", "i32", "numeric", "bytes", "stats")
 # A grant names the one import it allows. Nothing else can ever be imported.
 GRANT_IMPORTS = {"progress": "env.vh_progress"}
 ABI_EXPORTS = ("memory", "vh_alloc", "vh_reset", "vh_begin", "vh_error")
+# Largest int an f64 param can carry (params reach kernels as f64).
+_F64_MAX_INT = int(sys.float_info.max)
 # Bytes per element of the "numeric" input kind, chosen by the `dtype` enum param.
 NUMERIC_ITEMSIZE = {"f64": 8, "i32": 4}
 
@@ -65,11 +68,13 @@ class ParamSpec:
     def coerce(self, kernel: str, value: Any) -> Any:
         """Check one value; return its normalized form (int, float, or the enum choice)."""
         t = type(value)
-        # Fast path for the common case; NaN fails both comparisons and falls through.
+        # Fast path for the common case (a bounded param); NaN, inf and huge ints fail the
+        # comparisons and take the checks below.
         if (
             ((t is int and self.type == "int") or (t is float and self.type == "float"))
-            and (self.min is None or value >= self.min)
-            and (self.max is None or value <= self.max)
+            and self.min is not None
+            and self.max is not None
+            and self.min <= value <= self.max
         ):
             return value
         where = f"{kernel}: param {self.name!r}"
@@ -82,21 +87,22 @@ class ParamSpec:
                 f"{where} must be a{'n' if self.type == 'int' else ''} {self.type}, "
                 f"got {type(value).__name__} {value!r}"
             )
-        if not math.isfinite(value):
+        exact = isinstance(value, numbers.Integral)
+        if not exact and not math.isfinite(value):
             raise BadInput(f"{where} must be finite, got {value!r}")
-        if self.type == "int":
-            if not isinstance(value, numbers.Integral) and not float(value).is_integer():
-                raise BadInput(f"{where} must be an integer, got {value!r}")
-            value = int(value)
-        else:
-            value = float(value)
+        if self.type == "int" and not exact and not float(value).is_integer():
+            raise BadInput(f"{where} must be an integer, got {value!r}")
+        # Range check on the exact value: an int too big for a float is out of range,
+        # not an OverflowError.
         if (self.min is not None and value < self.min) or (
             self.max is not None and value > self.max
         ):
             lo = "-inf" if self.min is None else _num(self.min)
             hi = "inf" if self.max is None else _num(self.max)
             raise BadInput(f"{where} = {_num(value)} is out of range [{lo}, {hi}]")
-        return value
+        if exact and abs(value) > _F64_MAX_INT:  # possible only without a max/min
+            raise BadInput(f"{where} = {_num(value)} does not fit in an f64")
+        return int(value) if self.type == "int" else float(value)
 
     def as_f64(self, value: Any) -> float:
         """The value as the kernel receives it: an enum is the index of its choice."""
@@ -341,4 +347,7 @@ def _parse_param(p: dict[str, Any], fail) -> ParamSpec:
 def _num(v: Any) -> str:
     if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
         return str(int(v))
+    if isinstance(v, int) and abs(v) >= 10**15:
+        # Keep the message one short line (and str() refuses ints of over 4300 digits).
+        return f"{'a negative' if v < 0 else 'a'} {v.bit_length()}-bit integer"
     return str(v)

@@ -316,6 +316,9 @@ def test_unknown_kernel(rt):
         ("test.params", b"", {"width": 0}, "out of range"),
         ("test.params", b"", {"width": 5, "sigma": 9.0}, "sigma' = 9 is out of range"),
         ("test.params", b"", {"width": 5, "sigma": float("nan")}, "must be finite"),
+        # Ints too big for a float (e.g. from JSON) are out of range, not an OverflowError.
+        ("test.params", b"", {"width": 10**400}, "1329-bit integer is out of range"),
+        ("test.params", b"", {"width": 5, "sigma": -(10**400)}, "is out of range"),
         ("test.params", b"", {"width": 5, "dtype": "u8"}, "must be one of f64, i32"),
         ("test.params", b"", {"width": 5, "radius": 1}, "unknown param 'radius'"),
         ("test.params", b"x", {"width": 5}, "takes no input"),

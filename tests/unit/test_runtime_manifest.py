@@ -104,3 +104,21 @@ def test_a_bad_catalogue_entry_is_refused(entry, message):
 
     with pytest.raises(IntegrityError, match=message):
         kernel_spec_from_dict(entry)
+
+
+@pytest.mark.parametrize(
+    ("ptype", "value", "message"),
+    [
+        ("float", float("inf"), "must be finite"),
+        ("float", float("nan"), "must be finite"),
+        ("int", 10**400, "does not fit in an f64"),
+        ("float", -(10**400), "does not fit in an f64"),
+    ],
+)
+def test_an_unbounded_param_still_refuses_what_an_f64_cannot_carry(ptype, value, message):
+    from wasm import BadInput
+    from wasm.manifest import ParamSpec
+
+    with pytest.raises(BadInput, match=message):
+        ParamSpec("p", ptype).coerce("k", value)
+    assert ParamSpec("p", ptype).coerce("k", 3) == 3
