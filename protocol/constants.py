@@ -11,6 +11,8 @@ SUBPROTOCOL: Final = "phoenix"
 AUTH_TOKEN_PREFIX: Final = "base64url.bearer.phx."
 
 PHOENIX_TOPIC: Final = "phoenix"
+# The service's presence topic (who is connected); both ends name it.
+LOBBY_TOPIC: Final = "lobby"
 
 PHX_JOIN: Final = "phx_join"
 PHX_LEAVE: Final = "phx_leave"

@@ -15,7 +15,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from protocol.constants import CLOSE_GOING_AWAY, CLOSE_IDLE_TIMEOUT
+from protocol.constants import CLOSE_GOING_AWAY, CLOSE_IDLE_TIMEOUT, LOBBY_TOPIC
+from protocol.ysync import DOC_TOPIC_PREFIX
 from service.channel import SHUTDOWN, Channel
 from service.compute.channel import ComputeChannel
 from service.compute.component import ComputeComponent
@@ -43,8 +44,8 @@ MAX_SWEEP_S = 5.0
 
 def build_router() -> Router:
     router = Router()
-    router.add("lobby", LobbyChannel)
-    router.add("doc:*", DocChannel)
+    router.add(LOBBY_TOPIC, LobbyChannel)
+    router.add(DOC_TOPIC_PREFIX + "*", DocChannel)
     router.add("compute:*", ComputeChannel)
     return router
 

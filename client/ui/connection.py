@@ -10,8 +10,8 @@ from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 
 from client.ui.models import DictListModel
 from client.ui.notices import Notices
+from protocol.constants import LOBBY_TOPIC
 
-LOBBY_TOPIC = "lobby"
 RTT_REFRESH_MS = 1000
 PING_EVERY = 5  # a heartbeat round trip every 5 refreshes keeps the shown RTT fresh
 
