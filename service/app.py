@@ -24,7 +24,7 @@ from service.config import ServiceConfig
 from service.context import ServiceContext
 from service.docs.channel import DocChannel
 from service.docs.registry import DocRegistry
-from service.endpoint import Endpoint
+from service.endpoint import CLOSE_TIMEOUT_S, Endpoint
 from service.limits import UserBuckets
 from service.lobby import LobbyChannel
 from service.metrics import Metrics
@@ -158,7 +158,7 @@ class Service:
         for socket in list(self.sockets):
             socket.close(CLOSE_GOING_AWAY, "service shutting down")
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._close_wait_s()):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S + 1.0):  # each close handshake's own limit
                 await self.endpoint.wait_closed()
         for name, component in reversed(list(self.components.items())):
             try:
@@ -168,12 +168,6 @@ class Service:
         self.components.clear()
         for task in list(self._tasks):
             task.cancel()
-
-    @staticmethod
-    def _close_wait_s() -> float:
-        from service.endpoint import CLOSE_TIMEOUT_S
-
-        return CLOSE_TIMEOUT_S + 1.0
 
     def track_task(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
