@@ -37,7 +37,7 @@ COSTS = SRC_DIR / "costs.json"
 MANIFEST_NAME = "manifest.json"
 SHARED_SOURCES = ("vh.c",)
 
-# One place for the compiler flags; bench/kernels.py builds the native baseline with its own.
+# One place for the wasm compiler flags (the native baseline has its own in bench/_native.py).
 WASM_CFLAGS = (
     "--target=wasm32",
     "-O2",

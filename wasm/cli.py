@@ -239,8 +239,8 @@ def perform_run(spec: KernelSpec, args: argparse.Namespace, execute: Executor) -
 def make_runtime(args: argparse.Namespace) -> Runtime:
     limit_mib = getattr(args, "memory_limit", DEFAULT_MEMORY_LIMIT_BYTES / MIB)
     limit = int(limit_mib * MIB)
-    if limit > WASM32_MAX_BYTES:
-        raise BadInput(f"--memory-limit is at most {WASM32_MAX_BYTES // MIB} MiB")
+    if not 0 < limit <= WASM32_MAX_BYTES:
+        raise BadInput(f"--memory-limit is more than 0 and at most {WASM32_MAX_BYTES // MIB} MiB")
     return Runtime(args.manifest, cache_dir=args.cache_dir, memory_limit_bytes=limit)
 
 

@@ -69,7 +69,7 @@ class Runtime:
         retain_memory_bytes: int = RETAIN_MEMORY_BYTES,
     ) -> None:
         if not 0 < memory_limit_bytes <= WASM32_MAX_BYTES:
-            raise ValueError(f"memory_limit_bytes must be in (0, {WASM32_MAX_BYTES}]")
+            raise BadInput(f"memory_limit_bytes must be in (0, {WASM32_MAX_BYTES}]")
         _check_deadline(default_deadline_s)
         self.manifest: Manifest = load_manifest(manifest_path)
         self.memory_limit_bytes = memory_limit_bytes

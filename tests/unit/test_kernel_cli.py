@@ -255,6 +255,11 @@ def test_limits_from_the_command_line(cli, tmp_path):
         stdin=b"x",
     )
     assert r.returncode == 1 and "at most 4096 MiB" in r.stderr.decode()
+    r = cli(
+        "run", "test.echo", "-i", "-", "-o", "-", "--memory-limit", "1e-9", "--manifest", manifest
+    )
+    assert r.returncode == 1 and "--memory-limit is more than 0" in r.stderr.decode()
+    assert r.stderr.decode().count("\n") == 1
 
 
 def test_ctrl_c_stops_a_running_kernel(tmp_path):

@@ -345,6 +345,12 @@ def test_validate_returns_normalized_params_with_defaults(rt):
     assert rt.validate("test.numeric", bytes(12), {"dtype": "i32"}) == {"dtype": "i32"}
 
 
+@pytest.mark.parametrize("limit", [0, -1, (4 << 30) + 1])
+def test_a_memory_limit_wasm32_cannot_have_is_bad_input(manifest, tmp_path, limit):
+    with pytest.raises(BadInput, match="memory_limit_bytes must be in"):
+        Runtime(manifest, cache_dir=tmp_path / "cache", memory_limit_bytes=limit)
+
+
 @pytest.mark.parametrize("deadline", [0, -1, float("nan"), float("inf")])
 def test_a_nonsense_deadline_is_bad_input(rt, deadline):
     with pytest.raises(BadInput, match="deadline"):
