@@ -159,6 +159,25 @@ def test_start_with_custom_pidfile_and_log(tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
+def test_status_reads_healthz_of_a_tls_daemon_started_with_cert_flags(tmp_path):
+    """status takes no --certfile: it still reads /healthz from the URL its daemon recorded."""
+    certs = tmp_path / "certs"
+    assert cli("cert", "--out", str(certs)).returncode == 0
+    tls = ["--certfile", str(certs / "cert.pem"), "--keyfile", str(certs / "key.pem")]
+    common = ["--data-dir", str(tmp_path / "d")]
+    out = cli("start", "--host", "127.0.0.1", "--port", "0", *tls, *common)
+    pid = read_pid(tmp_path / "d" / "service.pid")
+    try:
+        assert out.returncode == 0, out.stderr
+        assert "listening wss://127.0.0.1:" in out.stdout
+        status = cli("status", *common)
+        assert status.returncode == 0 and "healthz: status=ok" in status.stdout, status.stdout
+        assert cli("stop", *common).returncode == 0
+    finally:
+        if pid is not None and process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 UNIT = Path(__file__).resolve().parents[2] / "resources/systemd/veraltheim-service.service"
 
 
