@@ -41,8 +41,10 @@ from pycrdt import Doc, Map, create_update_message  # noqa: E402
 from client.net import Socket  # noqa: E402
 from client.state import DocumentStore, SharedDoc  # noqa: E402
 from protocol import encode  # noqa: E402
+from protocol.ysync import DOC_TOPIC_PREFIX, YJS_EVENT  # noqa: E402
 
 LISTENING = "listening "
+THROUGHPUT_TOPIC = DOC_TOPIC_PREFIX + "throughput"
 SMALL_EDITS_PER_ROUND = 5  # edits by the 2-client group per edit by the 100-client group
 UNLIMITED = {
     "VERALTHEIM_SOCKET_RATE": "0",
@@ -161,14 +163,14 @@ async def throughput(url: str, writers: int = 4, per_writer: int = 2000) -> floa
     socks = [Socket(url) for _ in range(writers + 1)]
     for s in socks:
         await s.connect()
-    listener = socks[-1].channel("doc:throughput")
+    listener = socks[-1].channel(THROUGHPUT_TOPIC)
     received = 0
 
     def count(_payload: Any) -> None:
         nonlocal received
         received += 1
 
-    listener.on("yjs", count)
+    listener.on(YJS_EVENT, count)
     await listener.join()
     messages = []
     for w in range(writers):
@@ -178,14 +180,14 @@ async def throughput(url: str, writers: int = 4, per_writer: int = 2000) -> floa
         for i in range(per_writer):
             m[f"w{w}-{i}"] = i
         messages.append([create_update_message(u) for u in updates])
-    channels = [s.channel("doc:throughput") for s in socks[:writers]]
+    channels = [s.channel(THROUGHPUT_TOPIC) for s in socks[:writers]]
     for ch in channels:
         await ch.join()
     baseline = received
     start = time.perf_counter()
 
     async def write(ch: Any, batch: list[bytes]) -> None:
-        pushes = [ch.push("yjs", m, timeout=120) for m in batch]
+        pushes = [ch.push(YJS_EVENT, m, timeout=120) for m in batch]
         replies = await asyncio.gather(*pushes)
         assert all(r.status == "ok" for r in replies)
 
