@@ -14,6 +14,8 @@ from pathlib import Path
 
 import platformdirs
 
+from client.state.cache import CACHE_FILE
+
 APP_NAME = "veraltheim"
 CONFIG_DIR_ENV = "VERALTHEIM_CONFIG_DIR"
 DATA_DIR_ENV = "VERALTHEIM_DATA_DIR"
@@ -51,7 +53,7 @@ class AppSettings:
         return Path(self.cache_dir) if self.cache_dir else data_dir() / "kernels"
 
     def document_cache_path(self) -> Path:
-        return data_dir() / "documents.sqlite3"
+        return data_dir() / CACHE_FILE
 
 
 def settings_path() -> Path:
