@@ -27,14 +27,14 @@ from typing import Any
 
 import wasmtime
 
-from .manifest import GRANT_IMPORTS, MANIFEST_FORMAT
+from .manifest import DEFAULT_MANIFEST_PATH, GRANT_IMPORTS, MANIFEST_FORMAT
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SRC_DIR = PACKAGE_DIR / "src"
-MODULES_DIR = PACKAGE_DIR / "modules"
+MODULES_DIR = DEFAULT_MANIFEST_PATH.parent
 CATALOGUE = SRC_DIR / "kernels.toml"
 COSTS = SRC_DIR / "costs.json"
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = DEFAULT_MANIFEST_PATH.name
 SHARED_SOURCES = ("vh.c",)
 
 # One place for the wasm compiler flags (the native baseline has its own in bench/_native.py).

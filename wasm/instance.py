@@ -26,7 +26,7 @@ from wasmtime import _ffi as ffi
 from .errors import BadInput, KernelError, MemoryLimitExceeded
 from .job import Job
 from .limits import EPOCH_TICK_S
-from .manifest import KernelSpec, ModuleSpec
+from .manifest import PROGRESS_IMPORT, KernelSpec, ModuleSpec
 
 _EPOCH_CALLBACK_T = ctypes.CFUNCTYPE(
     c_size_t,
@@ -254,7 +254,7 @@ class KernelInstance:
 
     def _import(self, engine: wasmtime.Engine, name: str) -> wasmtime.Func:
         # Load-time checks already refused anything but granted imports.
-        if name != "env.vh_progress":
+        if name != PROGRESS_IMPORT:
             raise KernelError(f"module {self.spec.name}: no host function for import {name}")
         raw = ffi.wasmtime_func_t()
         _func_new_unchecked(

@@ -22,7 +22,8 @@ PARAM_TYPES = ("int", "float", "enum")
 INPUT_KINDS = ("rgba8", "f64", "i32", "numeric", "bytes", "none")
 OUTPUT_KINDS = ("rgba8", "f64", "i32", "numeric", "bytes", "stats")
 # A grant names the one import it allows. Nothing else can ever be imported.
-GRANT_IMPORTS = {"progress": "env.vh_progress"}
+PROGRESS_IMPORT = "env.vh_progress"
+GRANT_IMPORTS = {"progress": PROGRESS_IMPORT}
 ABI_EXPORTS = ("memory", "vh_alloc", "vh_reset", "vh_begin", "vh_error")
 # Largest int an f64 param can carry (params reach kernels as f64).
 _F64_MAX_INT = int(sys.float_info.max)

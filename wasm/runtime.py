@@ -24,13 +24,20 @@ from .limits import (
     RETAIN_MEMORY_BYTES,
     WASM32_MAX_BYTES,
 )
-from .manifest import ABI_EXPORTS, KernelSpec, Manifest, ModuleSpec, load_manifest
+from .manifest import (
+    ABI_EXPORTS,
+    PROGRESS_IMPORT,
+    KernelSpec,
+    Manifest,
+    ModuleSpec,
+    load_manifest,
+)
 
 Buffer = bytes | bytearray | memoryview
 
 _I32 = wasmtime.ValType.i32()
 _KERNEL_SIGNATURE = ([_I32] * 5, [_I32])
-_IMPORT_SIGNATURES = {"env.vh_progress": ([_I32, _I32], [])}
+_IMPORT_SIGNATURES = {PROGRESS_IMPORT: ([_I32, _I32], [])}
 # The host calls these without type checks, so their types must be exactly these.
 _ABI_SIGNATURES = {
     "vh_alloc": ([_I32], [_I32]),
