@@ -141,38 +141,25 @@ def test_start_failure_is_reported_by_the_start_command(data_dir):
     assert not (data_dir / "service.pid").exists()
 
 
-def test_start_with_custom_pidfile_and_log(tmp_path):
-    pidfile, log = tmp_path / "run" / "v.pid", tmp_path / "logs" / "v.log"
-    common = ["--data-dir", str(tmp_path / "d"), "--pidfile", str(pidfile)]
-    out = cli("start", "--port", "0", "--log-file", str(log), *common)
-    try:
-        assert out.returncode == 0, out.stderr
-        pid = read_pid(pidfile)
-        assert pid is not None and process_alive(pid)
-        assert log.exists()
-        assert cli("status", *common).returncode == 0
-        assert cli("stop", *common).returncode == 0
-        assert not process_alive(pid) and not pidfile.exists()
-    finally:
-        pid = read_pid(pidfile)
-        if pid is not None and process_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-
-
-def test_status_reads_healthz_of_a_tls_daemon_started_with_cert_flags(tmp_path):
-    """status takes no --certfile: it still reads /healthz from the URL its daemon recorded."""
+def test_start_with_custom_pidfile_log_and_tls(tmp_path):
+    """--pidfile and --log-file are used; status takes no --certfile, yet it reads /healthz of
+    a TLS daemon from the URL the daemon recorded."""
     certs = tmp_path / "certs"
     assert cli("cert", "--out", str(certs)).returncode == 0
     tls = ["--certfile", str(certs / "cert.pem"), "--keyfile", str(certs / "key.pem")]
-    common = ["--data-dir", str(tmp_path / "d")]
-    out = cli("start", "--host", "127.0.0.1", "--port", "0", *tls, *common)
-    pid = read_pid(tmp_path / "d" / "service.pid")
+    pidfile, log = tmp_path / "run" / "v.pid", tmp_path / "logs" / "v.log"
+    common = ["--data-dir", str(tmp_path / "d"), "--pidfile", str(pidfile)]
+    out = cli("start", "--host", "127.0.0.1", "--port", "0", "--log-file", str(log), *tls, *common)
+    pid = read_pid(pidfile)
     try:
         assert out.returncode == 0, out.stderr
         assert "listening wss://127.0.0.1:" in out.stdout
+        assert pid is not None and process_alive(pid)
+        assert "listening on wss://" in log.read_text()
         status = cli("status", *common)
         assert status.returncode == 0 and "healthz: status=ok" in status.stdout, status.stdout
         assert cli("stop", *common).returncode == 0
+        assert not process_alive(pid) and not pidfile.exists()
     finally:
         if pid is not None and process_alive(pid):
             os.kill(pid, signal.SIGKILL)
