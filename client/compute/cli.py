@@ -90,6 +90,7 @@ async def run_command(args: argparse.Namespace) -> Decision:
         if sock is not None and sock.state != ConnectionState.CONNECTED:
             reason = sock.offline_reason or "no connection"
             sys.stderr.write(f"{wasm_cli.PROG}: service {args.service} unreachable: {reason}\n")
+            await sock.disconnect()  # offline for this one run: no waiting for a reconnect
         dispatcher = Dispatcher(rt, sock)
         await dispatcher.connect()
         spec = kernel_spec(rt, dispatcher, args.kernel)

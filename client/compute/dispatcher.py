@@ -105,7 +105,18 @@ class Dispatcher:
             raise ValueError(f"where must be one of {', '.join(WHERE)}, got {where!r}")
         start = time.perf_counter()
         params = dict(params or {})
-        online = await self._remote_ready()
+        costs = self.model.kernels.get(kernel)
+        if costs is None and (self.remote is None or self._probed):
+            raise UnknownKernel(f"unknown kernel {kernel!r}")  # neither here nor there
+        if where == "remote" or costs is None or not costs.local:
+            # Only the service can run it: wait for a reconnect or rejoin in progress.
+            wait_s = self.max_remote_timeout_s if deadline_s is None else deadline_s
+            why_not = await self._await_remote(min(self.max_remote_timeout_s, wait_s), cancel)
+            if deadline_s is not None and why_not is None:  # the wait used part of it
+                deadline_s = max(0.001, deadline_s - (time.perf_counter() - start))
+        else:
+            why_not = await self._remote_ready()
+        online = why_not is None
         costs = self.model.kernels.get(kernel)
         if costs is None:
             raise UnknownKernel(f"unknown kernel {kernel!r}")
@@ -120,7 +131,9 @@ class Dispatcher:
                 too_big, norm = str(exc), self._remote_defaults(kernel, params)
         else:
             norm = self._remote_defaults(kernel, params)
-        decision = self.decide(kernel, len(data), norm, where, online, local_ok=too_big is None)
+        decision = self.decide(
+            kernel, len(data), norm, where, online, local_ok=too_big is None, why_offline=why_not
+        )
         self._maybe_refresh_load(decision)
         if decision.where == "remote":
             try:
@@ -154,8 +167,10 @@ class Dispatcher:
         online: bool = True,
         *,
         local_ok: bool = True,
+        why_offline: str | None = None,
     ) -> Decision:
-        """Where to run a job with validated `params` (pure: no I/O, a few microseconds)."""
+        """Where to run a job with validated `params` (pure: no I/O, a few microseconds).
+        `why_offline`: why the service cannot take jobs now, when `online` is False."""
         t0 = time.perf_counter_ns()
         costs = self.model.kernels.get(kernel)
         if costs is None:
@@ -170,10 +185,12 @@ class Dispatcher:
             d = Decision(kernel, where, "local", "forced local")
         elif where == "remote" or not costs.local:
             if not online:
+                why = why_offline if why_offline and why_offline != "offline" else None
+                why = why or "the service is offline"
                 raise RemoteUnavailable(
-                    f"{kernel}: forced remote, but the service is offline"
+                    f"{kernel}: forced remote, but {why}"
                     if costs.local
-                    else f"{kernel} runs on the service only, and the service is offline"
+                    else f"{kernel} runs on the service only, and {why}"
                 )
             if not costs.remote:
                 raise UnknownKernel(f"{kernel} does not exist on the service")
@@ -191,7 +208,7 @@ class Dispatcher:
             d = Decision(kernel, where, "remote", "input exceeds the local memory limit")
         elif not remote:
             if not online:
-                reason = "offline"
+                reason = why_offline or "offline"
             elif not costs.remote:
                 reason = "local-only kernel"
             else:
@@ -271,17 +288,34 @@ class Dispatcher:
 
     # --- remote -------------------------------------------------------------------------------
 
-    async def _remote_ready(self) -> bool:
+    async def _remote_ready(self) -> str | None:
+        """None when jobs can go to the service now (joining it first if never tried); else
+        why not. Never waits for a reconnect or rejoin: auto runs go local meanwhile."""
         remote = self.remote
-        if remote is None or not remote.online:
-            return False
-        if remote.channel is not None and not remote.joined:
-            return False  # (re)joining: don't wait for it, run here
+        if remote is None:
+            return "offline"
+        why_not = remote.not_ready
+        if why_not is not None:
+            return why_not
         if not self._probed:
             if time.monotonic() - self._connect_failed_at < RECONNECT_AFTER_S:
-                return False
-            return await self.connect()
-        return True
+                return "offline"
+            return None if await self.connect() else "offline"
+        return None
+
+    async def _await_remote(self, timeout_s: float, cancel: Any) -> str | None:
+        """For a job only the service may run: wait (at most `timeout_s`) for a reconnect or
+        rejoin in progress. None when ready; else why not (the socket is OFFLINE, the join
+        was refused or failed, or the time ran out)."""
+        if self.remote is None:
+            return "offline"
+        try:
+            await self.remote.wait_joined(timeout_s, cancel)
+        except (RemoteUnavailable, RemoteError) as exc:
+            return str(exc)
+        if not self._probed and not await self.connect():
+            return "the service did not answer the link probes"
+        return None
 
     def _maybe_refresh_load(self, d: Decision) -> None:
         """Refresh the service's load in the background when it is old and could matter: the

@@ -6,6 +6,7 @@ Plain asyncio over client.net; knows the wire shapes, not the cost model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any
 
 from client.compute.errors import RemoteError, RemoteUnavailable
 from client.net.push import JoinError, PushTimeout
-from client.net.state import ConnectionState
+from client.net.state import ChannelState, ConnectionState
 from protocol.envelope import pack_envelope, unpack_envelope
 from protocol.errors import ProtocolError
 from wasm import Cancelled
@@ -22,6 +23,7 @@ from wasm import Cancelled
 Progress = Callable[[int, int], None]
 JOIN_TIMEOUT_S = 5.0
 KERNELS_TIMEOUT_S = 5.0
+CANCEL_POLL_S = 0.01  # CancelToken is a plain flag (read by the wasm epoch callback): poll it
 
 
 @dataclass
@@ -46,7 +48,9 @@ class RemoteCompute:
         self.prefix = f"{id(self):x}-"
         self.progress: dict[str, Progress] = {}
         self.lost: dict[str, asyncio.Future[None]] = {}
-        self._joining: asyncio.Task | None = None
+        self._changed = asyncio.Event()  # set on every socket state change, join and drop
+        if socket is not None:
+            socket.on_state(self._notify)
 
     @property
     def online(self) -> bool:
@@ -56,11 +60,62 @@ class RemoteCompute:
     def joined(self) -> bool:
         return self.channel is not None and self.channel.can_push
 
+    @property
+    def not_ready(self) -> str | None:
+        """None when a job can be sent now; else why not: "offline" (the socket is OFFLINE:
+        not trying), "service reconnecting" or "compute channel rejoining" (back soon)."""
+        if self.socket is None or self.socket.state == ConnectionState.OFFLINE:
+            return "offline"
+        if self.socket.state != ConnectionState.CONNECTED:
+            return "service reconnecting"
+        if self.channel is not None and not self.joined:
+            return "compute channel rejoining"
+        return None
+
+    async def wait_joined(self, timeout_s: float, cancel: Any = None) -> None:
+        """Wait (at most `timeout_s`) until a job can be sent: the socket connected, the topic
+        joined (joining it if it never was) and the catalogue known. RemoteUnavailable when
+        the socket is or goes OFFLINE, the join is refused, or the time runs out."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while True:
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("cancelled while waiting for the service")
+            if self.socket is None or self.socket.state == ConnectionState.OFFLINE:
+                why = self.socket.offline_reason if self.socket is not None else None
+                raise RemoteUnavailable(f"the service is offline ({why or 'not connected'})")
+            if self.channel is not None and self.channel.state == ChannelState.CLOSED:
+                self.channel = None  # closed for good (left, or refused): join afresh
+            if self.joined and self.catalogue:
+                return
+            remaining = end - loop.time()
+            if remaining <= 0:
+                what = "rejoin " + self.topic if self.online else "reconnect"
+                raise RemoteUnavailable(f"the service did not {what} within {timeout_s:g} s")
+            if self.online and (self.channel is None or self.joined):
+                try:  # never joined, or joined without the catalogue yet
+                    await asyncio.wait_for(self.ensure_joined(), remaining)
+                except JoinError as exc:
+                    raise RemoteUnavailable(
+                        f"the service refused {self.topic}: {exc.response}"
+                    ) from None
+                except (PushTimeout, TimeoutError):
+                    pass  # no answer yet: try again while time is left
+                continue
+            self._changed.clear()
+            poll = remaining if cancel is None else min(remaining, CANCEL_POLL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), poll)
+
+    def _notify(self, *_: Any) -> None:
+        self._changed.set()
+
     async def ensure_joined(self) -> None:
         """Join once (rejoins after drops are the channel's business), then fetch the catalogue."""
         if self.channel is None:
             ch = self.socket.channel(self.topic)
             ch.on("progress", self._on_progress)
+            ch.on_join(self._notify)
             ch.on_error(self._on_channel_down)
             ch.on_close(self._on_channel_down)
             self.channel = ch
@@ -167,6 +222,7 @@ class RemoteCompute:
                 cb(int(payload.get("done", 0)), int(payload.get("total", 0)))
 
     def _on_channel_down(self, reason: Any) -> None:
+        self._changed.set()
         for fut in self.lost.values():
             if not fut.done():
                 fut.set_result(None)
@@ -175,4 +231,4 @@ class RemoteCompute:
 async def _watch_cancel(token: Any) -> None:
     # CancelToken is a plain flag read by the wasm epoch callback; poll it at a similar pace.
     while not token.cancelled:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(CANCEL_POLL_S)

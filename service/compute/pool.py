@@ -70,6 +70,9 @@ class ComputePool:
         self.crashes = 0
         self.failed_starts = 0
         self.stopping = False
+        # Until the first workers are all ready (or gone), jobs wait: the first jobs then get
+        # every worker for their tiles, not just the first one up.
+        self.starting_up = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -87,6 +90,14 @@ class ComputePool:
         service nobody computes on costs no processes)."""
         if not self.workers and not self.stopping:
             self.workers = [self._spawn(i) for i in range(self.size)]
+            self.starting_up = True
+            # A worker that never says ready must not hold the queue for good.
+            asyncio.get_running_loop().call_later(READY_TIMEOUT_S, self._started)
+
+    def _started(self) -> None:
+        if self.starting_up:
+            self.starting_up = False
+            self._pump()
 
     async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in self.workers)), timeout_s)
@@ -130,7 +141,11 @@ class ComputePool:
         if self.stopping:
             raise ComputeError(SHUTTING_DOWN, "the service is shutting down")
         self.ensure_started()
-        if len(self.queue) >= self.queue_limit and not self._idle():
+        # Workers still starting take the jobs waiting for them, as ready idle ones would.
+        starting = sum(
+            1 for w in self.workers if w.alive and w.task is None and not w.ready.is_set()
+        )
+        if len(self.queue) - starting >= self.queue_limit and not self._idle():
             raise ComputeError(
                 BUSY,
                 f"the compute queue is full ({len(self.queue)} jobs waiting)",
@@ -202,6 +217,10 @@ class ComputePool:
         return [w for w in self.workers if w.task is None and w.alive and w.ready.is_set()]
 
     def _pump(self) -> None:
+        if self.starting_up:
+            if any(w.alive and not w.ready.is_set() for w in self.workers):
+                return
+            self.starting_up = False
         while self.queue:
             idle = self._idle()
             if not idle:

@@ -148,16 +148,50 @@ async def test_forced_places_and_one_sided_kernels(connect, runtime):
 async def test_remote_only_kernel_while_offline_is_a_clear_error(connect, svc, runtime):
     d = await connect(FAST)
     svc.kill()
-    for _ in range(500):
-        if d.remote.socket.state != ConnectionState.CONNECTED:
-            break
-        await asyncio.sleep(0.01)
+    await wait_state(d.remote.socket, lambda s: s != ConnectionState.CONNECTED)
+    # Reconnecting: auto goes local and says why; a remote-only job waits, at most its deadline.
+    _, decision = await d.run("hash.sha256", b"abc")
+    assert decision.where == "local" and decision.reason == "service reconnecting"
+    with pytest.raises(RemoteUnavailable, match=r"runs on the service only.*reconnect within"):
+        await d.run("data.percentiles", np.arange(3.0).tobytes(), deadline_s=0.2)
+    # OFFLINE (the socket gave up): a clear error at once, and local for auto.
+    await d.remote.socket.disconnect()
     with pytest.raises(RemoteUnavailable, match=r"runs on the service only.*offline"):
         await d.run("data.percentiles", np.arange(3.0).tobytes())
     _, decision = await d.run("hash.sha256", b"abc")
     assert decision.where == "local" and decision.reason == "offline"
     with pytest.raises(UnknownKernel, match=r"data\.percentiles"):
         await Dispatcher(runtime, None).run("data.percentiles", b"")
+
+
+async def test_remote_runs_right_after_a_reconnect_wait_for_the_rejoin(connect, proxy, runtime):
+    d = await connect(FAST)
+    sock = d.remote.socket
+    for where, kernel, data, params in [
+        ("remote", "hash.sha256", b"abc", {}),
+        ("auto", "data.percentiles", np.arange(1.0, 6.0).tobytes(), {"steps": 1}),
+    ]:
+        proxy.drop_connections()
+        await wait_state(sock, lambda s: s != ConnectionState.CONNECTED)
+        _, decision = await d.run("hash.sha256", b"abc")  # auto meanwhile: local, and why
+        assert decision.where == "local", decision.summary()
+        assert decision.reason in ("service reconnecting", "compute channel rejoining")
+        out, decision = await d.run(kernel, data, params, where=where, deadline_s=30)
+        assert decision.where == "remote", decision.summary()
+        if kernel == "hash.sha256":
+            assert out == runtime.run(kernel, data, params).output
+        else:
+            assert np.frombuffer(out).tolist() == [1.0, 5.0]
+
+
+async def wait_state(sock: Socket, predicate, timeout: float = 10.0) -> None:
+    changed = asyncio.Event()
+    ref = sock.on_state(lambda state: predicate(state) and changed.set())
+    try:
+        if not predicate(sock.state):
+            await asyncio.wait_for(changed.wait(), timeout)
+    finally:
+        sock.off(ref)
 
 
 async def test_service_gone_mid_job_falls_back_to_local(connect, svc, runtime):
