@@ -217,7 +217,7 @@ class KernelInstance:
         store.set_epoch_deadline(1)
         try:
             instance = wasmtime.Instance(store, module, imports)
-        except wasmtime.WasmtimeError as e:
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as e:  # a start function can trap
             if slot.job.stop is not None:
                 raise slot.job.stop from None
             msg = summarize_wasm_error(str(e))

@@ -290,3 +290,11 @@ ENDLESS_START_WAT = (
     + "  (func $forever (loop $l (br $l)))\n  (start $forever)\n"
     + '  (func (export "t_echo") (param i32 i32 i32 i32 i32) (result i32) (i32.const 0))\n)\n'
 )
+
+# A module whose start function traps: instantiation fails with a KernelError, not a raw Trap.
+TRAPPING_START_WAT = (
+    "(module\n"
+    + _ABI
+    + "  (func $boom unreachable)\n  (start $boom)\n"
+    + '  (func (export "t_echo") (param i32 i32 i32 i32 i32) (result i32) (i32.const 0))\n)\n'
+)

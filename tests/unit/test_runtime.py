@@ -492,6 +492,16 @@ def test_a_start_function_that_never_returns_is_stopped_by_the_deadline(tmp_path
         rt.run("stuck.echo", b"", {})
 
 
+def test_a_start_function_that_traps_is_a_kernel_error(tmp_path):
+    from tests.support.wat import TRAPPING_START_WAT
+
+    kernels = {"boom.echo": {**TEST_KERNELS["test.echo"], "module": "boom"}}
+    manifest = write_manifest(tmp_path / "m", {"boom": TRAPPING_START_WAT}, kernels)
+    rt = Runtime(manifest, cache_dir=tmp_path / "cache")
+    with pytest.raises(KernelError, match=r"module boom: cannot instantiate: .*unreachable"):
+        rt.run("boom.echo", b"", {})
+
+
 def test_progress_reports_reach_python_only_when_the_job_has_a_callback(
     manifest, tmp_path, monkeypatch
 ):
