@@ -7,13 +7,16 @@ presence_state alone would grow with the square of the count).
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
-from service.channel import Channel, Reply
+from service.channel import Channel, JoinError, Reply
 
 PING = "ping"
 SHOUT = "shout"
+# Every meta goes to every lobby member (presence_state, presence_diff): keep each one small.
+MAX_META_BYTES = 1024
 
 
 class LobbyChannel(Channel):
@@ -22,6 +25,8 @@ class LobbyChannel(Channel):
             meta: dict[str, Any] = {"online_at": int(time.time())}
             extra = payload.get("meta")
             if isinstance(extra, dict):
+                if len(json.dumps(extra, separators=(",", ":"))) > MAX_META_BYTES:
+                    raise JoinError({"reason": "meta too large", "limit": MAX_META_BYTES})
                 meta.update(extra)
             self.track_presence(self.user_id, meta)
         return {"user": self.user_id}

@@ -256,3 +256,19 @@ async def test_a_topic_too_long_for_binary_frames_is_refused_at_join(svc):
     await send(ws, "2", "2", "test:" + "é" * 125, "phx_join", {})  # 255 bytes: fine
     assert (await recv(ws)).payload["status"] == "ok"
     await ws.close()
+
+
+async def test_lobby_refuses_a_presence_meta_too_large_to_send_everyone(svc):
+    from service.lobby import MAX_META_BYTES
+
+    ws = await open_ws(svc, "big")
+    await send(ws, "1", "1", "lobby", "phx_join", {"meta": {"bio": "x" * MAX_META_BYTES}})
+    assert (await recv(ws)).payload == {
+        "status": "error",
+        "response": {"reason": "meta too large", "limit": MAX_META_BYTES},
+    }
+    await send(ws, "2", "2", "lobby", "phx_join", {"meta": {"bio": "short"}})
+    assert (await recv(ws)).payload == {"status": "ok", "response": {"user": "big"}}
+    state = await recv(ws)
+    assert state.event == "presence_state" and state.payload["big"]["metas"][0]["bio"] == "short"
+    await ws.close()
