@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadInput
 
@@ -13,11 +13,12 @@ _NO_ALPHA = {"JPEG", "BMP"}
 
 
 def read_image(path: str | Path) -> tuple[bytes, int, int]:
-    """(rgba_bytes, width, height) of an image file; BadInput if it is not one."""
+    """(rgba_bytes, width, height) of an image file, upright as viewers show it (EXIF
+    orientation applied, e.g. a phone photo); BadInput if it is not one."""
     try:
         with Image.open(path) as img:
             img.load()
-            rgba = img.convert("RGBA")
+            rgba = ImageOps.exif_transpose(img).convert("RGBA")
     except FileNotFoundError:
         raise BadInput(f"no such file: {path}") from None
     except UnidentifiedImageError:

@@ -27,6 +27,16 @@ def test_reading_converts_any_mode_to_rgba(tmp_path):
     assert (w, h) == (2, 2) and len(data) == 16 and data[3::4] == b"\xff" * 4
 
 
+def test_reading_applies_the_exif_orientation(tmp_path):
+    rgba = np.random.default_rng(1).integers(0, 256, (2, 3, 4), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers rotate it 90 degrees clockwise
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "phone.png", exif=exif)
+    data, w, h = read_image(tmp_path / "phone.png")
+    assert (w, h) == (2, 3)
+    assert data == np.ascontiguousarray(np.rot90(rgba, -1)).tobytes()
+
+
 def test_jpeg_is_written_without_alpha(tmp_path):
     write_image(tmp_path / "a.jpg", bytes([200, 10, 10, 128]) * 4, 2, 2)
     with Image.open(tmp_path / "a.jpg") as img:
