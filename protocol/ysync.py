@@ -19,8 +19,8 @@ from pycrdt import (
     create_awareness_message,
     create_sync_message,
     create_update_message,
+    write_message,
 )
-from pycrdt._sync import create_sync_step2_message
 
 # Phoenix events of the y-phoenix-channel provider.
 YJS_EVENT = "yjs"
@@ -48,6 +48,11 @@ __all__ = [
     "create_update_message",
     "parse_message",
 ]
+
+
+def create_sync_step2_message(update: bytes) -> bytes:
+    """Sync step 2 (the updates the peer's state vector lacks); pycrdt exports no builder."""
+    return bytes((YMessageType.SYNC, YSyncMessageType.SYNC_STEP2)) + write_message(update)
 
 
 class BadMessage(ValueError):
