@@ -124,10 +124,21 @@ class ComputeChannel(Channel):
         if job_id in self.jobs:
             raise ComputeError(BAD_REQUEST, f"job id {job_id!r} is already running")
         if not binary:
-            data = self._json_input(kernel, header.get("input"))
+            data = self._json_input(kernel, header.get("input"), header.get("params"))
         return {**header, "id": job_id}, data
 
-    def _json_input(self, kernel: str, value: Any) -> bytes:
+    def _input_dtype(self, kernel: str, params: Any) -> str:
+        """ "f64" or "i32": a "numeric" input is what its `dtype` param (or default) says."""
+        entry = self.compute.catalogue.entries.get(kernel, {})
+        if entry.get("input", {}).get("kind") != "numeric":
+            return "f64"
+        dtype = params.get("dtype") if isinstance(params, dict) else None
+        if dtype is None:
+            spec = next((p for p in entry.get("params", []) if p.get("name") == "dtype"), {})
+            dtype = spec.get("default")
+        return "i32" if dtype == "i32" else "f64"
+
+    def _json_input(self, kernel: str, value: Any, params: Any) -> bytes:
         if value is None:
             return b""
         if isinstance(value, str):
@@ -138,9 +149,12 @@ class ComputeChannel(Channel):
         if isinstance(value, list) and all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in value
         ):
-            kind = self.compute.catalogue.entries.get(kernel, {}).get("input", {}).get("kind")
-            fmt = "i" if kind == "i32" else "d"
-            return struct.pack(f"<{len(value)}{fmt}", *value)
+            fmt = "i" if self._input_dtype(kernel, params) == "i32" else "d"
+            try:
+                return struct.pack(f"<{len(value)}{fmt}", *value)
+            except (struct.error, OverflowError):
+                kind = "32-bit integers" if fmt == "i" else "f64 numbers"
+                raise ComputeError(BAD_REQUEST, f"input values must be {kind}") from None
         raise ComputeError(BAD_REQUEST, "input must be a list of numbers or base64 text")
 
     async def _finish(

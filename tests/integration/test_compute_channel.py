@@ -126,6 +126,15 @@ async def test_json_request_with_stats_output_gets_json(channel):
     assert reply.response["result"]["count"] == 4 and reply.response["result"]["mean"] == 2.5
 
 
+async def test_json_input_numbers_take_the_dtype_the_params_name(channel):
+    for dtype, numpy_type in (("i32", "<i4"), ("f64", "<f8")):
+        job = {"kernel": "data.sort", "id": dtype, "params": {"dtype": dtype}, "input": [3, 1, 2]}
+        reply = await channel.push("compute_request", job)
+        assert reply.ok, reply.response
+        _, output = unpack_envelope(reply.response)
+        assert np.frombuffer(output, numpy_type).tolist() == [1, 2, 3]
+
+
 BAD_REQUESTS = [
     (pack_envelope({"kernel": "no.such", "id": "x"}), "unknown_kernel"),
     (
@@ -141,6 +150,11 @@ BAD_REQUESTS = [
     (pack_envelope({"kernel": "hash.sha256"}), "bad_request"),  # no id
     (b"\x00\x00\x00\xff{", "bad_request"),  # header length past the end
     ({"kernel": "data.stats", "id": "x", "input": "not base64!"}, "bad_request"),
+    ({"kernel": "data.stats", "id": "x", "input": [1e308, 10**400]}, "bad_request"),
+    (
+        {"kernel": "data.sort", "id": "x", "params": {"dtype": "i32"}, "input": [0.5, 2**40]},
+        "bad_request",
+    ),
     (
         pack_envelope({"kernel": "data.percentiles", "id": "x"}, np.full(3, np.nan).tobytes()),
         "bad_input",
