@@ -76,31 +76,9 @@ class Presence:
             diff = {k: {"metas": metas} for k, metas in by_key.items()}
             self.pubsub.broadcast(t, PRESENCE_DIFF, {"joins": {}, "leaves": diff})
 
-    def update(self, owner: Hashable, topic: str, key: str, meta: Meta) -> str:
-        """Replace owner's meta for key on topic (one diff with leave + join, like Phoenix)."""
-        entries = self._owned.get(owner, [])
-        old = next((e for e in entries if e[0] == topic and e[1] == key), None)
-        if old is None:
-            return self.track(owner, topic, key, meta)
-        metas = self._topics[topic][key]
-        previous = metas.pop(old[2])
-        ref = self._ref()
-        full = {**meta, "phx_ref": ref, "phx_ref_prev": old[2]}
-        metas[ref] = full
-        entries[entries.index(old)] = (topic, key, ref)
-        self.pubsub.broadcast(
-            topic,
-            PRESENCE_DIFF,
-            {"joins": {key: {"metas": [full]}}, "leaves": {key: {"metas": [previous]}}},
-        )
-        return ref
-
     def list(self, topic: str) -> dict[str, dict[str, list[Meta]]]:
         """The presence_state payload of topic."""
         return {
             key: {"metas": list(metas.values())}
             for key, metas in self._topics.get(topic, {}).items()
         }
-
-    def count(self, topic: str) -> int:
-        return len(self._topics.get(topic, ()))

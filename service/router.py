@@ -34,6 +34,3 @@ class Router:
             if topic.startswith(prefix):
                 return channel
         return None
-
-    def patterns(self) -> list[str]:
-        return [*self._exact, *(p + "*" for p, _ in self._prefixes)]
