@@ -70,7 +70,7 @@ class Stats:
     def __init__(self, metrics: Metrics) -> None:
         self.frames_in = metrics.counter("frames_in", "WebSocket frames received")
         self.frames_out = metrics.counter("frames_out", "WebSocket frames sent")
-        self.joins = metrics.counter("channel_joins", "channel joins started, by topic pattern")
+        self.joins = metrics.counter("channel_joins", "channel joins started")
         self.channel_crashes = metrics.counter("channel_crashes", "channels ended by an exception")
         self.rate_limited = metrics.counter("rate_limited", "messages refused by a rate limit")
         self.malformed = metrics.counter("malformed_frames", "frames that did not decode")

@@ -31,7 +31,6 @@ SHUTDOWN = "shutdown"  # the service is stopping
 CLOSED = "closed"  # the socket is gone
 CRASHED = "crashed"  # an exception in the channel
 JOIN_REFUSED = "join_refused"  # join raised JoinError or failed
-CLOSE_REASONS = frozenset({LEFT, DUPLICATE, SHUTDOWN})
 
 
 @dataclass(frozen=True, slots=True)

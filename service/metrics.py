@@ -44,27 +44,20 @@ class Counter:
         key = tuple(sorted(labels.items())) if labels else ()
         self.values[key] = self.values.get(key, 0.0) + amount
 
-    def value(self, **labels: str) -> float:
-        return self.values.get(tuple(sorted(labels.items())), 0.0)
-
     def samples(self) -> list[tuple[Labels, float]]:
         return list(self.values.items()) or [((), 0.0)]
 
 
 class Gauge:
-    """A value read when /metrics is scraped (from `read`), or set directly."""
+    """A value read when /metrics is scraped."""
 
     kind = "gauge"
 
-    def __init__(self, name: str, help_text: str, read: Callable[[], float] | None) -> None:
+    def __init__(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         self.name, self.help, self.read = name, help_text, read
-        self.current = 0.0
-
-    def set(self, value: float) -> None:
-        self.current = value
 
     def samples(self) -> list[tuple[Labels, float]]:
-        return [((), float(self.read() if self.read else self.current))]
+        return [((), float(self.read()))]
 
 
 class Metrics:
@@ -76,7 +69,7 @@ class Metrics:
     def counter(self, name: str, help_text: str) -> Counter:
         return self._add(Counter(PREFIX + name, help_text))
 
-    def gauge(self, name: str, help_text: str, read: Callable[[], float] | None = None) -> Gauge:
+    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> Gauge:
         return self._add(Gauge(PREFIX + name, help_text, read))
 
     def _add(self, series):

@@ -157,4 +157,4 @@ def test_metrics_render_prometheus_text():
     assert "# TYPE veraltheim_level gauge\nveraltheim_level 2.5\n" in text
     assert m.counter("things", "again") is c
     with pytest.raises(ValueError, match="already registered"):
-        m.gauge("things", "clash")
+        m.gauge("things", "clash", lambda: 0)
