@@ -179,7 +179,12 @@ class RemoteCompute:
         if watcher is not None:
             waiters.add(watcher)
         try:
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # our caller gave up: the service need not go on
+                if self.joined:
+                    self.channel.push("cancel", {"id": job_id})
+                raise
             if watcher is not None and watcher in done:
                 self.channel.push("cancel", {"id": job_id})
                 raise Cancelled(f"{kernel}: cancelled")

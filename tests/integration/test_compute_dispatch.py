@@ -274,3 +274,21 @@ async def test_refused_topic_means_local_without_asking_again_each_run(svc, runt
         assert decision.where == "local" and decision.reason == "offline"
     assert joins == ["compute:nope"]  # refused once (unknown_pool); not retried on every run
     await sock.disconnect()
+
+
+async def test_a_remote_run_whose_task_is_cancelled_stops_on_the_service(connect):
+    d = await connect(FAST)
+    started = asyncio.Event()
+    run = asyncio.create_task(
+        d.run("fractal.mandelbrot", b"", LONG, where="remote", progress=lambda *_: started.set())
+    )
+    await asyncio.wait_for(started.wait(), 30)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    for _ in range(200):  # the service was told: its worker is free again
+        await d.refresh()
+        if d.model.load.busy == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert d.model.load.busy == 0
