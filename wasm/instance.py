@@ -397,7 +397,10 @@ class KernelInstance:
             return BadInput(f"{spec.name}: bad {'params' if rc == -1 else 'input'}{suffix}")
         if rc == RC_OUT_OF_MEMORY:
             self.broken = True  # its memory sits at the cap: start the next job afresh
-            return MemoryLimitExceeded(f"{spec.name}: out of memory under the limit{suffix}")
+            limit_mib = self._memory_limit / (1 << 20)
+            return MemoryLimitExceeded(
+                f"{spec.name}: {detail or 'out of memory'} (limit {limit_mib:g} MiB)"
+            )
         return KernelError(f"{spec.name}: kernel failed with code {rc}{suffix}")
 
 
