@@ -13,6 +13,8 @@ AUTH_TOKEN_PREFIX: Final = "base64url.bearer.phx."
 PHOENIX_TOPIC: Final = "phoenix"
 # The service's presence topic (who is connected); both ends name it.
 LOBBY_TOPIC: Final = "lobby"
+# The compute topic (`compute:<pool>`, one pool so far); both ends name it.
+COMPUTE_TOPIC: Final = "compute:default"
 
 PHX_JOIN: Final = "phx_join"
 PHX_LEAVE: Final = "phx_leave"

@@ -21,6 +21,7 @@ from client.compute.decision import Decision
 from client.compute.errors import RemoteError, RemoteUnavailable
 from client.compute.remote import RemoteCompute
 from client.net.push import JoinError, PushTimeout
+from protocol.constants import COMPUTE_TOPIC
 from wasm import BadInput, Cancelled, MemoryLimitExceeded, UnknownKernel
 
 Progress = Callable[[int, int], None]
@@ -44,7 +45,7 @@ class Dispatcher:
         self,
         runtime: Any,
         socket: Any | None = None,
-        topic: str = "compute:default",
+        topic: str = COMPUTE_TOPIC,
         *,
         model: CostModel | None = None,
         max_remote_timeout_s: float = 60.0,

@@ -2,44 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from service.compute.errors import BAD_INPUT, UNKNOWN_KERNEL, ComputeError, reason_for
 from service.compute.native import NATIVE_KERNELS, validate_native
 
 
-def _param_entry(p: Any) -> dict[str, Any]:
-    if isinstance(p, dict):
-        return p
-    fields = ("name", "type", "min", "max", "default", "choices", "description")
-    return {f: _jsonable(getattr(p, f, None)) for f in fields}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(dataclasses.asdict(value))
-    return value
-
-
 def spec_entry(spec: Any) -> dict[str, Any]:
     """A wasm KernelSpec as the manifest-shaped JSON entry the `kernels` reply lists."""
-    if hasattr(spec, "to_dict"):
-        return {**spec.to_dict(), "remote_only": False}
-    return {
-        "description": spec.description,
-        "input": {"kind": spec.input_kind},
-        "params": [_param_entry(p) for p in spec.params],
-        "output": {"kind": spec.output_kind},
-        "tiles": _jsonable(spec.tiles),
-        "cost": _jsonable(spec.cost),
-        "grants": _jsonable(list(spec.grants or ())),
-        "remote_only": False,
-    }
+    return {**spec.to_dict(), "remote_only": False}
 
 
 class Catalogue:

@@ -22,6 +22,7 @@ import binascii
 import struct
 from typing import Any
 
+from protocol.constants import COMPUTE_TOPIC
 from protocol.envelope import pack_envelope, unpack_envelope
 from protocol.errors import ProtocolError
 from service.channel import Channel, JoinError, Reply
@@ -30,7 +31,7 @@ from service.compute.jobs import Job, JobResult
 
 MAX_ID_CHARS = 128
 MAX_PROBE_BYTES = 1024 * 1024
-POOLS = ("default",)
+POOLS = (COMPUTE_TOPIC.partition(":")[2],)
 
 
 class ComputeChannel(Channel):

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from service.compute.errors import BAD_INPUT, CANCELLED, ComputeError
+from service.compute.errors import BAD_INPUT, ComputeError
 
 F64 = 8
 # Work in chunks this big so cancel and progress get a turn every few ms.
@@ -137,7 +137,3 @@ def validate_native(name: str, data: bytes, params: dict[str, Any]) -> dict[str,
     if len(data) % F64 or not data:
         raise ComputeError(BAD_INPUT, f"{name}: input must be a non-empty f64 array")
     return out
-
-
-def cancelled_error() -> ComputeError:
-    return ComputeError(CANCELLED, "job cancelled")
