@@ -88,7 +88,9 @@ def test_default_deadline_applies(manifest, tmp_path):
 
 
 def test_a_kernel_out_of_memory_at_the_cap_fails_cleanly_and_the_next_job_works(rt):
-    with pytest.raises(MemoryLimitExceeded, match="no memory left"):
+    with pytest.raises(
+        MemoryLimitExceeded, match=r"test.hog: test: no memory left \(limit 32 MiB\)$"
+    ):
         rt.run("test.hog")
     assert rt.run("test.echo", b"x" * 1000, {}).output == b"x" * 1000
     assert busy(rt, 10) == busy_reference(10)
