@@ -76,6 +76,16 @@ async def connect(proxy, svc, runtime):
         await sock.disconnect()
 
 
+async def until_load(d: Dispatcher, predicate, timeout: float = 10.0) -> None:
+    """Ask the service for its load until `predicate(load)` holds (TimeoutError if it never)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            await d.refresh()
+            if predicate(d.model.load):
+                return
+            await asyncio.sleep(0.02)
+
+
 async def test_tiny_job_runs_local_on_a_slow_link(connect):
     d = await connect(SLOW)
     assert d.model.rtt_ms >= SLOW[0]
@@ -115,12 +125,7 @@ async def test_busy_service_sends_work_local(connect, svc):
         )
         for i in range(3)
     ]
-    for _ in range(200):
-        await d.refresh()
-        if d.model.load.busy == 2 and d.model.load.queue_depth == 1:
-            break
-        await asyncio.sleep(0.02)
-    assert d.model.load.busy == 2
+    await until_load(d, lambda load: load.busy == 2 and load.queue_depth == 1)
     _, decision = await d.run("fractal.mandelbrot", b"", RENDER)
     assert decision.where == "local", decision.summary()
     for i in range(3):
@@ -225,12 +230,7 @@ async def test_cancel_and_progress_in_both_places(connect, svc, where):
         )
     assert seen and 0 < seen[0][0] <= seen[0][1]
     if where == "remote":  # the service stopped the job too: its workers are free again
-        for _ in range(200):
-            await d.refresh()
-            if d.model.load.busy == 0:
-                break
-            await asyncio.sleep(0.02)
-        assert d.model.load.busy == 0
+        await until_load(d, lambda load: load.busy == 0)
 
 
 async def test_local_limit_failure_is_an_error_not_a_retry(connect):
@@ -253,12 +253,7 @@ async def test_remote_timeout_falls_back_and_cancels_on_the_service(proxy, svc, 
     out, decision = await d.run("fractal.mandelbrot", b"", params)
     assert decision.where == "local" and "reply" in decision.fallback, decision.summary()
     assert out == runtime.run("fractal.mandelbrot", b"", params).output
-    for _ in range(200):  # the service dropped the job it was told we gave up on
-        await d.refresh()
-        if d.model.load.busy == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert d.model.load.busy == 0
+    await until_load(d, lambda load: load.busy == 0)  # it dropped the job we gave up on
     assert "fractal.mandelbrot" not in d.remote.load["throughput"]  # cancelled, never finished
     await sock.disconnect()
 
@@ -286,9 +281,4 @@ async def test_a_remote_run_whose_task_is_cancelled_stops_on_the_service(connect
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
-    for _ in range(200):  # the service was told: its worker is free again
-        await d.refresh()
-        if d.model.load.busy == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert d.model.load.busy == 0
+    await until_load(d, lambda load: load.busy == 0)  # the service was told: worker free again
