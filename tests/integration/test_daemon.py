@@ -15,15 +15,9 @@ import pytest
 
 from service.daemon import process_alive, read_pid
 from tests.support.phx_frames import join, open_socket
-from tests.support.service import service_env
+from tests.support.service import service_cli
 
-CMD = [sys.executable, "-m", "service"]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CMD, *args], capture_output=True, text=True, timeout=60, env=service_env()
-    )
+cli = service_cli
 
 
 @pytest.fixture

@@ -6,23 +6,15 @@ import asyncio
 import signal
 import socket
 import stat
-import subprocess
-import sys
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from service.auth import verify_token
 from tests.support.phx_frames import WAIT_S, join, open_socket, until
-from tests.support.service import TEST_SECRET, service_env
+from tests.support.service import TEST_SECRET, service_cli, service_env
 
-CMD = [sys.executable, "-m", "service"]
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CMD, *args], capture_output=True, text=True, timeout=60, env=env or service_env()
-    )
+cli = service_cli
 
 
 def env_without_secret() -> dict[str, str]:

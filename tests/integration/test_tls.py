@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import ssl
 import stat
-import subprocess
-import sys
 import urllib.request
 
 import pytest
@@ -16,19 +14,12 @@ from service.cli import fetch_health
 from service.config import load_config
 from service.tls import client_ssl_context
 from tests.support.phx_frames import WAIT_S, join, open_socket
-from tests.support.service import service_env
-
-CMD = [sys.executable, "-m", "service"]
+from tests.support.service import service_cli
 
 
 @pytest.fixture
 def dev_cert(tmp_path):
-    out = subprocess.run(
-        [*CMD, "cert", "--out", str(tmp_path / "certs")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = service_cli("cert", "--out", str(tmp_path / "certs"))
     assert out.returncode == 0, out.stderr
     return tmp_path / "certs" / "cert.pem", tmp_path / "certs" / "key.pem"
 
@@ -68,14 +59,10 @@ async def test_wss_with_a_trusted_dev_cert(service_factory, dev_cert):
 
 def test_missing_key_file_is_one_line_error(tmp_path, dev_cert):
     cert_path, _ = dev_cert
-    out = subprocess.run(
-        [*CMD, "run", "--port", "0", "--data-dir", str(tmp_path / "d")]
-        + ["--certfile", str(cert_path), "--keyfile", str(tmp_path / "absent.pem")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=service_env(),
-    )
+    out = service_cli(
+        "run", "--port", "0", "--data-dir", str(tmp_path / "d"),
+        "--certfile", str(cert_path), "--keyfile", str(tmp_path / "absent.pem"),
+    )  # fmt: skip
     assert out.returncode == 1
     assert out.stdout == ""
     assert out.stderr.strip().splitlines() == [
@@ -85,12 +72,8 @@ def test_missing_key_file_is_one_line_error(tmp_path, dev_cert):
 
 def test_certfile_without_keyfile_is_a_config_error(tmp_path, dev_cert):
     cert_path, _ = dev_cert
-    out = subprocess.run(
-        [*CMD, "run", "--port", "0", "--data-dir", str(tmp_path), "--certfile", str(cert_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=service_env(),
+    out = service_cli(
+        "run", "--port", "0", "--data-dir", str(tmp_path), "--certfile", str(cert_path)
     )
     assert out.returncode == 2
     assert "certfile and keyfile must be given together" in out.stderr

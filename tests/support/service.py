@@ -106,6 +106,17 @@ def service_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def service_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `veraltheim-service ARGS` to completion (the test secret unless env says otherwise)."""
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env or service_env(),
+    )
+
+
 @contextlib.contextmanager
 def running_service(
     data_dir: Path, *args: str, env: dict[str, str] | None = None
