@@ -77,6 +77,12 @@ def test_cli_offline_runs_local_and_remote_only_is_a_one_line_error(service_fact
     assert done.returncode == 0, done.stderr
     assert "ran local (offline)" in done.stderr
     done = kernel_cli(
+        "run", "hash.sha256", "-i", str(data), "-o", str(tmp_path / "r"), "--service", url,
+        "--where", "remote",
+    )  # fmt: skip
+    assert done.returncode == 1 and not (tmp_path / "r").exists()
+    assert "forced remote, but the service is offline" in done.stderr.splitlines()[-1]
+    done = kernel_cli(
         "run", "data.percentiles", "-i", str(data), "-o", str(tmp_path / "p"), "--service", url
     )
     assert done.returncode == 1
