@@ -71,6 +71,11 @@ async def test_broadcast_reaches_every_joined_socket_once(svc):
         # the channel broadcasts before it replies, so the sender's next frame is the reply
         reply = await recv(shouter)
         assert (reply.event, reply.ref, reply.payload["status"]) == ("phx_reply", ref, "ok")
+    # once: a heartbeat's reply comes next on every socket, after no second copy of a shout
+    for ws in sockets:
+        await send(ws, Message(None, "hb", "phoenix", "heartbeat", {}))
+    nexts = await asyncio.gather(*(recv(ws) for ws in sockets))
+    assert all((m.topic, m.event, m.ref) == ("phoenix", "phx_reply", "hb") for m in nexts)
     await asyncio.gather(*(ws.close() for ws in sockets))
 
 
