@@ -17,7 +17,14 @@ from typing import Any
 from service import daemon
 from service.config import LOG_LEVELS, ConfigError, ServiceConfig, load_config
 from service.secret import SecretError
-from service.tls import DEFAULT_DEV_HOSTS, TLSConfigError, client_ssl_context, make_dev_cert
+from service.tls import (
+    DEFAULT_DEV_HOSTS,
+    DEV_CERT_NAME,
+    DEV_KEY_NAME,
+    TLSConfigError,
+    client_ssl_context,
+    make_dev_cert,
+)
 
 PROG = "veraltheim-service"
 CONFIG_ENV = "VERALTHEIM_CONFIG"
@@ -94,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"DNS name or IP, repeatable (default {' '.join(DEFAULT_DEV_HOSTS)})",
     )
     cert.add_argument("--days", type=int, default=90, help="days valid (default 90)")
+    cert.add_argument("--force", action="store_true", help="overwrite an existing cert.pem/key.pem")
     return parser
 
 
@@ -232,6 +240,10 @@ def cmd_token(config: ServiceConfig, args: argparse.Namespace) -> int:
 def cmd_cert(args: argparse.Namespace) -> int:
     if args.days < 1:
         raise CliError("--days must be at least 1", EXIT_USAGE)
+    existing = [p for p in (args.out / DEV_CERT_NAME, args.out / DEV_KEY_NAME) if p.exists()]
+    if existing and not args.force:
+        # A key may be one a running service uses: never replaced by surprise.
+        raise CliError(f"{existing[0]} exists; use --force to replace it, or another --out")
     cert, key = make_dev_cert(args.out, tuple(args.hosts or DEFAULT_DEV_HOSTS), args.days)
     print(f"certificate: {cert}")
     print(f"key:         {key}")

@@ -33,6 +33,21 @@ def test_cert_command_writes_a_localhost_certificate(dev_cert):
     assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} >= {"127.0.0.1"}
 
 
+def test_cert_never_overwrites_an_existing_key_unless_forced(dev_cert):
+    cert_path, key_path = dev_cert
+    before = cert_path.read_bytes(), key_path.read_bytes()
+    again = service_cli("cert", "--out", str(cert_path.parent))
+    assert again.returncode == 1
+    assert again.stderr.splitlines() == [
+        f"veraltheim-service: error: {cert_path} exists; "
+        "use --force to replace it, or another --out"
+    ]
+    assert (cert_path.read_bytes(), key_path.read_bytes()) == before
+    forced = service_cli("cert", "--out", str(cert_path.parent), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert key_path.read_bytes() != before[1]
+
+
 async def test_wss_with_a_trusted_dev_cert(service_factory, dev_cert):
     cert_path, key_path = dev_cert
     svc = service_factory("--certfile", str(cert_path), "--keyfile", str(key_path))
