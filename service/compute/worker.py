@@ -44,7 +44,8 @@ class _Worker:
         self.conn = conn
         self.send_lock = threading.Lock()
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
-        self.current: _Job | None = None
+        # Received and not finished (a cancel may come before the runner takes the job).
+        self.pending: dict[int, _Job] = {}
         self.manifest_path = manifest_path
         self.memory_limit_bytes = memory_limit_bytes
         self.runtime: Any = None
@@ -57,27 +58,27 @@ class _Worker:
         runner = threading.Thread(target=self.run_jobs, name="kernel-runner", daemon=True)
         runner.start()
         try:
-            while True:
-                msg = self.conn.recv()
-                if msg[0] == "run":
-                    self.jobs.put(_Job(*msg[1:]))
-                elif msg[0] == "cancel":
-                    job = self.current
-                    if job is not None and job.task_id == msg[1]:
-                        job.cancelled.set()
-                        if job.token is not None:
-                            job.token.cancel()
-                elif msg[0] == "stop":
-                    break
+            while (msg := self.conn.recv())[0] != "stop":
+                self.handle(msg)
         except (EOFError, OSError):
             pass  # the pool went away: exit with it
         self.jobs.put(None)
+
+    def handle(self, msg: tuple) -> None:
+        if msg[0] == "run":
+            job = self.pending[msg[1]] = _Job(*msg[1:])
+            self.jobs.put(job)
+        elif msg[0] == "cancel":
+            job = self.pending.get(msg[1])
+            if job is not None:
+                job.cancelled.set()
+                if job.token is not None:
+                    job.token.cancel()
 
     def run_jobs(self) -> None:
         self.warm_up()
         self.send(("ready", os.getpid()))
         while (job := self.jobs.get()) is not None:
-            self.current = job
             try:
                 output, run_s = self.run_one(job)
                 self.send(("done", job.task_id, output, run_s))
@@ -88,7 +89,7 @@ class _Worker:
                     message = f"{type(exc).__name__}: {message}"
                 self.send(("error", job.task_id, reason, message))
             finally:
-                self.current = None
+                self.pending.pop(job.task_id, None)
 
     def run_one(self, job: _Job) -> tuple[bytes, float]:
         last = [0.0]

@@ -152,7 +152,7 @@ async def test_worker_start_up_counts_as_queue_time_not_run_time():
         await p.stop()
 
 
-def test_a_worker_loads_and_instantiates_every_module_before_it_says_ready():
+def test_a_worker_warms_up_before_ready_and_honours_a_cancel_that_beats_its_job():
     import multiprocessing
     import threading
 
@@ -160,13 +160,20 @@ def test_a_worker_loads_and_instantiates_every_module_before_it_says_ready():
 
     ours, theirs = multiprocessing.Pipe()
     worker = _Worker(theirs, None, 64 * MIB)
-    worker.jobs.put(None)  # no jobs: warm up, say ready, stop
+    # The cancel arrives before the runner takes the job: the job must not run at all.
+    worker.handle(("run", 1, "fractal.mandelbrot", LONG, b"", 60.0))
+    worker.handle(("cancel", 1))
+    worker.handle(("run", 2, "hash.sha256", {}, b"abc", 60.0))
+    worker.jobs.put(None)
     runner = threading.Thread(target=worker.run_jobs)
     runner.start()
     runner.join(60)
     assert ours.recv()[0] == "ready"
+    # Every module was loaded before that: load_module has nothing left to do (0 s).
     runtime = worker.runtime
-    # Loaded already: load_module has nothing left to do (0 s).
     assert all(runtime.load_module(m).elapsed_s == 0.0 for m in runtime.manifest.modules)
+    assert ours.recv()[:3] == ("error", 1, CANCELLED)
+    assert ours.recv()[:2] == ("done", 2)
+    assert worker.pending == {}
     ours.close()
     theirs.close()
