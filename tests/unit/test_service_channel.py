@@ -19,6 +19,7 @@ from service.config import ServiceConfig
 SECRET = "unit-secret"
 WAIT_S = 10.0
 EVENTS: list[tuple] = []
+RELEASES: list[asyncio.Event] = []  # "held" replies wait for the test to set these
 
 
 class ProbeChannel(Channel):
@@ -33,6 +34,16 @@ class ProbeChannel(Channel):
         return {"params": self.socket_params, "user": self.user_id, "claims": self.claims}
 
     async def handle_in(self, event, payload, ref):
+        if event == "held":
+            release = asyncio.Event()
+            RELEASES.append(release)
+
+            async def reply_when_released():
+                await release.wait()
+                self.reply(ref, "ok", {"held": True})
+
+            self._held = asyncio.get_running_loop().create_task(reply_when_released())
+            return None
         if event == "later":
             asyncio.get_running_loop().call_later(
                 payload.get("delay", 0), self.reply, ref, "ok", {"later": True}
@@ -69,6 +80,7 @@ async def svc(tmp_path, monkeypatch):
     host, port = await service.start()
     service.url = f"ws://{host}:{port}/socket/websocket"
     EVENTS.clear()
+    RELEASES.clear()
     yield service
     await service.stop(1)
 
@@ -215,16 +227,16 @@ async def test_a_join_while_stopping_is_refused_not_left_running(svc):
     ws = await open_ws(svc)
     await send(ws, "1", "1", "test:a", "phx_join", {})
     await recv(ws), await recv(ws)
-    await send(ws, "1", "job", "test:a", "later", {"delay": 0.5})  # keeps the stop waiting
-    await wait_for(lambda: any(c._pending for c in svc.channels))
-    stopping = asyncio.create_task(svc.stop(5))
+    await send(ws, "1", "job", "test:a", "held", {})  # keeps the stop waiting
+    await wait_for(lambda: RELEASES)
+    stopping = asyncio.create_task(svc.stop(WAIT_S))
     await wait_for(lambda: svc.stopping)
     await send(ws, "2", "2", "test:b", "phx_join", {})
     msg = await recv(ws)
-    while msg.ref != "2":
-        msg = await recv(ws)
     assert msg.payload == {"status": "error", "response": {"reason": "service is shutting down"}}
     assert all(c.topic != "test:b" for c in svc.channels)
+    RELEASES[0].set()
+    assert (await recv(ws)).payload == {"status": "ok", "response": {"held": True}}
     await stopping
 
 
