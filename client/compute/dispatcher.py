@@ -109,7 +109,7 @@ class Dispatcher:
         costs = self.model.kernels.get(kernel)
         if costs is None and (self.remote is None or self._probed):
             raise UnknownKernel(f"unknown kernel {kernel!r}")  # neither here nor there
-        if where == "remote" or costs is None or not costs.local:
+        if where == "remote" or (where == "auto" and (costs is None or not costs.local)):
             # Only the service can run it: wait for a reconnect or rejoin in progress.
             wait_s = self.max_remote_timeout_s if deadline_s is None else deadline_s
             why_not = await self._await_remote(min(self.max_remote_timeout_s, wait_s), cancel)

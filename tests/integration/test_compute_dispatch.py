@@ -159,6 +159,8 @@ async def test_remote_only_kernel_while_offline_is_a_clear_error(connect, svc, r
     assert decision.where == "local" and decision.reason == "service reconnecting"
     with pytest.raises(RemoteUnavailable, match=r"runs on the service only.*reconnect within"):
         await d.run("data.percentiles", np.arange(3.0).tobytes(), deadline_s=0.2)
+    with pytest.raises(UnknownKernel, match="on the service only"):  # at once, no waiting
+        await asyncio.wait_for(d.run("data.percentiles", b"", where="local"), 5)
     # OFFLINE (the socket gave up): a clear error at once, and local for auto.
     await d.remote.socket.disconnect()
     with pytest.raises(RemoteUnavailable, match=r"runs on the service only.*offline"):
