@@ -209,9 +209,11 @@ async def test_graceful_stop_waits_for_in_flight_replies_then_closes_1001(svc):
     await send(ws, "1", None, "test:a", "now", {})  # no ref: nothing to wait for
     await recv(ws)
     assert all(not c._pending for c in svc.channels)  # replies already sent are not in flight
-    await send(ws, "1", "job", "test:a", "later", {"delay": 0.3})
-    await wait_for(lambda: any(c._pending for c in svc.channels))
-    stopping = asyncio.create_task(svc.stop(5))
+    await send(ws, "1", "job", "test:a", "held", {})
+    await wait_for(lambda: RELEASES)
+    stopping = asyncio.create_task(svc.stop(WAIT_S))
+    await wait_for(lambda: svc.stopping)
+    RELEASES[0].set()  # the work finishes only after the stop began
     reply = await recv(ws)
     assert (reply.ref, reply.payload["status"]) == ("job", "ok")  # in-flight work finished
     close = await recv(ws)
