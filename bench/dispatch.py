@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 
 from client.compute.dispatcher import Dispatcher  # noqa: E402
 from client.net import Socket  # noqa: E402
+from protocol.constants import COMPUTE_TOPIC  # noqa: E402
 from protocol.envelope import pack_envelope  # noqa: E402
 from tests.support.service import running_service  # noqa: E402
 from tests.support.throttle import ThrottleProxy  # noqa: E402
@@ -182,7 +183,7 @@ async def keep_busy(svc, stop: asyncio.Event, workers: int) -> None:
     """Keep every worker busy and one job queued until `stop` (a busy service)."""
     sock = Socket(svc.ws_url)
     await sock.connect()
-    ch = sock.channel("compute:default")
+    ch = sock.channel(COMPUTE_TOPIC)
     await ch.join()
     ids = itertools.count()
 
