@@ -193,6 +193,7 @@ def main() -> int:
         import qasync
 
         from client.ui.app import make_app
+        from client.ui.qtloop import run_until_done
         from client.ui.settings import load_settings
         from client.ui.shell import Shell
 
@@ -214,7 +215,7 @@ def main() -> int:
                     shell.close_window()
 
             with loop:
-                loop.run_until_complete(go())
+                run_until_done(loop, go())
             app.shutdown()  # destroy Qt's objects now, not in the interpreter's final GC
     lat = result["loop_latency_ms"]
     result["goals"] = {

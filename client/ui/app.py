@@ -113,12 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     import qasync
 
+    from client.ui.qtloop import run_until_done
+
     app = make_app()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     try:
         with loop:
-            rc = loop.run_until_complete(run_window(args))
+            rc = run_until_done(loop, run_window(args))
         app.shutdown()  # destroy Qt's objects now, not in the interpreter's final GC
         return rc
     except Exception as exc:  # one clear line, not a trace, for a failure to start

@@ -191,13 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     import qasync
 
     from client.ui.app import make_app
+    from client.ui.qtloop import run_until_done
 
     app = make_app()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     try:
         with loop:
-            rc = loop.run_until_complete(demo_main(args))
+            rc = run_until_done(loop, demo_main(args))
         app.shutdown()  # destroy Qt's objects now, not in the interpreter's final GC
         return rc
     except Exception as exc:

@@ -42,8 +42,10 @@ def qloop(qapp):
 
 @pytest.fixture
 def run(qloop) -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    from client.ui.qtloop import run_until_done
+
     def run_(coro: Coroutine[Any, Any, Any], timeout: float = RUN_TIMEOUT_S) -> Any:
-        return qloop.run_until_complete(asyncio.wait_for(coro, timeout))
+        return run_until_done(qloop, asyncio.wait_for(coro, timeout))
 
     return run_
 
@@ -58,13 +60,35 @@ def app_dirs(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_call(item):
+    """Stop the test's windows and links as its call ends, before pytest-qt processes Qt's
+    events outside the asyncio loop: a task stepped there (a link waiting to reconnect) finds
+    no running loop, dies and leaves a coroutine never awaited."""
+    try:
+        return (yield)
+    finally:
+        stop_shells = getattr(item, "stop_shells", None)
+        if stop_shells is not None:
+            stop_shells()
+
+
 @pytest.fixture
-def make_shell(app_dirs, run):
-    """make_shell(user="alice") -> a loaded Shell (window open); all are stopped at the end."""
+def make_shell(request, app_dirs, run):
+    """make_shell(user="alice") -> a loaded Shell (window open); all are stopped as the test's
+    call ends (see pytest_runtest_call) or, at the latest, in teardown."""
     from client.ui.settings import load_settings
     from client.ui.shell import Shell
 
     shells = []
+
+    def stop_shells() -> None:
+        while shells:
+            shell = shells.pop()
+            run(shell.stop())
+            shell.close_window()
+
+    request.node.stop_shells = stop_shells
 
     def make(user: str = "tester") -> Shell:
         settings, problem = load_settings()
@@ -76,9 +100,7 @@ def make_shell(app_dirs, run):
         return shell
 
     yield make
-    for shell in shells:
-        run(shell.stop())
-        shell.close_window()
+    stop_shells()
 
 
 def find_item(shell, name: str) -> QQuickItem | None:

@@ -119,3 +119,34 @@ def test_the_runs_view_follows_appends_merges_and_updates(qapp):
     assert runs.runs[0]["status"] == "failed"
     assert "(failed)" in runs.model.rows[0]["where"]
     assert len(other_history) == 3
+
+
+def test_callbacks_due_as_a_run_ends_still_see_a_running_loop(qapp):
+    """qasync's run_until_complete runs one more pass of Qt's events after the loop stopped:
+    a task stepped there finds no running loop (a reconnecting link died that way)."""
+    import asyncio
+
+    import qasync
+
+    from client.ui.qtloop import run_until_done
+
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    seen: list[object] = []
+
+    async def ends_with_a_callback_due() -> int:
+        me = asyncio.current_task()
+        assert me is not None
+        # due just after this coroutine ends, i.e. around the time the loop stops
+        me.add_done_callback(
+            lambda _: loop.call_soon(lambda: seen.append(asyncio._get_running_loop()))
+        )
+        return 7
+
+    try:
+        assert run_until_done(loop, ends_with_a_callback_due()) == 7
+        assert run_until_done(loop, asyncio.sleep(0, 8)) == 8
+        assert seen == [loop]  # run in the next run, on a running loop (never with none)
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
