@@ -111,7 +111,9 @@ class Connection(QObject):
             reason = getattr(self.socket, "offline_reason", None) or "it cannot be reached"
             detail = f"Not trying now: {reason}. Check the address and token, then connect again."
         elif name == "reconnecting":
-            detail = "Lost the link; reconnecting on its own. Local runs and notes keep working."
+            detail = (
+                "No link to it now; reconnecting on its own. Local runs and notes keep working."
+            )
         self._set_state(name, detail)
 
     def _set_state(self, name: str, detail: str) -> None:

@@ -23,6 +23,12 @@ class SettingsController(QObject):
         self.value = settings
         self.notices = notices
         self.path = path or settings_path()
+        self._in_use = ("", "")  # the link's address and token (e.g. from --service), if any
+
+    def set_in_use(self, address: str, token: str) -> None:
+        """The view shows the address in use, which may not be the saved one (--service)."""
+        self._in_use = (address, token)
+        self.changed.emit()
 
     @Slot(str, str, str, int, float, str, str, str, result=bool)
     def save(
@@ -93,6 +99,8 @@ class SettingsController(QObject):
 
     serviceUrl = Property(str, lambda self: self.value.service_url, notify=changed)
     token = Property(str, lambda self: self.value.token, notify=changed)
+    addressInUse = Property(str, lambda self: self._in_use[0], notify=changed)
+    tokenInUse = Property(str, lambda self: self._in_use[1], notify=changed)
     route = Property(str, lambda self: self.value.route, notify=changed)
     maxInputMib = Property(int, lambda self: self.value.max_input_mib, notify=changed)
     deadlineS = Property(float, lambda self: self.value.deadline_s, notify=changed)

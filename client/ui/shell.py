@@ -196,6 +196,7 @@ class Shell(QObject):
     async def set_link(self, url: str, token: str) -> None:
         async with self._link_lock:
             self._link = (url, token)
+            self.settings.set_in_use(url, token)
             await self._drop_link()
             socket = None
             if url:

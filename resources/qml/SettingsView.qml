@@ -27,8 +27,22 @@ Item {
                     objectName: "settingsServiceUrl"
                     Accessible.name: "Service address"
                     Layout.fillWidth: true
-                    text: settings.serviceUrl
+                    // the address in use (it may come from --service), else the saved one
+                    text: settings.addressInUse || settings.serviceUrl
                     selectByMouse: true
+                }
+                Item {
+                    visible: addressNote.visible
+                    width: 1; height: 1
+                }
+                Label {
+                    id: addressNote
+                    objectName: "settingsAddressNote"
+                    visible: settings.addressInUse !== "" && settings.addressInUse !== settings.serviceUrl
+                    text: "In use for this run only (given with --service). Saved: " + settings.serviceUrl + ". Save to keep the one above."
+                    wrapMode: Text.Wrap
+                    opacity: 0.7
+                    Layout.fillWidth: true
                 }
                 Label { text: "Token" }
                 TextField {
@@ -37,7 +51,7 @@ Item {
                     Accessible.name: "Token"
                     Layout.fillWidth: true
                     echoMode: TextInput.Password
-                    text: settings.token
+                    text: settings.addressInUse ? settings.tokenInUse : settings.token
                     selectByMouse: true
                 }
                 Label { text: "Name (no-auth services)" }

@@ -259,3 +259,25 @@ def test_sigterm_ends_the_app_cleanly(app_dirs):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_settings_show_the_address_in_use_when_it_is_not_the_saved_one(make_shell, run, app_dirs):
+    shell = make_shell()
+    given = "ws://127.0.0.1:9/socket/websocket"  # as with --service; nothing listens on 9
+    saved = shell.settings.value.service_url
+    assert saved != given
+
+    async def scenario():
+        await shell.start(given, "")
+        shell.show_view("Settings")
+        assert item(shell, "settingsServiceUrl").property("text") == given
+        note = item(shell, "settingsAddressNote")
+        assert note.isVisible() and saved in note.property("text")
+        save_artifact(shell, "settings-address-in-use")
+        socket = shell.socket
+        await click(shell, "settingsSave")  # keeps the address in use: no reconnect elsewhere
+        assert shell.socket is socket and shell.connection.address == given
+        assert not note.isVisible()
+
+    run(scenario())
+    assert json.loads((app_dirs / "config" / "settings.json").read_text())["service_url"] == given
