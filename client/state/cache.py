@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
 
 
 def default_cache_path() -> Path:
-    return user_data_path(APP_NAME, appauthor=False) / CACHE_FILE
+    """The user data dir as the app's settings name it (same platformdirs call), + CACHE_FILE."""
+    return user_data_path(APP_NAME) / CACHE_FILE
 
 
 @dataclass(frozen=True, slots=True)
