@@ -268,11 +268,13 @@ def test_service_restart_while_the_window_is_open(service_factory, make_shell, r
         # a remote run while the service is down says what happened, in the window
         wb = shell.workbench
         wb.setWhere("remote")
+        shell.settings.update(deadline_s=1.0)  # it waits for the reconnect at most its deadline
         finished = asyncio.ensure_future(wait_signal(wb.finished, 60))
         await key(shell, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
         (status,) = await finished
         assert status == "error"
         assert shell.notices.kind == "error" and shell.notices.hint
+        shell.settings.update(deadline_s=60.0)
         svc.args += ["--port", str(svc.port)]
         await loop.run_in_executor(None, svc.start)
         await connected(shell)
