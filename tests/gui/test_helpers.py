@@ -150,3 +150,20 @@ def test_callbacks_due_as_a_run_ends_still_see_a_running_loop(qapp):
     finally:
         loop.close()
         asyncio.set_event_loop(None)
+
+
+def test_qt_calling_python_does_not_drop_references_to_none(qapp):
+    """PySide6 6.12.0 on CPython 3.11 loses a reference to None on each call from Qt into
+    Python (a slot, a timer, every qasync callback): after ~30k the process aborts with
+    "deallocating None". pyproject pins PySide6 below 6.12 for this."""
+    import sys
+
+    from PySide6.QtCore import QTimer
+
+    calls = []
+    before = sys.getrefcount(None)
+    for _ in range(2000):
+        QTimer.singleShot(0, lambda: calls.append(1))
+    while len(calls) < 2000:
+        qapp.processEvents()
+    assert before - sys.getrefcount(None) < 500
