@@ -168,6 +168,12 @@ class Runtime:
             instances[module] = inst
         return inst
 
+    def warm(self) -> None:
+        """Load every module (from the disk cache, or compile it once) and instantiate it for
+        the calling thread, so that thread's first job runs warm."""
+        for module in self.manifest.modules:
+            self._instance(module)
+
     def _drop_instance(self, module: str) -> None:
         self._local.instances.pop(module, None)
 

@@ -21,7 +21,7 @@ from typing import Any
 from client.compute.decision import Decision
 from client.compute.dispatcher import WHERE, Dispatcher
 from client.net import ConnectionState, Socket
-from wasm import KernelError, KernelSpec, ParamSpec, UnknownKernel
+from wasm import KernelError, KernelSpec, UnknownKernel, kernel_spec_from_dict
 from wasm import cli as wasm_cli
 
 CONNECT_TIMEOUT_S = 5.0
@@ -46,34 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--json-decision", action="store_true", help="print the decision record as JSON"
     )
     return parser
-
-
-def spec_from_entry(name: str, entry: dict[str, Any]) -> KernelSpec:
-    """A KernelSpec for a kernel only the service has (from its `kernels` catalogue)."""
-    params = tuple(
-        ParamSpec(
-            name=p["name"],
-            type=p.get("type", "float"),
-            min=p.get("min"),
-            max=p.get("max"),
-            default=p.get("default"),
-            choices=tuple(p.get("choices") or ()),
-            description=p.get("description", ""),
-        )
-        for p in entry.get("params", [])
-    )
-    return KernelSpec(
-        name=name,
-        module="",
-        export="",
-        description=entry.get("description", ""),
-        params=params,
-        input_kind=entry.get("input", {}).get("kind", "bytes"),
-        output_kind=entry.get("output", {}).get("kind", "bytes"),
-        tiles=entry.get("tiles"),
-        cost=dict(entry.get("cost") or {}),
-        grants=tuple(entry.get("grants") or ()),
-    )
 
 
 async def open_socket(url: str, token: str | None) -> Socket:
@@ -124,7 +96,7 @@ def kernel_spec(rt: Any, dispatcher: Dispatcher, name: str) -> KernelSpec:
         remote = dispatcher.remote
         entry = remote.catalogue.get(name) if remote is not None else None
         if entry is not None:
-            return spec_from_entry(name, entry)
+            return kernel_spec_from_dict({**entry, "name": name})
         if remote is None or not remote.catalogue:
             raise UnknownKernel(
                 f"unknown kernel {name!r} here; the service (which may have it) is not reachable"

@@ -134,10 +134,7 @@ class _Worker:
         disk cache, or compile it once) and instantiate it, so the first job runs warm and its
         time says what the kernel costs. A failure here resurfaces on the first wasm job."""
         with contextlib.suppress(Exception):
-            runtime = self.runtime_for()
-            for module in runtime.manifest.modules:
-                runtime.load_module(module)
-                runtime._instance(module)  # this thread's Store + Instance, reused by its jobs
+            self.runtime_for().warm()  # this thread's Stores + Instances, reused by its jobs
 
     def runtime_for(self) -> Any:
         if self.runtime is None:

@@ -553,3 +553,12 @@ def test_none_is_an_empty_input(rt):
     assert rt.validate("test.params", None, {"width": 2})["width"] == 2
     with pytest.raises(BadInput, match="input must be bytes-like"):
         rt.run("test.echo", "text", {})
+
+
+def test_warm_loads_and_instantiates_every_module_for_the_calling_thread(tmp_path):
+    from wasm import Runtime
+
+    rt = Runtime(cache_dir=tmp_path)
+    rt.warm()
+    assert set(rt._local.instances) == set(rt.manifest.modules)
+    assert list(tmp_path.rglob("*.cwasm")), "compiled code went to the disk cache"
