@@ -216,7 +216,8 @@ class Workbench(QObject):
 
     @Slot()
     def run(self) -> None:
-        if self._running:
+        # (a run spawned but not started yet counts too: Ctrl+R twice must not start two)
+        if self._running or (self._task is not None and not self._task.done()):
             return
         if self._spec is None:
             self.notices.show("error", "No kernel is selected.", "Pick one in the Kernel list.")

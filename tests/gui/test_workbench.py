@@ -217,3 +217,32 @@ def test_a_job_over_the_deadline_from_settings_says_what_to_do(make_shell, run):
         assert shell.runs.runs == []
 
     run(scenario())
+
+
+def test_run_twice_before_the_loop_turns_starts_one_job(make_shell, run):
+    from client.ui.waiting import wait_signal
+
+    shell = make_shell()
+    wb = shell.workbench
+    started = []
+    real_run = shell.jobs.run
+
+    async def counting_run(*args, **kwargs):
+        started.append(args[0])
+        return await real_run(*args, **kwargs)
+
+    async def scenario():
+        await shell.set_link("", "")
+        shell.jobs.run = counting_run
+        wb.selectKernel("fractal.mandelbrot")
+        wb.setParam("width", 32)
+        wb.setParam("height", 32)
+        finished = asyncio.ensure_future(wait_signal(wb.finished, 60))
+        wb.run()
+        wb.run()  # e.g. Ctrl+R pressed twice quickly
+        assert (await finished) == ("ok",), shell.notices.text
+        assert wb._task is None or wb._task.done()
+        assert started == ["fractal.mandelbrot"]
+        assert shell.runs.model.count == 1
+
+    run(scenario())
