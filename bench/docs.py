@@ -41,9 +41,9 @@ from pycrdt import Doc, Map, create_update_message  # noqa: E402
 from client.net import Socket  # noqa: E402
 from client.state import DocumentStore, SharedDoc  # noqa: E402
 from protocol import encode  # noqa: E402
+from protocol.constants import READY_LINE_PREFIX  # noqa: E402
 from protocol.ysync import DOC_TOPIC_PREFIX, YJS_EVENT  # noqa: E402
 
-LISTENING = "listening "
 THROUGHPUT_TOPIC = DOC_TOPIC_PREFIX + "throughput"
 SMALL_EDITS_PER_ROUND = 5  # edits by the 2-client group per edit by the 100-client group
 UNLIMITED = {
@@ -64,8 +64,8 @@ class Service:
         )
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            if line.startswith(LISTENING):
-                self.url = line[len(LISTENING) :].strip()
+            if line.startswith(READY_LINE_PREFIX):
+                self.url = line[len(READY_LINE_PREFIX) :].strip()
                 break
         else:
             raise RuntimeError("the service did not start")

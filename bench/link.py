@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from protocol import SOCKET_PATH, VSN  # noqa: E402
+from protocol.constants import READY_LINE_PREFIX  # noqa: E402
 
-LISTENING = "listening "
 SMALL = {"n": 1, "text": "hello"}
 BULK_PER_PROCESS_BATCH = 200  # concurrent handshakes per client process
 OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE = 1, 2, 8
@@ -421,7 +421,7 @@ def start_echo() -> tuple[subprocess.Popen[str], int]:
 def read_port(proc: subprocess.Popen[str]) -> int:
     assert proc.stdout is not None
     for line in proc.stdout:
-        if line.startswith(LISTENING):
+        if line.startswith(READY_LINE_PREFIX):
             # keep draining so a chatty child never blocks on a full pipe
             threading.Thread(target=proc.stdout.read, daemon=True).start()
             return int(line.split(":")[2].split("/")[0])
@@ -500,7 +500,7 @@ async def echo_server() -> None:
 
     async with serve(echo, "127.0.0.1", 0, compression=None, ping_interval=None) as server:
         port = server.sockets[0].getsockname()[1]
-        print(f"{LISTENING}ws://127.0.0.1:{port}/", flush=True)
+        print(f"{READY_LINE_PREFIX}ws://127.0.0.1:{port}/", flush=True)
         await asyncio.Future()
 
 

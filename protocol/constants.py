@@ -5,6 +5,11 @@ from typing import Final
 VSN: Final = "2.0.0"
 SOCKET_PATH: Final = "/socket/websocket"
 DEFAULT_PORT: Final = 4000
+# The name the app and the service keep their files under (platformdirs).
+APP_NAME: Final = "veraltheim"
+# `veraltheim-service run` prints this, then its ws:// URL, on stdout once it accepts connections;
+# whoever starts a service (the app's launcher, tests, benchmarks) waits for that line.
+READY_LINE_PREFIX: Final = "listening "
 
 # phoenix.js sends the token as a subprotocol: `phoenix, base64url.bearer.phx.<token>`.
 SUBPROTOCOL: Final = "phoenix"

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from protocol.constants import READY_LINE_PREFIX
 from service import daemon
 from service.config import LOG_LEVELS, ConfigError, ServiceConfig, load_config
 from service.secret import SecretError
@@ -135,7 +136,7 @@ def cmd_run(config: ServiceConfig) -> int:
     config = runner.prepare(config)
 
     def announce(url: str) -> None:
-        print(f"listening {url}", flush=True)
+        print(READY_LINE_PREFIX + url, flush=True)
 
     try:
         runner.run_blocking(config, announce)
@@ -156,7 +157,7 @@ def cmd_start(config: ServiceConfig) -> int:
         runner.run_blocking(config, announce)
 
     pid, url = daemon.start(config, run)
-    print(f"listening {url}")
+    print(READY_LINE_PREFIX + url)
     print(f"started (pid {pid}, log {config.daemon_log_path})", flush=True)
     return EXIT_OK
 

@@ -26,10 +26,9 @@ from typing import Any
 
 import platformdirs
 
-from protocol.constants import DEFAULT_PORT, IDLE_TIMEOUT_S
+from protocol.constants import APP_NAME, DEFAULT_PORT, IDLE_TIMEOUT_S
 
 ENV_PREFIX = "VERALTHEIM_"
-APP_NAME = "veraltheim"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIB = 1024 * 1024
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from protocol.constants import READY_LINE_PREFIX
 from service.config import ServiceConfig
 
 START_TIMEOUT_S = 30.0
@@ -155,8 +156,8 @@ def start(config: ServiceConfig, run: Callable[[Callable[[str], None]], None]) -
     finally:
         os.close(read_end)
         os.waitpid(child, 0)  # the intermediate process exits as soon as it has detached
-    if answer.startswith("listening "):
-        url = answer.removeprefix("listening ")
+    if answer.startswith(READY_LINE_PREFIX):
+        url = answer.removeprefix(READY_LINE_PREFIX)
         return (read_pid(pidfile) or 0), url
     if answer.startswith("error: "):
         raise DaemonError(answer.removeprefix("error: "))
@@ -209,7 +210,7 @@ def _daemon_main(
 
     def announce(url: str) -> None:
         urls.write_text(url + "\n")
-        tell(f"listening {url}")
+        tell(READY_LINE_PREFIX + url)
 
     try:
         with context:

@@ -17,9 +17,10 @@ from pathlib import Path
 import platformdirs
 import wasmtime
 
+from protocol.constants import APP_NAME
+
 log = logging.getLogger(__name__)
 
-APP_NAME = "veraltheim"
 BLOB_MAGIC = b"VHCWASM1"
 BLOB_SUFFIX = ".cwasm"
 _HEADER_LEN = len(BLOB_MAGIC) + 32

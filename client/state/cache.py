@@ -15,7 +15,8 @@ from pathlib import Path
 
 from platformdirs import user_data_path
 
-APP_NAME = "veraltheim"
+from protocol.constants import APP_NAME
+
 CACHE_FILE = "documents.sqlite3"
 
 _SCHEMA = """

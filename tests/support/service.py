@@ -15,7 +15,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-LISTENING = "listening "
+from protocol.constants import READY_LINE_PREFIX
+
 START_TIMEOUT_S = 30.0
 TEST_SECRET = "test-secret-key-do-not-use-in-production"
 
@@ -53,8 +54,8 @@ class ServiceProcess:
             assert self.proc is not None and self.proc.stdout is not None
             for line in self.proc.stdout:
                 self.output.append(line)
-                if not found.is_set() and line.startswith(LISTENING):
-                    self.ws_url = line[len(LISTENING) :].strip()
+                if not found.is_set() and line.startswith(READY_LINE_PREFIX):
+                    self.ws_url = line[len(READY_LINE_PREFIX) :].strip()
                     self.port = int(self.ws_url.split(":")[2].split("/")[0])
                     found.set()
             found.set()
