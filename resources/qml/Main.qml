@@ -12,6 +12,23 @@ ApplicationWindow {
     visible: true
     title: "Veraltheim"
 
+    // The application palette, which the desktop sets (light or dark) and changes at run time;
+    // the Controls style alone keeps a fixed palette of its own. Copied per colour group so
+    // disabled controls still look disabled.
+    SystemPalette { id: systemActive; colorGroup: SystemPalette.Active; onPaletteChanged: window.followSystemPalette() }
+    SystemPalette { id: systemDisabled; colorGroup: SystemPalette.Disabled }
+    function followSystemPalette() {
+        const roles = ["window", "windowText", "base", "alternateBase", "text", "button",
+                       "buttonText", "highlight", "highlightedText", "light", "midlight", "mid",
+                       "dark", "shadow", "placeholderText", "toolTipBase", "toolTipText"]
+        for (const role of roles) {
+            palette.active[role] = systemActive[role]
+            palette.inactive[role] = systemActive[role]
+            palette.disabled[role] = systemDisabled[role]
+        }
+    }
+    Component.onCompleted: followSystemPalette()
+
     readonly property var viewNames: ["Workbench", "Runs", "Notes", "Connection", "Inspector", "Settings"]
     property alias currentView: nav.currentIndex
 

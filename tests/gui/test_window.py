@@ -281,3 +281,44 @@ def test_settings_show_the_address_in_use_when_it_is_not_the_saved_one(make_shel
 
     run(scenario())
     assert json.loads((app_dirs / "config" / "settings.json").read_text())["service_url"] == given
+
+
+def test_the_window_follows_a_dark_system_palette(make_shell, run, qapp):
+    from PySide6.QtGui import QColor, QGuiApplication, QPalette
+
+    def brightness(shell) -> float:
+        image = shell.grab()
+        pixels = [
+            QColor(image.pixel(x, y)).lightness()
+            for x in range(0, image.width(), 29)
+            for y in range(40, image.height(), 31)
+        ]
+        return sum(pixels) / len(pixels)
+
+    light = make_shell()
+    run(light.set_link("", ""))
+    light.show_view("Notes")
+    light_brightness = brightness(light)
+    original = QGuiApplication.palette()
+    dark = QPalette(original)
+    for role, colour in (
+        (QPalette.ColorRole.Window, "#202124"),
+        (QPalette.ColorRole.Base, "#2b2b2b"),
+        (QPalette.ColorRole.AlternateBase, "#333333"),
+        (QPalette.ColorRole.Button, "#3a3a3a"),
+        (QPalette.ColorRole.WindowText, "#e8e8e8"),
+        (QPalette.ColorRole.Text, "#e8e8e8"),
+        (QPalette.ColorRole.ButtonText, "#e8e8e8"),
+        (QPalette.ColorRole.PlaceholderText, "#9a9a9a"),
+    ):
+        dark.setColor(role, QColor(colour))
+    try:
+        QGuiApplication.setPalette(dark)  # as the desktop does when it switches to dark
+        shell = make_shell()
+        run(shell.set_link("", ""))
+        shell.show_view("Notes")
+        save_artifact(shell, "dark-notes")
+        assert brightness(shell) < 90 < light_brightness
+        assert brightness(light) < 90  # the open window switched too
+    finally:
+        QGuiApplication.setPalette(original)
