@@ -15,11 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+from protocol.constants import APP_NAME
+
 FIRST_FRAME_ENV = "VERALTHEIM_REPORT_FIRST_FRAME"  # bench/ui.py: print the time of the first frame
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="veraltheim", description="The Veraltheim desktop app.")
+    p = argparse.ArgumentParser(prog=APP_NAME, description="The Veraltheim desktop app.")
     p.add_argument(
         "--service", metavar="URL", help="service address, ws[s]://HOST:PORT/socket/websocket"
     )
@@ -36,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def make_app(argv0: str = "veraltheim"):
+def make_app(argv0: str = APP_NAME):
     """The QGuiApplication (never a QtWidgets one), styled to follow the system palette."""
     from PySide6.QtGui import QGuiApplication, QIcon
     from PySide6.QtQuick import QQuickWindow  # noqa: F401 - so root objects are QQuickWindows
@@ -45,7 +47,7 @@ def make_app(argv0: str = "veraltheim"):
     app = QGuiApplication.instance() or QGuiApplication([argv0])
     app.setOrganizationName("Veraltheim")
     app.setApplicationName("Veraltheim")
-    app.setDesktopFileName("veraltheim")
+    app.setDesktopFileName(APP_NAME)  # resources/veraltheim.desktop
     # Closing the window ends run_window's coroutine, which then stops the link and the store;
     # Qt quitting on its own would stop the loop under it instead.
     app.setQuitOnLastWindowClosed(False)

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
+from protocol.constants import READY_LINE_PREFIX  # `listening ws://HOST:PORT/socket/websocket`
 
-LISTENING = "listening "  # the service's ready line: `listening ws://HOST:PORT/socket/websocket`
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 SCREENSHOTS = Path("screenshots")
@@ -57,8 +57,8 @@ def local_service(data_dir: Path) -> Iterator[str]:
             line = lines.get(timeout=START_TIMEOUT_S)
             if line is None:
                 raise RuntimeError("the service exited:\n" + "".join(log[-20:]))
-            if line.startswith(LISTENING):
-                url = line[len(LISTENING) :].strip()
+            if line.startswith(READY_LINE_PREFIX):
+                url = line[len(READY_LINE_PREFIX) :].strip()
         yield url
     except queue.Empty:
         raise RuntimeError(f"the service did not start in {START_TIMEOUT_S:g} s") from None

@@ -15,8 +15,8 @@ from pathlib import Path
 import platformdirs
 
 from client.state.cache import CACHE_FILE
+from protocol.constants import APP_NAME, DEFAULT_PORT, SOCKET_PATH
 
-APP_NAME = "veraltheim"
 CONFIG_DIR_ENV = "VERALTHEIM_CONFIG_DIR"
 DATA_DIR_ENV = "VERALTHEIM_DATA_DIR"
 SETTINGS_FILE = "settings.json"
@@ -33,8 +33,6 @@ def data_dir() -> Path:
 
 
 def default_service_url() -> str:
-    from protocol.constants import DEFAULT_PORT, SOCKET_PATH
-
     return f"ws://127.0.0.1:{DEFAULT_PORT}{SOCKET_PATH}"
 
 
