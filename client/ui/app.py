@@ -23,7 +23,10 @@ FIRST_FRAME_ENV = "VERALTHEIM_REPORT_FIRST_FRAME"  # bench/ui.py: print the time
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=APP_NAME, description="The Veraltheim desktop app.")
     p.add_argument(
-        "--service", metavar="URL", help="service address, ws[s]://HOST:PORT/socket/websocket"
+        "--service",
+        metavar="URL",
+        type=_service_url,
+        help="service address, ws[s]://HOST:PORT/socket/websocket",
     )
     p.add_argument("--token", help="sign-in token (else the one saved in Settings)")
     p.add_argument("--cafile", type=Path, help="a PEM certificate to trust for wss:// (this run)")
@@ -36,6 +39,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--local-only", action="store_true", help="do not connect to any service")
     return p.parse_args(argv)
+
+
+def _service_url(text: str) -> str:
+    from client.ui.settings import SERVICE_URL_HINT, service_url_problem
+
+    problem = service_url_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem} {SERVICE_URL_HINT}")
+    return text
 
 
 def make_app(argv0: str = APP_NAME):

@@ -10,6 +10,7 @@ from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 
 from client.ui.models import DictListModel
 from client.ui.notices import Notices
+from client.ui.settings import SERVICE_URL_HINT, service_url_problem
 from protocol.constants import LOBBY_TOPIC
 
 RTT_REFRESH_MS = 1000
@@ -154,12 +155,9 @@ class Connection(QObject):
     @Slot(str, str)
     def connectTo(self, address: str, token: str) -> None:
         address = address.strip()
-        if not address.startswith(("ws://", "wss://")):
-            self.notices.show(
-                "error",
-                f"{address or 'An empty address'} is not a service address.",
-                "Use ws://HOST:PORT/socket/websocket (or wss:// for TLS).",
-            )
+        problem = service_url_problem(address)
+        if problem:
+            self.notices.show("error", problem, SERVICE_URL_HINT)
             return
         self.reconnectRequested.emit(address, token.strip())
 

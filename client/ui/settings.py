@@ -21,6 +21,15 @@ CONFIG_DIR_ENV = "VERALTHEIM_CONFIG_DIR"
 DATA_DIR_ENV = "VERALTHEIM_DATA_DIR"
 SETTINGS_FILE = "settings.json"
 ROUTES = ("auto", "local", "remote")
+SERVICE_SCHEMES = ("ws://", "wss://")
+SERVICE_URL_HINT = "Use ws://HOST:PORT/socket/websocket (or wss:// for TLS)."
+
+
+def service_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a service address, or None when it can."""
+    if url.startswith(SERVICE_SCHEMES):
+        return None
+    return f"{url or 'An empty address'} is not a service address."
 
 
 def config_dir() -> Path:

@@ -9,7 +9,14 @@ from typing import Any
 from PySide6.QtCore import Property, QObject, Signal, Slot
 
 from client.ui.notices import Notices
-from client.ui.settings import ROUTES, AppSettings, save_settings, settings_path
+from client.ui.settings import (
+    ROUTES,
+    SERVICE_URL_HINT,
+    AppSettings,
+    save_settings,
+    service_url_problem,
+    settings_path,
+)
 
 
 class SettingsController(QObject):
@@ -43,12 +50,9 @@ class SettingsController(QObject):
         ca_file: str,
     ) -> bool:
         service_url = service_url.strip()
-        if not service_url.startswith(("ws://", "wss://")):
-            self.notices.show(
-                "error",
-                f"{service_url or 'An empty address'} is not a service address.",
-                "Use ws://HOST:PORT/socket/websocket (or wss:// for TLS).",
-            )
+        problem = service_url_problem(service_url)
+        if problem:
+            self.notices.show("error", problem, SERVICE_URL_HINT)
             return False
         ca_file = ca_file.strip()
         if ca_file and not Path(ca_file).is_file():

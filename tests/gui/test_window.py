@@ -322,3 +322,16 @@ def test_the_window_follows_a_dark_system_palette(make_shell, run, qapp):
         assert brightness(light) < 90  # the open window switched too
     finally:
         QGuiApplication.setPalette(original)
+
+
+def test_a_service_url_that_is_not_ws_is_refused_at_the_command_line(capsys):
+    import pytest
+
+    from client.ui.app import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--service", "http://127.0.0.1:4000"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "http://127.0.0.1:4000 is not a service address" in err and "ws://HOST:PORT" in err
+    assert parse_args(["--service", "wss://h:1/socket/websocket"]).service.startswith("wss://")
