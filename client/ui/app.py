@@ -13,7 +13,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from protocol.constants import APP_NAME
 
@@ -121,10 +123,8 @@ async def run_window(args: argparse.Namespace) -> int:
         shell.close_window()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.offscreen or (args.screenshot and not _has_screen()):
-        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+def run_in_app(make_coro: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Make the app, run make_coro() on Qt's loop with asyncio on it (qasync), shut Qt down."""
     import qasync
 
     from client.ui.qtloop import run_until_done
@@ -132,17 +132,24 @@ def main(argv: list[str] | None = None) -> int:
     app = make_app()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    with loop:
+        rc = run_until_done(loop, make_coro())
+    app.shutdown()  # destroy Qt's objects now, not in the interpreter's final GC
+    return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.offscreen or (args.screenshot and not has_screen()):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
     try:
-        with loop:
-            rc = run_until_done(loop, run_window(args))
-        app.shutdown()  # destroy Qt's objects now, not in the interpreter's final GC
-        return rc
+        return run_in_app(lambda: run_window(args))
     except Exception as exc:  # one clear line, not a trace, for a failure to start
         print(f"veraltheim: {exc}", file=sys.stderr)
         return 1
 
 
-def _has_screen() -> bool:
+def has_screen() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 

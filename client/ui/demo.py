@@ -188,19 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("screenshots"))
     args = p.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    import qasync
+    from client.ui.app import run_in_app
 
-    from client.ui.app import make_app
-    from client.ui.qtloop import run_until_done
-
-    app = make_app()
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
     try:
-        with loop:
-            rc = run_until_done(loop, demo_main(args))
-        app.shutdown()  # destroy Qt's objects now, not in the interpreter's final GC
-        return rc
+        return run_in_app(lambda: demo_main(args))
     except Exception as exc:
         print(f"demo: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

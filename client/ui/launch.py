@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from client.ui.app import has_screen
 from client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
 from protocol.constants import READY_LINE_PREFIX  # `listening ws://HOST:PORT/socket/websocket`
 
@@ -70,10 +71,6 @@ def local_service(data_dir: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-
-
-def has_screen() -> bool:
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def main() -> int:
