@@ -123,9 +123,11 @@ Item {
                 Layout.fillWidth: true
                 Layout.fillHeight: true
                 Layout.minimumHeight: 160
-                enabled: workbench.needsInput && !workbench.running
+                // (not `enabled`: that would also grey out the result shown inside)
+                readonly property bool accepting: workbench.needsInput && !workbench.running
+                onEntered: (drag) => { drag.accepted = accepting }
                 onDropped: (event) => {
-                    if (event.hasUrls && event.urls.length > 0) {
+                    if (accepting && event.hasUrls && event.urls.length > 0) {
                         workbench.openFile(event.urls[0])
                         event.acceptProposedAction()
                     }
