@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from protocol import SOCKET_PATH, VSN  # noqa: E402
-from protocol.constants import READY_LINE_PREFIX  # noqa: E402
+from protocol.constants import LOBBY_TOPIC, READY_LINE_PREFIX  # noqa: E402
 
 SMALL = {"n": 1, "text": "hello"}
 BULK_PER_PROCESS_BATCH = 200  # concurrent handshakes per client process
@@ -186,7 +186,7 @@ class Replies:
 async def joined_raw(port: int, user: str) -> tuple[RawWs, Replies]:
     replies = Replies()
     ws = await open_raw(port, replies, f"{SOCKET_PATH}?vsn={VSN}&user={user}")
-    ws.send(text_frame("1", "1", "lobby", "phx_join", {"presence": False}))
+    ws.send(text_frame("1", "1", LOBBY_TOPIC, "phx_join", {"presence": False}))
     await replies.wait(1)
     if b'"ok"' not in replies.last:
         raise RuntimeError(f"join refused: {replies.last[:200]!r}")
@@ -219,7 +219,7 @@ async def measure_rtt(svc_port: int, echo_port: int, rounds: int, per_round: int
     svc, svc_replies = await joined_raw(svc_port, "rtt")
     echo_replies = Replies()
     echo = await open_raw(echo_port, echo_replies)
-    push = text_frame("1", "2", "lobby", "ping", SMALL)  # the same bytes go to the echo server
+    push = text_frame("1", "2", LOBBY_TOPIC, "ping", SMALL)  # the same bytes go to the echo server
     await round_trips(svc, svc_replies, push, 200)  # warm up
     await round_trips(echo, echo_replies, push, 200)
     service_us: list[float] = []
@@ -244,7 +244,7 @@ async def measure_client_rtt(svc_port: int, n: int) -> dict:
 
     sock = Socket(f"ws://127.0.0.1:{svc_port}/socket", params={"user": "client-rtt"})
     await sock.connect()
-    lobby = sock.channel("lobby", {"presence": False})
+    lobby = sock.channel(LOBBY_TOPIC, {"presence": False})
     await lobby.join()
     for _ in range(100):
         await lobby.push("ping", SMALL)
@@ -266,7 +266,7 @@ async def throughput(port: int, n_sockets: int, per_socket: int, window: int, *,
         else:
             replies = Replies()
             conns.append((await open_raw(port, replies), replies))
-    frame = text_frame("1", "2", "lobby", "ping", SMALL)
+    frame = text_frame("1", "2", LOBBY_TOPIC, "ping", SMALL)
 
     async def drive(ws: RawWs, replies: Replies) -> None:
         base = replies.count
@@ -358,7 +358,9 @@ async def broadcasts(clients: list[BulkClients], svc_port: int, count: int) -> d
     for seq in range(count):
         sent_ns = time.monotonic_ns()
         frames_before = sender_replies.count
-        sender.send(text_frame("1", str(seq + 10), "lobby", "shout", {"seq": seq, "t": sent_ns}))
+        sender.send(
+            text_frame("1", str(seq + 10), LOBBY_TOPIC, "shout", {"seq": seq, "t": sent_ns})
+        )
         # the sender is joined too: its copy, then the ok reply written after the whole fan-out
         await sender_replies.wait(frames_before + 2)
         fanout_ms.append((time.monotonic_ns() - sent_ns) / 1e6)
@@ -542,7 +544,7 @@ async def bulk_client(port: int, name: str) -> None:
 
             user = f"{name}-{next(ids)}"
             ws = await open_raw(port, frames, f"{SOCKET_PATH}?vsn={VSN}&user={user}")
-            ws.send(text_frame("1", "1", "lobby", "phx_join", {"presence": False}))
+            ws.send(text_frame("1", "1", LOBBY_TOPIC, "phx_join", {"presence": False}))
             await replies.wait(1)
             sockets.append(ws)
 

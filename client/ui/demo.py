@@ -19,6 +19,7 @@ from typing import Any
 from PySide6.QtQuick import QQuickItem
 
 from client.ui.waiting import wait_signal, wait_until
+from protocol.constants import LOBBY_TOPIC
 
 LOCAL_KERNEL = "fractal.mandelbrot"
 REMOTE_KERNEL = "image.blur"
@@ -64,7 +65,7 @@ async def partner_answers(shell: Any, out: Path) -> None:
 
     sock = Socket(shell.connection.address, params={"user": PARTNER})
     await sock.connect()
-    await sock.channel("lobby").join()
+    await sock.channel(LOBBY_TOPIC).join()
     store = DocumentStore(out / ".partner-cache.sqlite3", sock)
     try:
         doc = await store.open("notes")

@@ -1,6 +1,6 @@
 """What the user chose in Settings, remembered between runs as a small JSON file.
 
-The file lives in the user config dir (platformdirs), or under $VERALTHEIM_CONFIG_DIR when set
+The file lives in the user config dir (platformdirs), or under $VERALTHEIM_APP_CONFIG_DIR when set
 (tests and `make run` point it at a temporary dir so they never touch the user's own settings).
 """
 
@@ -17,8 +17,8 @@ import platformdirs
 from client.state.cache import CACHE_FILE
 from protocol.constants import APP_NAME, DEFAULT_PORT, SOCKET_PATH
 
-CONFIG_DIR_ENV = "VERALTHEIM_CONFIG_DIR"
-DATA_DIR_ENV = "VERALTHEIM_DATA_DIR"
+CONFIG_DIR_ENV = "VERALTHEIM_APP_CONFIG_DIR"
+DATA_DIR_ENV = "VERALTHEIM_APP_DATA_DIR"  # not VERALTHEIM_DATA_DIR: that is the service's data_dir
 SETTINGS_FILE = "settings.json"
 ROUTES = ("auto", "local", "remote")
 SERVICE_SCHEMES = ("ws://", "wss://")

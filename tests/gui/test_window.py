@@ -136,8 +136,11 @@ def test_a_damaged_settings_file_falls_back_to_defaults_and_says_so(app_dirs):
 
 def test_veraltheim_screenshot_writes_the_first_frame(app_dirs, tmp_path):
     out = tmp_path / "first.png"
-    env_keys = ("VERALTHEIM_CONFIG_DIR", "VERALTHEIM_DATA_DIR", "QT_QPA_PLATFORM", "PATH", "HOME")
     import os
+
+    from client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
+
+    env_keys = (CONFIG_DIR_ENV, DATA_DIR_ENV, "QT_QPA_PLATFORM", "PATH", "HOME")
 
     env = {k: os.environ[k] for k in env_keys if k in os.environ}
     proc = subprocess.run(
