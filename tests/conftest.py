@@ -27,3 +27,11 @@ def service_factory(tmp_path_factory):
 def service(service_factory) -> ServiceProcess:
     """A running service with auth on (tests sign tokens with `service.token(user)`)."""
     return service_factory()
+
+
+@pytest.fixture(scope="session")
+def runtime():
+    """One wasm Runtime for the tests that only run kernels (it is thread-safe)."""
+    from wasm import Runtime
+
+    return Runtime()

@@ -12,28 +12,14 @@ import pytest
 
 from client.net import Socket
 from protocol.envelope import pack_envelope, unpack_envelope
-from wasm import Runtime
+from tests.support.compute import LONG_MANDELBROT
 
 COMPUTE_ENV = {
     "VERALTHEIM_COMPUTE_WORKERS": "2",
     "VERALTHEIM_COMPUTE_QUEUE_LIMIT": "1",
     "VERALTHEIM_COMPUTE_JOB_DEADLINE_S": "60",
 }
-# Deep inside the set every pixel runs max_iter iterations: seconds of work with progress every
-# few rows, and under the pixel count that gets split into tiles.
-LONG = {
-    "width": 200,
-    "height": 300,
-    "center_x": 0.0,
-    "center_y": 0.0,
-    "scale": 0.01,
-    "max_iter": 100_000,
-}
-
-
-@pytest.fixture(scope="module")
-def runtime():
-    return Runtime()
+LONG = LONG_MANDELBROT
 
 
 @pytest.fixture

@@ -13,19 +13,12 @@ from client.compute.dispatcher import Dispatcher
 from client.compute.errors import RemoteUnavailable
 from client.net import ConnectionState, Socket
 from protocol.envelope import pack_envelope
+from tests.support.compute import LONG_MANDELBROT
 from tests.support.throttle import ThrottleProxy
 from wasm import Cancelled, CancelToken, MemoryLimitExceeded, Runtime, UnknownKernel
 
 COMPUTE_ENV = {"VERALTHEIM_COMPUTE_WORKERS": "2", "VERALTHEIM_COMPUTE_QUEUE_LIMIT": "4"}
-# Seconds of work (every pixel inside the set), progress every few rows, small enough not to tile.
-LONG = {
-    "width": 200,
-    "height": 300,
-    "center_x": 0.0,
-    "center_y": 0.0,
-    "scale": 0.01,
-    "max_iter": 100_000,
-}
+LONG = LONG_MANDELBROT
 # A tileable render (every pixel inside the set: the work is px x max_iter, ~0.1 s on one idle
 # core, more on a busy one): on a fast link two service workers beat one thread; its 1.2 MB
 # output over a 10 Mbit/s link costs far more than that.
@@ -39,11 +32,6 @@ RENDER = {
 }
 FAST = (1.0, 1e9)
 SLOW = (80.0, 10e6)
-
-
-@pytest.fixture(scope="module")
-def runtime():
-    return Runtime()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 
 from service.compute.errors import BUSY, CANCELLED, DEADLINE, WORKER_CRASHED, ComputeError
 from service.compute.pool import ComputePool
+from tests.support.compute import LONG_MANDELBROT
 from wasm import Runtime
 
 MIB = 1024 * 1024
@@ -37,19 +38,7 @@ async def wait_for(predicate, timeout: float = 20.0) -> None:
             await asyncio.sleep(0.01)
 
 
-# Every pixel deep inside the set runs max_iter iterations: seconds of wasm, progress per rows.
-LONG = Runtime().validate(
-    "fractal.mandelbrot",
-    b"",
-    {
-        "width": 200,
-        "height": 300,
-        "center_x": 0.0,
-        "center_y": 0.0,
-        "scale": 0.01,
-        "max_iter": 100_000,
-    },
-)
+LONG = Runtime().validate("fractal.mandelbrot", b"", LONG_MANDELBROT)
 
 
 def long_job(pool: ComputePool, **kw):

@@ -10,21 +10,10 @@ import pytest
 
 from client.compute.dispatcher import EXPLORE_EVERY, Dispatcher
 from client.compute.errors import RemoteUnavailable
-from wasm import BadInput, Cancelled, CancelToken, Runtime, UnknownKernel
+from tests.support.compute import LONG_MANDELBROT
+from wasm import BadInput, Cancelled, CancelToken, UnknownKernel
 
-LONG = {
-    "width": 200,
-    "height": 300,
-    "center_x": 0.0,
-    "center_y": 0.0,
-    "scale": 0.01,
-    "max_iter": 100_000,
-}
-
-
-@pytest.fixture(scope="module")
-def runtime():
-    return Runtime()
+LONG = LONG_MANDELBROT
 
 
 async def test_offline_runs_locally_with_a_record(runtime):
