@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from service.compute.errors import BAD_INPUT, ComputeError
+from wasm import BadInput, KernelSpec, kernel_spec_from_dict
 
 F64 = 8
 # Work in chunks this big so cancel and progress get a turn every few ms.
@@ -28,6 +30,10 @@ class NativeKernel:
     name: str
     entry: dict[str, Any]
     run: Callable[[bytes, dict[str, Any], Check, Progress], bytes]
+
+    @cached_property
+    def spec(self) -> KernelSpec:
+        return kernel_spec_from_dict({**self.entry, "name": self.name})
 
 
 def _as_f64(data: bytes, kernel: str) -> np.ndarray:
@@ -118,22 +124,14 @@ NATIVE_KERNELS: dict[str, NativeKernel] = {
 
 
 def validate_native(name: str, data: bytes, params: dict[str, Any]) -> dict[str, Any]:
-    """Check params against the entry (ints in range, no unknown names); return them normalized."""
-    entry = NATIVE_KERNELS[name].entry
-    known = {p["name"]: p for p in entry["params"]}
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise ComputeError(BAD_INPUT, f"{name}: unknown param {unknown[0]!r}")
-    out: dict[str, Any] = {}
-    for pname, p in known.items():
-        value = params.get(pname, p["default"])
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-            raise ComputeError(BAD_INPUT, f"{name}: param {pname!r} must be an integer")
-        if not p["min"] <= value <= p["max"]:
-            raise ComputeError(
-                BAD_INPUT, f"{name}: param {pname!r}={value} is outside {p['min']}..{p['max']}"
-            )
-        out[pname] = int(value)
-    if len(data) % F64 or not data:
+    """Check params and input the way the wasm kernels' are checked (the same ParamSpec rules);
+    return the params normalized."""
+    spec = NATIVE_KERNELS[name].spec
+    try:
+        out = spec.validate_params(params)
+        spec.check_input(len(data), out)
+    except BadInput as exc:
+        raise ComputeError(BAD_INPUT, str(exc)) from None
+    if not data:
         raise ComputeError(BAD_INPUT, f"{name}: input must be a non-empty f64 array")
     return out
