@@ -65,8 +65,6 @@ async def serve(config: ServiceConfig, announce: Callable[[str], None]) -> None:
     """Start the service, announce its URL, and stop gracefully on SIGTERM or SIGINT."""
     from service.app import Service  # the service core; imported late to keep the CLI light
 
-    if not config.auth:
-        log.warning(AUTH_OFF_WARNING, config.host, config.port)
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
@@ -76,6 +74,8 @@ async def serve(config: ServiceConfig, announce: Callable[[str], None]) -> None:
     try:
         host, port = await service.start()
         url = listening_url(config, host, port)
+        if not config.auth:  # after start: with --port 0 only now is the port known
+            log.warning(AUTH_OFF_WARNING, host, port)
         log.info("listening on %s", url)
         announce(url)
         await stop_requested.wait()
