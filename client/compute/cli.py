@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -117,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if plain:
             wasm_cli.cmd_run(args)
         else:
+            # The link's warnings would repeat, unformatted, what run_command says in one line.
+            logging.getLogger("client").setLevel(logging.ERROR)
             decision = asyncio.run(run_command(args))
     except KernelError as e:
         return wasm_cli.fail(str(e))

@@ -108,6 +108,8 @@ def test_cli_token_reaches_a_service_with_auth(service_factory, tmp_path):
     ]
     refused = kernel_cli(*args)
     assert refused.returncode == 1 and "unreachable" in refused.stderr
+    # One line saying why it is unreachable, one with the error; no log records besides.
+    assert len(refused.stderr.strip().splitlines()) == 2, refused.stderr
     done = kernel_cli(*args, "--token", svc.token("alice"))
     assert done.returncode == 0, done.stderr
     assert "ran remote (remote-only kernel)" in done.stderr
