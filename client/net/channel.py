@@ -81,6 +81,8 @@ class Channel:
         self._rejoin()
         try:
             return await asyncio.wait_for(asyncio.shield(first), self.timeout_s)
+        except ChannelClosed:
+            raise  # left before the answer: a TimeoutError too, but no timeout ran out
         except TimeoutError:
             raise PushTimeout(
                 f"no answer to the join of {self.topic!r} in {self.timeout_s:g} s"

@@ -13,6 +13,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from client.net import (
     Backoff,
+    ChannelClosed,
     ChannelState,
     ConnectionState,
     JoinError,
@@ -435,6 +436,18 @@ async def test_join_timeout_leaves_and_keeps_retrying_like_phoenix_js(fake, sock
     assert await asyncio.wait_for(joined.get(), WAIT_S) == {"joined": "room:1"}
     assert ch.state == ChannelState.JOINED and ch.join_ref not in (leave.join_ref, None)
     assert rejoin.join_ref != leave.join_ref  # every rejoin has a new join_ref
+
+
+async def test_leaving_during_the_join_raises_channel_closed_at_once(fake, sockets):
+    fake.join_status = None  # the service does not answer the join
+    sock = sockets(fake.url)
+    await sock.connect()
+    ch = sock.channel("room:1")
+    join = asyncio.ensure_future(ch.join(timeout=60))
+    await fake.next("phx_join")
+    await ch.leave(timeout=1)
+    with pytest.raises(ChannelClosed, match="closed"):  # not "no answer ... in 60 s"
+        await asyncio.wait_for(join, WAIT_S)
 
 
 async def test_disconnect_during_the_handshake_releases_connect(sockets):
