@@ -283,6 +283,8 @@ class SharedDoc:
         try:
             await channel.join()
         except Exception as exc:  # JoinError or timeout: stay offline with the cache
+            if self._channel is not channel:
+                return  # close() left the channel while the join waited: nothing failed
             self.join_error = getattr(exc, "response", str(exc))
             log.warning("joining %s failed: %s", self.topic, exc)
 

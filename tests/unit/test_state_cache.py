@@ -3,11 +3,14 @@ typed views over the raw Doc."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 
 import pytest
 from pycrdt import Doc, Map, Text
 
+from client.net import ChannelState, Socket
 from client.state import DocCache, DocumentStore, Notes, RunHistory
 from client.state.shared_doc import SharedDoc
 
@@ -128,3 +131,19 @@ async def test_document_names_are_checked(tmp_path):
         await store.open("")
     assert (await store.open("a")) is (await store.open("a"))
     await store.aclose()
+
+
+async def test_closing_while_the_join_waits_for_the_service_warns_of_nothing(tmp_path, caplog):
+    sock = Socket("ws://127.0.0.1:9/socket")  # never connected: the join waits in the channel
+    store = DocumentStore(tmp_path / "cache.sqlite3", sock)
+    doc = await store.open("lab")
+
+    async def joining() -> None:
+        while doc._channel.state != ChannelState.JOINING:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(joining(), 5)
+    with caplog.at_level(logging.DEBUG, logger="client"):
+        await store.aclose()
+        await asyncio.sleep(0)  # the join task's turn, had close() not cancelled it already
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
