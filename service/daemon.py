@@ -117,7 +117,7 @@ def stop(config: ServiceConfig) -> int:
     pidfile = config.pidfile_path
     pid = running_pid(pidfile)
     if pid is None:
-        raise DaemonError(f"not running (no live process in pidfile {pidfile})")
+        raise DaemonError(f"not running (no service process named in {pidfile})")
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     timeout = config.shutdown_grace_s + STOP_MARGIN_S

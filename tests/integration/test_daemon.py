@@ -112,7 +112,7 @@ def test_stop_never_signals_an_unrelated_process_named_by_a_stale_pidfile(data_d
     try:
         (data_dir / "service.pid").write_text(f"{other.pid}\n")
         stopped = cli("stop", "--data-dir", str(data_dir))
-        assert stopped.returncode == 1 and "not running" in stopped.stderr
+        assert stopped.returncode == 1 and "not running (no service process" in stopped.stderr
         assert other.poll() is None, "stop signalled a process that is not the service"
         assert not (data_dir / "service.pid").exists()
     finally:
