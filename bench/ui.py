@@ -12,6 +12,7 @@ Goals: first frame < 1500 ms; loop p99 < 30 ms during jobs; < 10% RSS growth ove
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -176,7 +177,11 @@ async def measure(shell, result: dict) -> None:
 
 def main() -> int:
     global LAUNCHES, ROUNDS, RUNS_FOR_MEMORY
-    if "--quick" in sys.argv:  # a smoke run of the bench itself, not a measurement
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run of the bench itself, not a measurement"
+    )
+    if parser.parse_args().quick:
         LAUNCHES, ROUNDS, RUNS_FOR_MEMORY = 1, 1, 5
     from client.ui.launch import local_service
     from client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
