@@ -37,7 +37,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--screenshot", metavar="FILE", type=Path, help="write the first frame to a PNG and exit"
     )
     p.add_argument(
-        "--view", default="Workbench", help="view to show first (Workbench, Runs, Notes, ...)"
+        "--view",
+        type=_view_name,
+        default="Workbench",
+        help="view to show first (Workbench, Runs, Notes, ...)",
     )
     p.add_argument("--local-only", action="store_true", help="do not connect to any service")
     return p.parse_args(argv)
@@ -50,6 +53,15 @@ def _service_url(text: str) -> str:
     if problem:
         raise argparse.ArgumentTypeError(f"{problem} {SERVICE_URL_HINT}")
     return text
+
+
+def _view_name(text: str) -> str:
+    from client.ui.shell import VIEWS
+
+    for view in VIEWS:
+        if view.lower() == text.lower():
+            return view
+    raise argparse.ArgumentTypeError(f"unknown view {text!r}: one of {', '.join(VIEWS)}")
 
 
 def make_app(argv0: str = APP_NAME):
@@ -75,7 +87,7 @@ def make_app(argv0: str = APP_NAME):
 
 async def run_window(args: argparse.Namespace) -> int:
     from client.ui.settings import load_settings
-    from client.ui.shell import VIEWS, Shell
+    from client.ui.shell import Shell
 
     loop = asyncio.get_running_loop()
     closed = loop.create_future()
@@ -90,8 +102,7 @@ async def run_window(args: argparse.Namespace) -> int:
         window = shell.load()
         if problem:
             shell.notices.show("warning", problem, "Fix or delete the file, then save Settings.")
-        if args.view in VIEWS:
-            shell.show_view(args.view)
+        shell.show_view(args.view)
         first_frame = asyncio.get_running_loop().create_future()
         window.frameSwapped.connect(
             lambda: first_frame.done() or first_frame.set_result(time.monotonic())

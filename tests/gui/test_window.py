@@ -338,3 +338,16 @@ def test_a_service_url_that_is_not_ws_is_refused_at_the_command_line(capsys):
     err = capsys.readouterr().err
     assert "http://127.0.0.1:4000 is not a service address" in err and "ws://HOST:PORT" in err
     assert parse_args(["--service", "wss://h:1/socket/websocket"]).service.startswith("wss://")
+
+
+def test_an_unknown_view_is_refused_at_the_command_line(capsys):
+    import pytest
+
+    from client.ui.app import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--view", "Bogus"])
+    assert exit_info.value.code == 2
+    assert "unknown view 'Bogus': one of Workbench, Runs" in capsys.readouterr().err
+    assert parse_args(["--view", "runs"]).view == "Runs"
+    assert parse_args([]).view == "Workbench"
