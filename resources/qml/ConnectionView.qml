@@ -76,7 +76,7 @@ Item {
                     Label { text: "Security" }
                     Label {
                         objectName: "connectionTls"
-                        text: connection.tls ? "\ud83d\udd12 TLS (wss://)" : "not encrypted (ws://)"
+                        text: connection.tls ? "encrypted: TLS (wss://)" : "not encrypted (ws://)"
                         Accessible.name: connection.tls ? "TLS on" : "TLS off"
                     }
                     Label { text: "Signed in as" }
