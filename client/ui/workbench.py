@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Property, QObject, QUrl, Signal, Slot
+from PySide6.QtGui import QImage
 
 from client.ui.images import PreviewImages, rgba_to_qimage
 from client.ui.inputs import InputError, KernelInput, file_filters, load_input
@@ -34,7 +35,9 @@ class Workbench(QObject):
     progressChanged = Signal()
     resultChanged = Signal()
     whereChanged = Signal()
+    loadingChanged = Signal()
     finished = Signal(str)  # "ok", "cancelled", "error"
+    inputLoadEnded = Signal(str)  # "ok", "error", or "stale" (a newer pick replaced it)
 
     def __init__(
         self,
@@ -59,6 +62,10 @@ class Workbench(QObject):
         self._spec: Any = None
         self._input: KernelInput | None = None
         self._input_url = ""
+        # Reads files on a worker thread (tests swap in a loader they control)
+        self.input_reader: Callable[..., KernelInput] = load_input
+        self._load_seq = 0  # bumped by each pick: a finished load with an older number is stale
+        self._loading_name = ""
         self._where = settings().route
         self._running = False
         self._progress = 0.0
@@ -123,6 +130,7 @@ class Workbench(QObject):
             )
         self._params.reset(rows)
         if not keep_input:
+            self._forget_pending_load()  # it was read for the previous kernel's input kind
             self._set_input(None, "")
         else:
             self._apply_input_params()
@@ -168,24 +176,68 @@ class Workbench(QObject):
         self._load(path)
 
     def _load(self, path: Path) -> None:
+        """Read and decode `path` off the GUI thread; a large file must not freeze the window."""
         if self._spec is None:
             return
-        settings = self.settings()
-        try:
-            loaded = load_input(
+        self._load_seq += 1
+        self._set_loading(path.name, f"Loading {path.name}...")
+        self.notices.spawn(
+            self._load_async(
+                self._load_seq,
                 path,
                 self._spec.input_kind,
-                dtype=str(self.params().get("dtype", "f64")),
-                max_bytes=settings.max_input_mib * 2**20,
+                str(self.params().get("dtype", "f64")),
+                self.settings().max_input_mib * 2**20,
+            ),
+            f"{path.name}: ",
+        )
+
+    async def _load_async(
+        self, seq: int, path: Path, input_kind: str, dtype: str, max_bytes: int
+    ) -> None:
+        try:
+            loaded, image = await asyncio.to_thread(
+                self._read_input, path, input_kind, dtype, max_bytes
             )
-        except InputError as exc:
-            self.notices.error(exc)
+        except Exception as exc:  # InputError, or e.g. an OSError while reading
+            if seq != self._load_seq:
+                self.inputLoadEnded.emit("stale")
+                return
+            self._set_loading("", f"Could not open {path.name}.")
+            self.notices.error(exc, "" if isinstance(exc, InputError) else f"{path.name}: ")
+            self.inputLoadEnded.emit("error")
             return
-        url = ""
-        if loaded.image_size:
-            url = self.images.put("input", rgba_to_qimage(loaded.data, *loaded.image_size))
+        except asyncio.CancelledError:  # the window is closing
+            if seq == self._load_seq:
+                self._set_loading("", "")
+            raise
+        if seq != self._load_seq:
+            self.inputLoadEnded.emit("stale")
+            return
+        url = self.images.put("input", image) if image is not None else ""
         self._set_input(loaded, url)
+        self._set_loading("", f"Opened {path.name}.")
         self.notices.clear("error")
+        self.inputLoadEnded.emit("ok")
+
+    def _read_input(
+        self, path: Path, input_kind: str, dtype: str, max_bytes: int
+    ) -> tuple[KernelInput, QImage | None]:
+        """On the worker thread: the file read, parsed and, for a picture, its preview image."""
+        loaded = self.input_reader(path, input_kind, dtype=dtype, max_bytes=max_bytes)
+        image = rgba_to_qimage(loaded.data, *loaded.image_size) if loaded.image_size else None
+        return loaded, image
+
+    def _forget_pending_load(self) -> None:
+        if self._loading_name:
+            self._load_seq += 1
+            self._set_loading("", "")
+
+    def _set_loading(self, name: str, status: str) -> None:
+        self._loading_name = name
+        self._status = status
+        self.loadingChanged.emit()
+        self.runningChanged.emit()  # (the status text's notify signal)
 
     @Slot()
     def useResultAsInput(self) -> None:
@@ -221,6 +273,13 @@ class Workbench(QObject):
             return
         if self._spec is None:
             self.notices.show("error", "No kernel is selected.", "Pick one in the Kernel list.")
+            return
+        if self._loading_name:
+            self.notices.show(
+                "warning",
+                f"{self._loading_name} is still loading.",
+                "Run again once it shows as the input.",
+            )
             return
         if self.needsInput and self._input is None:
             self.notices.show(
@@ -406,6 +465,8 @@ class Workbench(QObject):
     )
     inputImage = Property(str, lambda self: self._input_url, notify=inputChanged)
     where = Property(str, lambda self: self._where, notify=whereChanged)
+    loading = Property(bool, lambda self: bool(self._loading_name), notify=loadingChanged)
+    loadingInput = Property(str, lambda self: self._loading_name, notify=loadingChanged)
     running = Property(bool, lambda self: self._running, notify=runningChanged)
     status = Property(str, lambda self: self._status, notify=runningChanged)
     progress = Property(float, lambda self: self._progress, notify=progressChanged)

@@ -112,6 +112,7 @@ Item {
                     elide: Text.ElideMiddle
                     text: workbench.kernel === "" ? "No kernel selected."
                         : !workbench.needsInput ? "This kernel generates its data from the parameters."
+                        : workbench.loading ? "Loading " + workbench.loadingInput + "\u2026"
                         : workbench.inputSummary !== "" ? workbench.inputSummary
                         : "No input yet: open a file or drop one below."
                 }

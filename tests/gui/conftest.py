@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, Qt, QUrl
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtQuick import QQuickItem, QQuickWindow
 from PySide6.QtTest import QTest
@@ -176,3 +176,24 @@ async def type_text(shell, text: str) -> None:
 def save_artifact(shell, name: str) -> Path:
     """A screenshot of the window as a test artifact (artifacts/gui/, gitignored)."""
     return shell.screenshot(ARTIFACTS / f"{name}.png")
+
+
+def load_ended(wb) -> asyncio.Future:
+    """A future for the outcome of the next input load that is not stale; connected at once,
+    so a load that ends before the caller awaits is not missed."""
+    future = asyncio.get_running_loop().create_future()
+
+    def slot(outcome: str) -> None:
+        if outcome != "stale" and not future.done():
+            future.set_result(outcome)
+            wb.inputLoadEnded.disconnect(slot)
+
+    wb.inputLoadEnded.connect(slot)
+    return future
+
+
+async def open_input(wb, path, timeout: float = 30) -> str:
+    """Pick `path` as the user would and wait for the worker thread's load to end."""
+    ended = load_ended(wb)
+    wb.openFile(QUrl.fromLocalFile(str(path)))
+    return await asyncio.wait_for(ended, timeout)

@@ -9,7 +9,7 @@ from PIL import Image
 from PySide6.QtCore import Qt, QUrl
 
 from client.ui.waiting import wait_signal, wait_until
-from tests.gui.conftest import click, item, key, save_artifact
+from tests.gui.conftest import click, item, key, load_ended, open_input, save_artifact
 
 CTRL = Qt.KeyboardModifier.ControlModifier
 
@@ -70,7 +70,7 @@ def test_open_an_image_then_blur_it_and_chain_the_result(make_shell, run, tmp_pa
     async def scenario():
         await shell.set_link("", "")
         wb.selectKernel("image.blur")
-        wb.openFile(QUrl.fromLocalFile(str(png)))
+        assert await open_input(wb, png) == "ok"
         assert "64 x 48" in item(shell, "inputSummary").property("text")
         assert wb.params()["width"] == 64 and wb.params()["height"] == 48
         source = item(shell, "inputPreview").property("source").toString()
@@ -134,7 +134,7 @@ def test_a_bad_input_file_gives_a_message_in_the_window(make_shell, run, tmp_pat
     async def scenario():
         await shell.set_link("", "")
         wb.selectKernel("image.blur")
-        wb.openFile(QUrl.fromLocalFile(str(fake)))
+        assert await open_input(wb, fake) == "error"
         bar = item(shell, "messageBar")
         assert bar.isVisible()
         text = item(shell, "messageText").property("text")
@@ -147,13 +147,13 @@ def test_a_bad_input_file_gives_a_message_in_the_window(make_shell, run, tmp_pat
         assert "needs an input file" in item(shell, "messageText").property("text")
 
         wb.selectKernel("data.stats")
-        wb.openFile(QUrl.fromLocalFile(str(csv)))
+        assert await open_input(wb, csv) == "error"
         assert "line 4: 'abc' is not a number" in item(shell, "messageText").property("text")
         await click(shell, "messageDismiss")
         assert not item(shell, "messageBar").isVisible()
 
         csv.write_text("1\n2\n3\n4\n")
-        wb.openFile(QUrl.fromLocalFile(str(csv)))
+        assert await open_input(wb, csv) == "ok"
         assert wb.inputSummary == "numbers.csv: 4 f64 values"
         wb.setWhere("local")
         finished = asyncio.ensure_future(wait_signal(wb.finished, 60))
@@ -191,7 +191,9 @@ def test_dropping_a_file_on_the_workbench_opens_it(make_shell, run, tmp_path):
     async def scenario():
         await shell.set_link("", "")
         wb.selectKernel("image.edges")
+        ended = load_ended(wb)
         drop()
+        assert await asyncio.wait_for(ended, 30) == "ok"
         assert wb.inputSummary == "dropped.png: 20 x 10 image"
         assert wb.params()["width"] == 20
 
