@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import os
 import ssl
 import sys
@@ -253,6 +254,8 @@ def cmd_cert(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A frozen (PyInstaller) service re-enters here in each spawned compute worker; no-op otherwise.
+    multiprocessing.freeze_support()
     args = build_parser().parse_args(argv)
     try:
         if args.command == "cert":
