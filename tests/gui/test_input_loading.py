@@ -16,6 +16,19 @@ from tests.gui.test_workbench import write_png
 HOLD_S = 20  # a held load gives up after this, so a broken test fails instead of hanging
 
 
+def hold_loads(wb) -> threading.Event:
+    """Make the Workbench's file loads wait until the returned event is set."""
+    release = threading.Event()
+
+    def held_reader(path, input_kind, **kwargs):
+        if not release.wait(HOLD_S):
+            raise RuntimeError("the test never released the load")
+        return load_input(path, input_kind, **kwargs)
+
+    wb.input_reader = held_reader
+    return release
+
+
 def test_a_slow_file_loads_off_the_gui_thread_while_the_window_keeps_working(
     make_shell, run, tmp_path
 ):
@@ -122,14 +135,7 @@ def test_run_while_an_input_loads_says_to_wait(make_shell, run, tmp_path):
     shell = make_shell()
     wb = shell.workbench
     png = write_png(tmp_path / "slow.png", 16, 16)
-    release = threading.Event()
-
-    def held_reader(path, input_kind, **kwargs):
-        if not release.wait(HOLD_S):
-            raise RuntimeError("the test never released the load")
-        return load_input(path, input_kind, **kwargs)
-
-    wb.input_reader = held_reader
+    release = hold_loads(wb)
 
     async def scenario():
         await shell.set_link("", "")
@@ -153,14 +159,7 @@ def test_switching_to_a_kernel_of_another_input_kind_drops_a_pending_load(
     shell = make_shell()
     wb = shell.workbench
     png = write_png(tmp_path / "photo.png", 16, 16)
-    release = threading.Event()
-
-    def held_reader(path, input_kind, **kwargs):
-        if not release.wait(HOLD_S):
-            raise RuntimeError("the test never released the load")
-        return load_input(path, input_kind, **kwargs)
-
-    wb.input_reader = held_reader
+    release = hold_loads(wb)
 
     async def scenario():
         await shell.set_link("", "")
