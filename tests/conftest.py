@@ -35,3 +35,24 @@ def runtime():
     from wasm import Runtime
 
     return Runtime()
+
+
+@pytest.fixture
+async def sockets(request):
+    """Make client sockets (`sockets(url, **kwargs)`), disconnected at the end of the test. They
+    retry on the test module's `FAST` backoff, so reconnect tests do not wait seconds."""
+    from client.net import Socket
+
+    fast = request.module.FAST
+    made: list[Socket] = []
+
+    def make(url: str, **kwargs) -> Socket:
+        kwargs.setdefault("reconnect_backoff", fast)
+        kwargs.setdefault("rejoin_backoff", fast)
+        sock = Socket(url, **kwargs)
+        made.append(sock)
+        return sock
+
+    yield make
+    for sock in made:
+        await sock.disconnect()

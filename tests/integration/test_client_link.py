@@ -33,22 +33,6 @@ def token_for(svc, user: str):
     return lambda: asyncio.to_thread(svc.token, user)
 
 
-@pytest.fixture
-async def sockets():
-    made: list[Socket] = []
-
-    def make(url: str, **kwargs) -> Socket:
-        kwargs.setdefault("reconnect_backoff", FAST)
-        kwargs.setdefault("rejoin_backoff", FAST)
-        sock = Socket(url, **kwargs)
-        made.append(sock)
-        return sock
-
-    yield make
-    for sock in made:
-        await sock.disconnect()
-
-
 async def until_state(sock: Socket, state: ConnectionState) -> None:
     changed = asyncio.Event()
     ref = sock.on_state(lambda s: changed.set())

@@ -116,22 +116,6 @@ async def fake():
         yield svc
 
 
-@pytest.fixture
-async def sockets():
-    made: list[Socket] = []
-
-    def make(url: str, **kwargs) -> Socket:
-        kwargs.setdefault("reconnect_backoff", FAST)
-        kwargs.setdefault("rejoin_backoff", FAST)
-        sock = Socket(url, **kwargs)
-        made.append(sock)
-        return sock
-
-    yield make
-    for sock in made:
-        await sock.disconnect()
-
-
 def test_endpoint_url_adds_websocket_vsn_params_and_token():
     url = endpoint_url("ws://h:1/socket", {"client": "app"}, "t/k=n")
     assert url == "ws://h:1/socket/websocket?client=app&vsn=2.0.0&token=t%2Fk%3Dn"
@@ -302,14 +286,20 @@ async def test_forbidden_goes_offline_without_retry_storm_until_told(sockets):
         assert sock.state == ConnectionState.CONNECTED and fake.handshakes == 3
 
 
-async def test_phx_error_rejoins_the_channel(fake, sockets):
-    sock = sockets(fake.url)
-    await sock.connect()
-    ch = sock.channel("room:1")
+async def joined_channel(sock, topic: str):
+    """A joined channel and the queue its (re)joins are reported on, the first one taken."""
+    ch = sock.channel(topic)
     joined = asyncio.Queue()
     ch.on_join(joined.put_nowait)
     await ch.join()
     await joined.get()
+    return ch, joined
+
+
+async def test_phx_error_rejoins_the_channel(fake, sockets):
+    sock = sockets(fake.url)
+    await sock.connect()
+    ch, joined = await joined_channel(sock, "room:1")
     first_ref = ch.join_ref
     await fake.send(fake.connections[-1], Message(first_ref, first_ref, "room:1", "phx_error", {}))
     await asyncio.wait_for(joined.get(), WAIT_S)
@@ -368,11 +358,7 @@ async def _until(sock: Socket, state: ConnectionState) -> None:
 async def test_phx_close_then_going_away_is_a_shutdown_and_the_channel_rejoins(fake, sockets):
     sock = sockets(fake.url)
     await sock.connect()
-    ch = sock.channel("room:1")
-    joined = asyncio.Queue()
-    ch.on_join(joined.put_nowait)
-    await ch.join()
-    await joined.get()
+    ch, joined = await joined_channel(sock, "room:1")
     ws = fake.connections[-1]
     await fake.send(ws, Message(ch.join_ref, None, "room:1", "phx_close", {}))
     await ws.close(1001, "service stopping")
