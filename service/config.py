@@ -62,7 +62,7 @@ def default_workers() -> int:
 
 @dataclass
 class ComputeConfig:
-    """The compute pool (`compute:*` topics). The compute owner may add fields."""
+    """The compute pool (`compute:*` topics)."""
 
     workers: int = field(
         default_factory=default_workers,
@@ -84,7 +84,7 @@ class ComputeConfig:
 
 @dataclass
 class DocsConfig:
-    """Shared documents (`doc:*` topics). The documents owner may add fields."""
+    """Shared documents (`doc:*` topics)."""
 
     max_update_bytes: int = field(
         default=1 * MIB, metadata=doc("largest Yjs message a client may push", min=1)

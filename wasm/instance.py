@@ -106,7 +106,7 @@ _ERROR_PTR = POINTER(ffi.wasmtime_error_t)
 _TRAP_PTR = POINTER(ffi.wasm_trap_t)
 _MAX_MESSAGE = 500
 
-# Kernel return codes (CONTRACTS section 1).
+# Kernel return codes (the ABI in README.md, "Kernels").
 RC_BAD_PARAMS, RC_BAD_INPUT, RC_OUT_OF_MEMORY = -1, -2, -3
 
 

@@ -1,4 +1,4 @@
-"""Load and check wasm/modules/manifest.json (CONTRACTS section 1) and validate a job against it.
+"""Load and check wasm/modules/manifest.json (format: README.md, "Kernels"); validate a job.
 
 Everything here is plain data and pure functions: no wasmtime.
 """

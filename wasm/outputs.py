@@ -1,4 +1,4 @@
-"""Turn a kernel's raw output into what a caller shows or sends (CONTRACTS section 2)."""
+"""Turn a kernel's raw output into what a caller shows or sends."""
 
 from __future__ import annotations
 

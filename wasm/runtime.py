@@ -1,4 +1,4 @@
-"""The kernel runtime: `Runtime(...).run(name, data, params)` (CONTRACTS section 2)."""
+"""The kernel runtime: `Runtime(...).run(name, data, params)`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Small hand-written WebAssembly modules for runtime tests, with a manifest around them.
 
-They follow the kernel ABI of CONTRACTS section 1 (memory, vh_alloc, vh_reset, vh_begin,
+They follow the kernel ABI (README.md, "Kernels") (memory, vh_alloc, vh_reset, vh_begin,
 vh_error, kernels `(in_ptr, in_len, params_ptr, n_params, result_ptr) -> i32`) and add the
 pathological cases the real kernels never show: a loop that never ends, a memory hog,
 a trap, a forbidden import.

@@ -1,7 +1,7 @@
 /* Shared runtime for Veraltheim kernels: allocator, error message, params, progress.
  *
  * The same sources build two ways: for wasm32 (clang, -nostdlib, the kernel ABI of
- * CONTRACTS.md section 1) and natively (gcc -O2 -shared -fPIC) as the benchmark's baseline.
+ * README.md, "Kernels") and natively (gcc -O2 -shared -fPIC) as the benchmark's baseline.
  * A kernel is  int32_t name(const uint8_t *in, uint32_t in_len, const double *params,
  *                           int32_t n_params, vh_result *result)
  * which on wasm32 lowers to (i32, i32, i32, i32, i32) -> i32.
