@@ -1,11 +1,12 @@
 import os
+from pathlib import Path
 
 # Every test runs without a screen; set before anything imports Qt.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 
-from tests.support.service import ServiceProcess, running_service
+from tests.support.service import ServiceProcess, running_service, service_cli
 
 
 @pytest.fixture
@@ -56,3 +57,20 @@ async def sockets(request):
     yield make
     for sock in made:
         await sock.disconnect()
+
+
+@pytest.fixture
+def tls_service(service_factory, tmp_path):
+    """`tls_service(*args)`: a wss:// service with a fresh development certificate, made the
+    way a user makes one (`veraltheim-service cert`); returns (service, cert.pem path)."""
+
+    def start(*args: str) -> tuple[ServiceProcess, Path]:
+        certs = tmp_path / "certs"
+        made = service_cli("cert", "--out", str(certs), "--host", "127.0.0.1")
+        assert made.returncode == 0, made.stderr
+        cert = certs / "cert.pem"
+        svc = service_factory(*args, "--certfile", str(cert), "--keyfile", str(certs / "key.pem"))
+        assert svc.ws_url.startswith("wss://127.0.0.1:")
+        return svc, cert
+
+    return start

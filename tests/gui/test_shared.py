@@ -338,23 +338,10 @@ def test_a_refused_token_is_said_in_the_window(service, make_shell, run):
     run(scenario())
 
 
-def test_a_tls_service_shows_as_such_and_works(service_factory, make_shell, run, tmp_path):
-    import subprocess
-    import sys
-
-    certs = tmp_path / "certs"
-    subprocess.run(
-        [sys.executable, "-m", "service", "cert", "--out", str(certs), "--host", "127.0.0.1"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    svc = service_factory(
-        "--no-auth", "--certfile", str(certs / "cert.pem"), "--keyfile", str(certs / "key.pem")
-    )
-    assert svc.ws_url.startswith("wss://")
+def test_a_tls_service_shows_as_such_and_works(tls_service, make_shell, run):
+    svc, cert = tls_service("--no-auth")
     shell = make_shell("ivan")
-    shell.settings.update(ca_file=str(certs / "cert.pem"))
+    shell.settings.update(ca_file=str(cert))
 
     async def scenario():
         await shell.start(svc.ws_url, "")
@@ -366,22 +353,8 @@ def test_a_tls_service_shows_as_such_and_works(service_factory, make_shell, run,
     run(scenario())
 
 
-def test_a_tls_service_with_an_untrusted_certificate_is_not_trusted(
-    service_factory, make_shell, run, tmp_path
-):
-    import subprocess
-    import sys
-
-    certs = tmp_path / "certs"
-    subprocess.run(
-        [sys.executable, "-m", "service", "cert", "--out", str(certs), "--host", "127.0.0.1"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    svc = service_factory(
-        "--no-auth", "--certfile", str(certs / "cert.pem"), "--keyfile", str(certs / "key.pem")
-    )
+def test_a_tls_service_with_an_untrusted_certificate_is_not_trusted(tls_service, make_shell, run):
+    svc, _ = tls_service("--no-auth")
     shell = make_shell("judy")  # no trusted certificate in Settings
 
     async def scenario():

@@ -89,23 +89,12 @@ def test_phoenix_js_client_with_forged_token_is_refused(service, mode):
     assert "403" in result["error_before_open"]
 
 
-def test_phoenix_js_client_over_tls(service_factory, tmp_path):
+def test_phoenix_js_client_over_tls(tls_service):
     """wss:// with a development certificate that Node trusts through NODE_EXTRA_CA_CERTS."""
     import os
-    import sys
 
-    certs = tmp_path / "certs"
-    subprocess.run(
-        [sys.executable, "-m", "service", "cert", "--out", str(certs)],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    svc = service_factory(
-        "--certfile", str(certs / "cert.pem"), "--keyfile", str(certs / "key.pem")
-    )
-    assert svc.ws_url.startswith("wss://127.0.0.1:")
-    env = dict(os.environ, NODE_EXTRA_CA_CERTS=str(certs / "cert.pem"))
+    svc, cert = tls_service()
+    env = dict(os.environ, NODE_EXTRA_CA_CERTS=str(cert))
     result = run_client(svc.ws_url, svc.token("js-tls"), "params", "js-tls", env=env)
     assert result["joined"] and "js-tls" in result["presence_keys"]
     assert result["binary_reply"] == [0, 1, 2, 127, 128, 250, 255]
