@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 .PHONY: run test setup setup-dev lint format wasm bench clean
 
 run: setup
-	$(PY) -m client.ui.launch
+	$(PY) -m veraltheim.client.ui.launch
 
 test: setup-dev
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
@@ -23,7 +23,7 @@ format: setup-dev
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
 wasm: setup-dev
-	$(PY) -m wasm.build
+	$(PY) -m veraltheim.wasm.build
 
 bench: setup-dev
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from wasm.build import SHARED_SOURCES, SRC_DIR, load_catalogue
+from veraltheim.wasm.build import SHARED_SOURCES, SRC_DIR, load_catalogue
 
 NATIVE_CFLAGS = ("-O2", "-shared", "-fPIC", "-ffp-contract=off")
 

@@ -34,14 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from veraltheim.client.compute.dispatcher import Dispatcher  # noqa: E402
+from veraltheim.client.net import Socket  # noqa: E402
+from veraltheim.protocol.constants import COMPUTE_TOPIC  # noqa: E402
+from veraltheim.protocol.envelope import pack_envelope  # noqa: E402
+from veraltheim.wasm import Runtime  # noqa: E402
 
-from client.compute.dispatcher import Dispatcher  # noqa: E402
-from client.net import Socket  # noqa: E402
-from protocol.constants import COMPUTE_TOPIC  # noqa: E402
-from protocol.envelope import pack_envelope  # noqa: E402
 from tests.support.service import running_service  # noqa: E402
 from tests.support.throttle import ThrottleProxy  # noqa: E402
-from wasm import Runtime  # noqa: E402
 
 LINKS = {
     "1ms_1gbit": (1.0, 1e9),

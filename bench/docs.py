@@ -37,12 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pycrdt import Doc, Map, create_update_message  # noqa: E402
-
-from client.net import Socket  # noqa: E402
-from client.state import DocumentStore, SharedDoc  # noqa: E402
-from protocol import encode  # noqa: E402
-from protocol.constants import READY_LINE_PREFIX  # noqa: E402
-from protocol.ysync import DOC_TOPIC_PREFIX, YJS_EVENT  # noqa: E402
+from veraltheim.client.net import Socket  # noqa: E402
+from veraltheim.client.state import DocumentStore, SharedDoc  # noqa: E402
+from veraltheim.protocol import encode  # noqa: E402
+from veraltheim.protocol.constants import READY_LINE_PREFIX  # noqa: E402
+from veraltheim.protocol.ysync import DOC_TOPIC_PREFIX, YJS_EVENT  # noqa: E402
 
 THROUGHPUT_TOPIC = DOC_TOPIC_PREFIX + "throughput"
 SMALL_EDITS_PER_ROUND = 5  # edits by the 2-client group per edit by the 100-client group
@@ -56,7 +55,16 @@ UNLIMITED = {
 
 class Service:
     def __init__(self, data_dir: Path) -> None:
-        cmd = [sys.executable, "-m", "service", "run", "--host", "127.0.0.1", "--port", "0"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "veraltheim.service",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ]
         cmd += ["--no-auth", "--data-dir", str(data_dir), "--log-level", "WARNING"]
         env = {**os.environ, **UNLIMITED, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
@@ -255,7 +263,7 @@ async def reconnect_and_cold_open(url: str, cache: Path, entries: int) -> dict[s
 COLD_OPEN = """
 import asyncio, sys, time
 from pycrdt import Map
-from client.state import DocumentStore
+from veraltheim.client.state import DocumentStore
 
 async def main(path, name, expected):
     start = time.perf_counter()

@@ -34,9 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._native import NATIVE_CFLAGS, NativeKernelError, NativeModule, build_native
-from wasm import Runtime
-from wasm.build import (
+from veraltheim.wasm import Runtime
+from veraltheim.wasm.build import (
     MANIFEST_NAME,
     MODULES_DIR,
     WASM_CFLAGS,
@@ -44,7 +43,9 @@ from wasm.build import (
     find_toolchain,
     load_catalogue,
 )
-from wasm.manifest import load_manifest
+from veraltheim.wasm.manifest import load_manifest
+
+from bench._native import NATIVE_CFLAGS, NativeKernelError, NativeModule, build_native
 
 IMAGE_W, IMAGE_H = 1920, 1080
 MANDEL_W, MANDEL_H, MANDEL_ITER = 1024, 768, 256

@@ -42,8 +42,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from protocol import SOCKET_PATH, VSN  # noqa: E402
-from protocol.constants import LOBBY_TOPIC, READY_LINE_PREFIX  # noqa: E402
+from veraltheim.protocol import SOCKET_PATH, VSN  # noqa: E402
+from veraltheim.protocol.constants import LOBBY_TOPIC, READY_LINE_PREFIX  # noqa: E402
 
 SMALL = {"n": 1, "text": "hello"}
 BULK_PER_PROCESS_BATCH = 200  # concurrent handshakes per client process
@@ -240,7 +240,7 @@ async def measure_rtt(svc_port: int, echo_port: int, rounds: int, per_round: int
 
 
 async def measure_client_rtt(svc_port: int, n: int) -> dict:
-    from client.net import Socket
+    from veraltheim.client.net import Socket
 
     sock = Socket(f"ws://127.0.0.1:{svc_port}/socket", params={"user": "client-rtt"})
     await sock.connect()
@@ -404,7 +404,7 @@ def start_service(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
         VERALTHEIM_COMPUTE_WORKERS="1",
         PYTHONUNBUFFERED="1",
     )
-    cmd = [sys.executable, "-m", "service", "run", "--host", "127.0.0.1", "--port", "0"]
+    cmd = [sys.executable, "-m", "veraltheim.service", "run", "--host", "127.0.0.1", "--port", "0"]
     if os.environ.get("BENCH_PROFILE"):  # a cProfile of the service, for finding slow paths
         cmd[1:1] = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
     cmd += ["--data-dir", str(data_dir), "--no-auth"]

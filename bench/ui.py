@@ -49,8 +49,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def first_frame_ms(tmp: Path) -> list[float]:
-    from client.ui.app import FIRST_FRAME_ENV
-    from client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
+    from veraltheim.client.ui.app import FIRST_FRAME_ENV
+    from veraltheim.client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
 
     env = {
         **os.environ,
@@ -58,7 +58,7 @@ def first_frame_ms(tmp: Path) -> list[float]:
         CONFIG_DIR_ENV: str(tmp / "ff-config"),
         DATA_DIR_ENV: str(tmp / "ff-data"),
     }
-    cmd = [sys.executable, "-m", "client.ui.app", "--offscreen", "--local-only"]
+    cmd = [sys.executable, "-m", "veraltheim.client.ui.app", "--offscreen", "--local-only"]
     cmd += ["--screenshot", str(tmp / "first.png")]
     times = []
     for _ in range(LAUNCHES):
@@ -98,7 +98,7 @@ class Probe:
 
 
 async def job(shell, kernel: str, where: str, params: dict, image_input: bool = False) -> str:
-    from client.ui.waiting import wait_signal
+    from veraltheim.client.ui.waiting import wait_signal
 
     wb = shell.workbench
     wb.selectKernel(kernel)
@@ -116,7 +116,7 @@ async def job(shell, kernel: str, where: str, params: dict, image_input: bool = 
 
 
 async def measure(shell, result: dict) -> None:
-    from client.ui.waiting import wait_until
+    from veraltheim.client.ui.waiting import wait_until
 
     conn = shell.connection
     await wait_until(lambda: conn.state == "connected", [conn.changed], 30, "the service")
@@ -183,8 +183,8 @@ def main() -> int:
     )
     if parser.parse_args().quick:
         LAUNCHES, ROUNDS, RUNS_FOR_MEMORY = 1, 1, 5
-    from client.ui.launch import local_service
-    from client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
+    from veraltheim.client.ui.launch import local_service
+    from veraltheim.client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
 
     result: dict = {}
     with tempfile.TemporaryDirectory(prefix="veraltheim-bench-ui-") as tmp_name:
@@ -196,11 +196,10 @@ def main() -> int:
         os.environ[CONFIG_DIR_ENV] = str(tmp / "config")
         os.environ[DATA_DIR_ENV] = str(tmp / "data")
         import qasync
-
-        from client.ui.app import make_app
-        from client.ui.qtloop import run_until_done
-        from client.ui.settings import load_settings
-        from client.ui.shell import Shell
+        from veraltheim.client.ui.app import make_app
+        from veraltheim.client.ui.qtloop import run_until_done
+        from veraltheim.client.ui.settings import load_settings
+        from veraltheim.client.ui.shell import Shell
 
         with local_service(tmp / "service") as url:
             app = make_app()

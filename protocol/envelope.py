@@ -6,7 +6,7 @@ import json
 import struct
 from typing import Any
 
-from protocol.errors import ProtocolError
+from veraltheim.protocol.errors import ProtocolError
 
 _LENGTH = struct.Struct(">I")
 

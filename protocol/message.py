@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.constants import PHX_REPLY
+from veraltheim.protocol.constants import PHX_REPLY
 
 
 @dataclass(frozen=True, slots=True)

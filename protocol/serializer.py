@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from protocol.constants import (
+from veraltheim.protocol.constants import (
     KIND_BROADCAST,
     KIND_PUSH,
     KIND_REPLY,
     MAX_BINARY_FIELD_BYTES,
     PHX_REPLY,
 )
-from protocol.errors import ProtocolError
-from protocol.message import Message
+from veraltheim.protocol.errors import ProtocolError
+from veraltheim.protocol.message import Message
 
 Sender = Literal["client", "server"]
 Frame = str | bytes

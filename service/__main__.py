@@ -1,7 +1,7 @@
-"""`python -m service ...` is `veraltheim-service ...`."""
+"""`python -m veraltheim.service ...` is `veraltheim-service ...`."""
 
 import sys
 
-from service.cli import main
+from veraltheim.service.cli import main
 
 sys.exit(main())

@@ -15,23 +15,23 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from protocol.constants import CLOSE_GOING_AWAY, CLOSE_IDLE_TIMEOUT, LOBBY_TOPIC
-from protocol.ysync import DOC_TOPIC_PREFIX
-from service.channel import SHUTDOWN, Channel
-from service.compute.channel import ComputeChannel
-from service.compute.component import ComputeComponent
-from service.config import ServiceConfig
-from service.context import ServiceContext
-from service.docs.channel import DocChannel
-from service.docs.registry import DocRegistry
-from service.endpoint import CLOSE_TIMEOUT_S, Endpoint
-from service.limits import UserBuckets
-from service.lobby import LobbyChannel
-from service.metrics import Metrics
-from service.presence import Presence
-from service.pubsub import PubSub
-from service.router import Router
-from service.socket import Socket
+from veraltheim.protocol.constants import CLOSE_GOING_AWAY, CLOSE_IDLE_TIMEOUT, LOBBY_TOPIC
+from veraltheim.protocol.ysync import DOC_TOPIC_PREFIX
+from veraltheim.service.channel import SHUTDOWN, Channel
+from veraltheim.service.compute.channel import ComputeChannel
+from veraltheim.service.compute.component import ComputeComponent
+from veraltheim.service.config import ServiceConfig
+from veraltheim.service.context import ServiceContext
+from veraltheim.service.docs.channel import DocChannel
+from veraltheim.service.docs.registry import DocRegistry
+from veraltheim.service.endpoint import CLOSE_TIMEOUT_S, Endpoint
+from veraltheim.service.limits import UserBuckets
+from veraltheim.service.lobby import LobbyChannel
+from veraltheim.service.metrics import Metrics
+from veraltheim.service.presence import Presence
+from veraltheim.service.pubsub import PubSub
+from veraltheim.service.router import Router
+from veraltheim.service.socket import Socket
 
 log = logging.getLogger(__name__)
 

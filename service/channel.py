@@ -13,12 +13,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from protocol import Message
-from protocol.constants import PRESENCE_STATE, STATUS_ERROR, STATUS_OK
+from veraltheim.protocol import Message
+from veraltheim.protocol.constants import PRESENCE_STATE, STATUS_ERROR, STATUS_OK
 
 if TYPE_CHECKING:
-    from service.context import ServiceContext
-    from service.socket import Socket
+    from veraltheim.service.context import ServiceContext
+    from veraltheim.service.socket import Socket
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from protocol.constants import READY_LINE_PREFIX
-from service import daemon
-from service.config import LOG_LEVELS, ConfigError, ServiceConfig, load_config
-from service.secret import SecretError
-from service.tls import (
+from veraltheim.protocol.constants import READY_LINE_PREFIX
+from veraltheim.service import daemon
+from veraltheim.service.config import LOG_LEVELS, ConfigError, ServiceConfig, load_config
+from veraltheim.service.secret import SecretError
+from veraltheim.service.tls import (
     DEFAULT_DEV_HOSTS,
     DEV_CERT_NAME,
     DEV_KEY_NAME,
@@ -131,7 +131,7 @@ def config_from_args(args: argparse.Namespace) -> ServiceConfig:
 
 
 def cmd_run(config: ServiceConfig) -> int:
-    from service import runner
+    from veraltheim.service import runner
 
     runner.setup_logging(config)
     config = runner.prepare(config)
@@ -149,7 +149,7 @@ def cmd_run(config: ServiceConfig) -> int:
 
 
 def cmd_start(config: ServiceConfig) -> int:
-    from service import runner
+    from veraltheim.service import runner
 
     config = runner.prepare(dataclasses.replace(config, log_file=config.daemon_log_path))
 
@@ -220,15 +220,15 @@ def fetch_health(ws_url: str, config: ServiceConfig) -> dict[str, Any]:
 
 
 def cmd_config(config: ServiceConfig, args: argparse.Namespace) -> int:
-    from service.config_doc import render_effective, render_example
+    from veraltheim.service.config_doc import render_effective, render_example
 
     print(render_example() if args.example else render_effective(config), end="")
     return EXIT_OK
 
 
 def cmd_token(config: ServiceConfig, args: argparse.Namespace) -> int:
-    from service.auth import issue_token
-    from service.secret import load_or_create_secret
+    from veraltheim.service.auth import issue_token
+    from veraltheim.service.secret import load_or_create_secret
 
     claims = {"read_only": True} if args.read_only else None
     try:

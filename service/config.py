@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-
-from protocol.constants import APP_NAME, DEFAULT_PORT, IDLE_TIMEOUT_S
+from veraltheim.protocol.constants import APP_NAME, DEFAULT_PORT, IDLE_TIMEOUT_S
 
 ENV_PREFIX = "VERALTHEIM_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

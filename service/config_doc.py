@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from service.config import SECTIONS, ServiceConfig, Setting, settings
+from veraltheim.service.config import SECTIONS, ServiceConfig, Setting, settings
 
 REDACTED = "<set>"
 

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.metrics import Metrics
-from service.presence import Presence
-from service.pubsub import PubSub
+from veraltheim.service.metrics import Metrics
+from veraltheim.service.presence import Presence
+from veraltheim.service.pubsub import PubSub
 
 if TYPE_CHECKING:
-    from service.config import ServiceConfig
+    from veraltheim.service.config import ServiceConfig
 
 
 @dataclass

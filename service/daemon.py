@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from protocol.constants import READY_LINE_PREFIX
-from service.config import ServiceConfig
+from veraltheim.protocol.constants import READY_LINE_PREFIX
+from veraltheim.service.config import ServiceConfig
 
 START_TIMEOUT_S = 30.0
 STOP_MARGIN_S = 15.0  # on top of shutdown_grace_s: closing sockets and components
@@ -223,7 +223,7 @@ def _daemon_main(
         tell(f"error: already running (pidfile {config.pidfile_path} is locked)")
         return 1
     except BaseException as e:
-        from service.runner import error_message
+        from veraltheim.service.runner import error_message
 
         tell(f"error: {error_message(e, config)}")
         print(f"veraltheim-service: daemon failed: {e!r}", file=log, flush=True)

@@ -17,17 +17,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from veraltheim.protocol.constants import AUTH_TOKEN_PREFIX, SOCKET_PATH, SUBPROTOCOL, VSN
+from veraltheim.service.auth import TokenError, verify_token
+from veraltheim.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from veraltheim.service.socket import Socket
+from veraltheim.service.tls import server_ssl_context
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from protocol.constants import AUTH_TOKEN_PREFIX, SOCKET_PATH, SUBPROTOCOL, VSN
-from service.auth import TokenError, verify_token
-from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from service.socket import Socket
-from service.tls import server_ssl_context
-
 if TYPE_CHECKING:
-    from service.app import Service
+    from veraltheim.service.app import Service
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from service.channel import Channel, JoinError, Reply
+from veraltheim.service.channel import Channel, JoinError, Reply
 
 PING = "ping"
 SHOUT = "shout"

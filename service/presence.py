@@ -12,8 +12,8 @@ import secrets
 from collections.abc import Hashable
 from typing import Any
 
-from protocol.constants import PRESENCE_DIFF
-from service.pubsub import PubSub
+from veraltheim.protocol.constants import PRESENCE_DIFF
+from veraltheim.service.pubsub import PubSub
 
 Meta = dict[str, Any]
 

@@ -12,8 +12,8 @@ import time
 from collections.abc import Hashable
 from typing import Any, Protocol
 
-from protocol import Message, encode
-from service.wire import wire_frame
+from veraltheim.protocol import Message, encode
+from veraltheim.service.wire import wire_frame
 
 
 class Subscriber(Hashable, Protocol):

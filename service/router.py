@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from service.channel import Channel
+    from veraltheim.service.channel import Channel
 
 
 class Router:

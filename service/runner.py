@@ -12,12 +12,12 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from protocol.constants import SOCKET_PATH
-from service.config import ServiceConfig
-from service.secret import load_or_create_secret
-from service.tls import server_ssl_context
+from veraltheim.protocol.constants import SOCKET_PATH
+from veraltheim.service.config import ServiceConfig
+from veraltheim.service.secret import load_or_create_secret
+from veraltheim.service.tls import server_ssl_context
 
-log = logging.getLogger("service")
+log = logging.getLogger("veraltheim.service")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 AUTH_OFF_WARNING = (
@@ -63,7 +63,9 @@ def listening_url(config: ServiceConfig, host: str, port: int) -> str:
 
 async def serve(config: ServiceConfig, announce: Callable[[str], None]) -> None:
     """Start the service, announce its URL, and stop gracefully on SIGTERM or SIGINT."""
-    from service.app import Service  # the service core; imported late to keep the CLI light
+    from veraltheim.service.app import (
+        Service,  # the service core; imported late to keep the CLI light
+    )
 
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,7 +13,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from service.config import ServiceConfig
+from veraltheim.service.config import ServiceConfig
 
 SECRET_FILE = "secret_key"
 SECRET_BYTES = 48

@@ -10,11 +10,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
-
-from protocol import Message, ProtocolError, decode, encode
-from protocol.constants import (
+from veraltheim.protocol import Message, ProtocolError, decode, encode
+from veraltheim.protocol.constants import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_POLICY_VIOLATION,
@@ -31,14 +28,15 @@ from protocol.constants import (
     STATUS_ERROR,
     STATUS_OK,
 )
-from service.channel import CLOSED, CRASHED, DUPLICATE, LEFT, SHUTDOWN, Channel
-from service.limits import TokenBucket
-from service.wire import wire_frame
+from veraltheim.service.channel import CLOSED, CRASHED, DUPLICATE, LEFT, SHUTDOWN, Channel
+from veraltheim.service.limits import TokenBucket
+from veraltheim.service.wire import wire_frame
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 if TYPE_CHECKING:
+    from veraltheim.service.app import Service
     from websockets.asyncio.server import ServerConnection
-
-    from service.app import Service
 
 log = logging.getLogger(__name__)
 

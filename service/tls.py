@@ -12,8 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from service.config import ServiceConfig
+from veraltheim.service.config import ServiceConfig
 
 DEV_CERT_NAME = "cert.pem"
 DEV_KEY_NAME = "key.pem"

@@ -33,7 +33,7 @@ def service(service_factory) -> ServiceProcess:
 @pytest.fixture(scope="session")
 def runtime():
     """One wasm Runtime for the tests that only run kernels (it is thread-safe)."""
-    from wasm import Runtime
+    from veraltheim.wasm import Runtime
 
     return Runtime()
 
@@ -42,7 +42,7 @@ def runtime():
 async def sockets(request):
     """Make client sockets (`sockets(url, **kwargs)`), disconnected at the end of the test. They
     retry on the test module's `FAST` backoff, so reconnect tests do not wait seconds."""
-    from client.net import Socket
+    from veraltheim.client.net import Socket
 
     fast = request.module.FAST
     made: list[Socket] = []

@@ -1,6 +1,6 @@
 """WebAssembly kernels and their sandboxed host runtime (wasmtime).
 
-from wasm import Runtime, CancelToken
+from veraltheim.wasm import Runtime, CancelToken
 rt = Runtime()
 result = rt.run("image.blur", rgba, {"width": w, "height": h, "radius": 3})
 """

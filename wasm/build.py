@@ -1,4 +1,4 @@
-"""Build the kernel modules: `python -m wasm.build [--check] [--measure]`.
+"""Build the kernel modules: `python -m veraltheim.wasm.build [--check] [--measure]`.
 
 Compiles wasm/src/<module>.c + vh.c with Debian's clang + lld into wasm/modules/<module>.wasm and
 writes wasm/modules/manifest.json from wasm/src/kernels.toml, the computed sha256, exports and
@@ -231,7 +231,7 @@ def _cost_jobs() -> dict[str, tuple[bytes, dict[str, Any], float]]:
 
 def measure_costs(runs: int = 7) -> dict[str, dict[str, float]]:
     """Median wasm time per cost unit, through the real runtime (limits on)."""
-    from wasm import Runtime
+    from veraltheim.wasm import Runtime
 
     catalogue = load_catalogue()
     rt = Runtime()
@@ -250,7 +250,9 @@ def measure_costs(runs: int = 7) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> int:
-    ap = argparse.ArgumentParser(prog="python -m wasm.build", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m veraltheim.wasm.build", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--check", action="store_true", help="compare a fresh build with wasm/modules")
     ap.add_argument("--measure", action="store_true", help="re-measure cost hints (costs.json)")
     ap.add_argument("--out", type=Path, default=MODULES_DIR, help="output directory")

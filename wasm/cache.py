@@ -16,8 +16,7 @@ from pathlib import Path
 
 import platformdirs
 import wasmtime
-
-from protocol.constants import APP_NAME
+from veraltheim.protocol.constants import APP_NAME
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from client.compute.decision import Decision
-from client.compute.dispatcher import WHERE, Dispatcher
-from client.net import ConnectionState, Socket
-from wasm import KernelError, KernelSpec, UnknownKernel, kernel_spec_from_dict
-from wasm import cli as wasm_cli
+from veraltheim.client.compute.decision import Decision
+from veraltheim.client.compute.dispatcher import WHERE, Dispatcher
+from veraltheim.client.net import ConnectionState, Socket
+from veraltheim.wasm import KernelError, KernelSpec, UnknownKernel, kernel_spec_from_dict
+from veraltheim.wasm import cli as wasm_cli
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             wasm_cli.cmd_run(args)
         else:
             # The link's warnings would repeat, unformatted, what run_command says in one line.
-            logging.getLogger("client").setLevel(logging.ERROR)
+            logging.getLogger("veraltheim.client").setLevel(logging.ERROR)
             decision = asyncio.run(run_command(args))
     except KernelError as e:
         return wasm_cli.fail(str(e))

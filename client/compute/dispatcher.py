@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from client.compute.cost_model import CostModel, work_units
-from client.compute.decision import Decision
-from client.compute.errors import RemoteError, RemoteUnavailable
-from client.compute.remote import RemoteCompute
-from client.net.push import JoinError, PushTimeout
-from protocol.constants import COMPUTE_TOPIC
-from wasm import BadInput, Cancelled, MemoryLimitExceeded, UnknownKernel
+from veraltheim.client.compute.cost_model import CostModel, work_units
+from veraltheim.client.compute.decision import Decision
+from veraltheim.client.compute.errors import RemoteError, RemoteUnavailable
+from veraltheim.client.compute.remote import RemoteCompute
+from veraltheim.client.net.push import JoinError, PushTimeout
+from veraltheim.protocol.constants import COMPUTE_TOPIC
+from veraltheim.wasm import BadInput, Cancelled, MemoryLimitExceeded, UnknownKernel
 
 Progress = Callable[[int, int], None]
 WHERE = ("auto", "local", "remote")

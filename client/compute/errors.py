@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wasm import KernelError
+from veraltheim.wasm import KernelError
 
 
 class RemoteError(KernelError):

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from client.compute.errors import RemoteError, RemoteUnavailable
-from client.net.push import JoinError, PushTimeout
-from client.net.state import ChannelState, ConnectionState
-from protocol.envelope import pack_envelope, unpack_envelope
-from protocol.errors import ProtocolError
-from wasm import Cancelled
+from veraltheim.client.compute.errors import RemoteError, RemoteUnavailable
+from veraltheim.client.net.push import JoinError, PushTimeout
+from veraltheim.client.net.state import ChannelState, ConnectionState
+from veraltheim.protocol.envelope import pack_envelope, unpack_envelope
+from veraltheim.protocol.errors import ProtocolError
+from veraltheim.wasm import Cancelled
 
 Progress = Callable[[int, int], None]
 JOIN_TIMEOUT_S = 5.0

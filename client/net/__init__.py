@@ -7,12 +7,12 @@ await ch.join()
 reply = await ch.push("ping", {"n": 1})
 """
 
-from client.net.channel import Channel, ChannelClosed
-from client.net.presence import Presence, list_presences, sync_diff, sync_state
-from client.net.push import DEFAULT_TIMEOUT_S, JoinError, Push, PushTimeout, Reply
-from client.net.socket import FORBIDDEN_RETRY_S, Socket, SocketOffline, endpoint_url
-from client.net.state import ChannelState, ConnectionState
-from client.net.timer import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff, RetryTimer
+from veraltheim.client.net.channel import Channel, ChannelClosed
+from veraltheim.client.net.presence import Presence, list_presences, sync_diff, sync_state
+from veraltheim.client.net.push import DEFAULT_TIMEOUT_S, JoinError, Push, PushTimeout, Reply
+from veraltheim.client.net.socket import FORBIDDEN_RETRY_S, Socket, SocketOffline, endpoint_url
+from veraltheim.client.net.state import ChannelState, ConnectionState
+from veraltheim.client.net.timer import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff, RetryTimer
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",

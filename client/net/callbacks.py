@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger("client.net")
+log = logging.getLogger("veraltheim.client.net")
 
 _tasks: set[asyncio.Task[Any]] = set()  # strong refs, so running callback tasks are not collected
 

@@ -11,8 +11,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from client.net.callbacks import call_safely
-from client.net.push import (
+from veraltheim.client.net.callbacks import call_safely
+from veraltheim.client.net.push import (
     JoinError,
     PendingReplies,
     Push,
@@ -20,12 +20,12 @@ from client.net.push import (
     Reply,
     reply_of,
 )
-from client.net.state import ChannelState
-from client.net.timer import RetryTimer
-from protocol import PHX_CLOSE, PHX_ERROR, PHX_JOIN, PHX_LEAVE, PHX_REPLY, Message
+from veraltheim.client.net.state import ChannelState
+from veraltheim.client.net.timer import RetryTimer
+from veraltheim.protocol import PHX_CLOSE, PHX_ERROR, PHX_JOIN, PHX_LEAVE, PHX_REPLY, Message
 
 if TYPE_CHECKING:
-    from client.net.socket import Socket
+    from veraltheim.client.net.socket import Socket
 
 log = logging.getLogger(__name__)
 

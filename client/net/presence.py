@@ -11,10 +11,10 @@ import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from protocol.constants import PRESENCE_DIFF, PRESENCE_STATE
+from veraltheim.protocol.constants import PRESENCE_DIFF, PRESENCE_STATE
 
 if TYPE_CHECKING:
-    from client.net.channel import Channel
+    from veraltheim.client.net.channel import Channel
 
 PresenceState = dict[str, dict[str, Any]]
 # on_join(key, current presence or None, joined presence); on_leave(key, remaining, left presence)

@@ -16,16 +16,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-
-from client.net.callbacks import call_safely
-from client.net.channel import Channel, Params
-from client.net.push import DEFAULT_TIMEOUT_S
-from client.net.state import ChannelState, ConnectionState
-from client.net.timer import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff
-from protocol import (
+from veraltheim.client.net.callbacks import call_safely
+from veraltheim.client.net.channel import Channel, Params
+from veraltheim.client.net.push import DEFAULT_TIMEOUT_S
+from veraltheim.client.net.state import ChannelState, ConnectionState
+from veraltheim.client.net.timer import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff
+from veraltheim.protocol import (
     AUTH_TOKEN_PREFIX,
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
@@ -41,8 +37,11 @@ from protocol import (
     decode,
     encode,
 )
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-log = logging.getLogger("client.net")
+log = logging.getLogger("veraltheim.client.net")
 
 FORBIDDEN_RETRY_S = 300.0  # after a refused token, try again only this late (or when told to)
 OPEN_TIMEOUT_S = 10.0

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from platformdirs import user_data_path
-
-from protocol.constants import APP_NAME
+from veraltheim.protocol.constants import APP_NAME
 
 CACHE_FILE = "documents.sqlite3"
 

@@ -6,9 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pycrdt import Doc, Text
-
-from client.state.observers import keep
-from client.state.shared_doc import SharedDoc
+from veraltheim.client.state.observers import keep
+from veraltheim.client.state.shared_doc import SharedDoc
 
 ROOT = "notes"
 

@@ -11,9 +11,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypedDict
 
 from pycrdt import Array, Doc, Map
-
-from client.state.observers import keep
-from client.state.shared_doc import SharedDoc
+from veraltheim.client.state.observers import keep
+from veraltheim.client.state.shared_doc import SharedDoc
 
 ROOT = "runs"
 RUN_FIELDS = ("id", "kernel", "user", "where", "size", "timings", "status", "summary")

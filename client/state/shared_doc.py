@@ -16,10 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from pycrdt import Awareness, Doc, merge_updates
-
-from client.net import Presence
-from client.state.cache import DocCache
-from protocol.ysync import (
+from veraltheim.client.net import Presence
+from veraltheim.client.state.cache import DocCache
+from veraltheim.protocol.ysync import (
     DOC_TOPIC_PREFIX,
     EMPTY_UPDATE,
     YJS_EVENT,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from client.state.cache import DocCache
-from client.state.shared_doc import SharedDoc
-from protocol.ysync import MAX_DOC_NAME_CHARS
+from veraltheim.client.state.cache import DocCache
+from veraltheim.client.state.shared_doc import SharedDoc
+from veraltheim.protocol.ysync import MAX_DOC_NAME_CHARS
 
 
 class DocumentStore:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from protocol.constants import APP_NAME
+from veraltheim.protocol.constants import APP_NAME
 
 FIRST_FRAME_ENV = "VERALTHEIM_REPORT_FIRST_FRAME"  # bench/ui.py: print the time of the first frame
 
@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _service_url(text: str) -> str:
-    from client.ui.settings import SERVICE_URL_HINT, service_url_problem
+    from veraltheim.client.ui.settings import SERVICE_URL_HINT, service_url_problem
 
     problem = service_url_problem(text)
     if problem:
@@ -56,7 +56,7 @@ def _service_url(text: str) -> str:
 
 
 def _view_name(text: str) -> str:
-    from client.ui.shell import VIEWS
+    from veraltheim.client.ui.shell import VIEWS
 
     for view in VIEWS:
         if view.lower() == text.lower():
@@ -77,7 +77,7 @@ def make_app(argv0: str = APP_NAME):
     # Closing the window ends run_window's coroutine, which then stops the link and the store;
     # Qt quitting on its own would stop the loop under it instead.
     app.setQuitOnLastWindowClosed(False)
-    icon = Path(str(importlib.resources.files("resources") / "icons" / "veraltheim.svg"))
+    icon = Path(str(importlib.resources.files("veraltheim.resources") / "icons" / "veraltheim.svg"))
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
     if not QQuickStyle.name():
@@ -86,8 +86,8 @@ def make_app(argv0: str = APP_NAME):
 
 
 async def run_window(args: argparse.Namespace) -> int:
-    from client.ui.settings import load_settings
-    from client.ui.shell import Shell
+    from veraltheim.client.ui.settings import load_settings
+    from veraltheim.client.ui.shell import Shell
 
     loop = asyncio.get_running_loop()
     closed = loop.create_future()
@@ -137,8 +137,7 @@ async def run_window(args: argparse.Namespace) -> int:
 def run_in_app(make_coro: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Make the app, run make_coro() on Qt's loop with asyncio on it (qasync), shut Qt down."""
     import qasync
-
-    from client.ui.qtloop import run_until_done
+    from veraltheim.client.ui.qtloop import run_until_done
 
     app = make_app()
     loop = qasync.QEventLoop(app)

@@ -7,11 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
-
-from client.ui.models import DictListModel
-from client.ui.notices import Notices
-from client.ui.settings import SERVICE_URL_HINT, service_url_problem
-from protocol.constants import LOBBY_TOPIC
+from veraltheim.client.ui.models import DictListModel
+from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.settings import SERVICE_URL_HINT, service_url_problem
+from veraltheim.protocol.constants import LOBBY_TOPIC
 
 RTT_REFRESH_MS = 1000
 PING_EVERY = 5  # a heartbeat round trip every 5 refreshes keeps the shown RTT fresh
@@ -74,7 +73,7 @@ class Connection(QObject):
         self._set_state("disconnected", "")
 
     async def _join_lobby(self, socket: Any) -> None:
-        from client.net import JoinError, Presence, PushTimeout
+        from veraltheim.client.net import JoinError, Presence, PushTimeout
 
         channel = socket.channel(LOBBY_TOPIC)
         presence = Presence(channel)
@@ -144,7 +143,7 @@ class Connection(QObject):
             self.changed.emit()
 
     async def _ping(self, socket: Any) -> None:
-        from client.net import PushTimeout, SocketOffline
+        from veraltheim.client.net import PushTimeout, SocketOffline
 
         with contextlib.suppress(PushTimeout, SocketOffline, TimeoutError):
             rtt = await socket.ping(timeout=5)

@@ -1,6 +1,7 @@
 """The screenless `make run`: drive the real window through a short demo and screenshot it.
 
-    python -m client.ui.demo --service ws://127.0.0.1:PORT/socket/websocket --out screenshots
+    python -m veraltheim.client.ui.demo --service ws://127.0.0.1:PORT/socket/websocket \
+        --out screenshots
 
 A local job (a fractal rendered here), a remote job (that picture blurred on the service), an
 auto job (its edges, where the dispatcher chooses), a shared note that a second user answers;
@@ -17,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtQuick import QQuickItem
-
-from client.ui.waiting import wait_signal, wait_until
-from protocol.constants import LOBBY_TOPIC
+from veraltheim.client.ui.waiting import wait_signal, wait_until
+from veraltheim.protocol.constants import LOBBY_TOPIC
 
 LOCAL_KERNEL = "fractal.mandelbrot"
 REMOTE_KERNEL = "image.blur"
@@ -60,8 +60,8 @@ async def run_job(
 
 async def partner_answers(shell: Any, out: Path) -> None:
     """A second user (plain asyncio client, no window) joins, reads the note and answers it."""
-    from client.net import Socket
-    from client.state import DocumentStore, Notes
+    from veraltheim.client.net import Socket
+    from veraltheim.client.state import DocumentStore, Notes
 
     sock = Socket(shell.connection.address, params={"user": PARTNER})
     await sock.connect()
@@ -96,7 +96,7 @@ async def partner_answers(shell: Any, out: Path) -> None:
 
 
 async def run_demo(shell: Any, out: Path) -> list[Path]:
-    from client.ui.shell import VIEWS
+    from veraltheim.client.ui.shell import VIEWS
 
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):  # this run's pictures only
@@ -164,8 +164,8 @@ async def run_demo(shell: Any, out: Path) -> list[Path]:
 
 
 async def demo_main(args: argparse.Namespace) -> int:
-    from client.ui.settings import load_settings
-    from client.ui.shell import Shell
+    from veraltheim.client.ui.settings import load_settings
+    from veraltheim.client.ui.shell import Shell
 
     settings, _ = load_settings()
     settings.user_name = settings.user_name or "demo"
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("screenshots"))
     args = p.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from client.ui.app import run_in_app
+    from veraltheim.client.ui.app import run_in_app
 
     try:
         return run_in_app(lambda: demo_main(args))

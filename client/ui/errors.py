@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from client.ui.inputs import InputError
+from veraltheim.client.ui.inputs import InputError
 
 # What the user can do, by exception class name (the classes live in wasm/ and client/; matching by
 # name keeps this table free of imports that may not be installed, e.g. in a service-only build).

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from client.ui.units import human_bytes
+from veraltheim.client.ui.units import human_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TEXT_SUFFIXES = (".csv", ".txt", ".tsv")
@@ -70,7 +69,7 @@ def load_input(path: Path, input_kind: str, *, dtype: str = "f64", max_bytes: in
 
 
 def _load_image(path: Path) -> KernelInput:
-    from wasm.images import read_image
+    from veraltheim.wasm.images import read_image
 
     try:
         rgba, width, height = read_image(path)

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
-
-from client.ui.models import DictListModel
-from client.ui.units import human_bytes
+from veraltheim.client.ui.models import DictListModel
+from veraltheim.client.ui.units import human_bytes
 
 MAX_FRAMES = 1000  # the log keeps the newest frames only
 FLUSH_MS = 150  # frames are batched into the model, so a burst never floods the UI

@@ -19,9 +19,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from client.ui.app import has_screen
-from client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
-from protocol.constants import READY_LINE_PREFIX  # `listening ws://HOST:PORT/socket/websocket`
+from veraltheim.client.ui.app import has_screen
+from veraltheim.client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
+from veraltheim.protocol.constants import (
+    READY_LINE_PREFIX,  # `listening ws://HOST:PORT/socket/websocket`
+)
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -30,8 +32,8 @@ SCREENSHOTS = Path("screenshots")
 
 @contextlib.contextmanager
 def local_service(data_dir: Path) -> Iterator[str]:
-    """A `python -m service run --port 0 --no-auth` subprocess; yields its ws:// address."""
-    cmd = [sys.executable, "-m", "service", "run", "--host", "127.0.0.1", "--port", "0"]
+    """A `python -m veraltheim.service run --port 0 --no-auth` subprocess; yields its address."""
+    cmd = [sys.executable, "-m", "veraltheim.service", "run", "--host", "127.0.0.1", "--port", "0"]
     cmd += ["--no-auth", "--data-dir", str(data_dir)]
     proc = subprocess.Popen(
         cmd,
@@ -85,10 +87,10 @@ def main() -> int:
             with local_service(tmp_path / "service") as url:
                 print(f"make run: service at {url}", flush=True)
                 if has_screen():
-                    app = [sys.executable, "-m", "client.ui.app", "--service", url]
+                    app = [sys.executable, "-m", "veraltheim.client.ui.app", "--service", url]
                 else:
                     print("make run: no screen, running the offscreen demo", flush=True)
-                    app = [sys.executable, "-m", "client.ui.demo", "--service", url]
+                    app = [sys.executable, "-m", "veraltheim.client.ui.demo", "--service", url]
                     app += ["--out", str(SCREENSHOTS)]
                 rc = subprocess.call(app, env=env)
         except (RuntimeError, OSError) as exc:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
-
-from client.ui.models import DictListModel
-from client.ui.notices import Notices
+from veraltheim.client.ui.models import DictListModel
+from veraltheim.client.ui.notices import Notices
 
 
 def text_edit(old: str, new: str) -> tuple[int, int, str]:

@@ -9,8 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from PySide6.QtCore import Property, QObject, Signal, Slot
-
-from client.ui.errors import describe_error
+from veraltheim.client.ui.errors import describe_error
 
 log = logging.getLogger(__name__)
 

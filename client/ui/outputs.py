@@ -35,7 +35,7 @@ def describe_output(spec: Any, params: dict[str, Any], output: bytes) -> KernelO
         height = pixels // width
         return KernelOutput("image", output, f"{width} x {height} image", (width, height))
     if kind == "stats":
-        from wasm import decode_output
+        from veraltheim.wasm import decode_output
 
         stats = decode_output(spec, output)
         return KernelOutput("stats", output, _stats_text(stats), value=stats)
@@ -50,7 +50,7 @@ def save_output(result: KernelOutput, path: Path) -> Path:
     """Write the result in the format the file name asks for; returns the path written."""
     suffix = path.suffix.lower()
     if result.kind == "image" and suffix in (".png", ".jpg", ".jpeg"):
-        from wasm.images import write_image
+        from veraltheim.wasm.images import write_image
 
         assert result.image_size is not None
         write_image(path, result.raw, *result.image_size)

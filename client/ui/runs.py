@@ -8,11 +8,10 @@ from typing import Any
 
 from pycrdt import Array
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
-
-from client.state.run_history import ROOT as RUNS_ROOT
-from client.ui.models import DictListModel
-from client.ui.notices import Notices
-from client.ui.units import human_bytes
+from veraltheim.client.state.run_history import ROOT as RUNS_ROOT
+from veraltheim.client.ui.models import DictListModel
+from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.units import human_bytes
 
 ROLES = ["id", "when", "user", "kernel", "where", "size", "elapsed"]
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
-
-from client.state.cache import CACHE_FILE
-from protocol.constants import APP_NAME, DEFAULT_PORT, SOCKET_PATH
+from veraltheim.client.state.cache import CACHE_FILE
+from veraltheim.protocol.constants import APP_NAME, DEFAULT_PORT, SOCKET_PATH
 
 CONFIG_DIR_ENV = "VERALTHEIM_APP_CONFIG_DIR"
 DATA_DIR_ENV = "VERALTHEIM_APP_DATA_DIR"  # not VERALTHEIM_DATA_DIR: that is the service's data_dir

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Property, QObject, Signal, Slot
-
-from client.ui.notices import Notices
-from client.ui.settings import (
+from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.settings import (
     ROUTES,
     SERVICE_URL_HINT,
     AppSettings,

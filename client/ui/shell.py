@@ -19,20 +19,19 @@ from PySide6.QtCore import QObject, QUrl
 from PySide6.QtGui import QImage
 from PySide6.QtQml import QQmlApplicationEngine
 from PySide6.QtQuick import QQuickWindow
-
-from client.compute import Dispatcher
-from client.net import Socket
-from client.state import DocumentStore, Notes, RunHistory
-from client.ui.connection import Connection
-from client.ui.images import PROVIDER_ID, PreviewImages
-from client.ui.inspector import Inspector
-from client.ui.jobs import Jobs
-from client.ui.notes import NotesController
-from client.ui.notices import Notices
-from client.ui.runs import Runs
-from client.ui.settings import AppSettings
-from client.ui.settings_view import SettingsController
-from client.ui.workbench import Workbench
+from veraltheim.client.compute import Dispatcher
+from veraltheim.client.net import Socket
+from veraltheim.client.state import DocumentStore, Notes, RunHistory
+from veraltheim.client.ui.connection import Connection
+from veraltheim.client.ui.images import PROVIDER_ID, PreviewImages
+from veraltheim.client.ui.inspector import Inspector
+from veraltheim.client.ui.jobs import Jobs
+from veraltheim.client.ui.notes import NotesController
+from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.runs import Runs
+from veraltheim.client.ui.settings import AppSettings
+from veraltheim.client.ui.settings_view import SettingsController
+from veraltheim.client.ui.workbench import Workbench
 
 RUNS_DOC = "runs"
 NOTES_DOC = "notes"
@@ -40,7 +39,7 @@ VIEWS = ("Workbench", "Runs", "Notes", "Connection", "Inspector", "Settings")
 
 
 def qml_dir() -> Path:
-    return Path(str(importlib.resources.files("resources") / "qml"))
+    return Path(str(importlib.resources.files("veraltheim.resources") / "qml"))
 
 
 class Shell(QObject):
@@ -96,7 +95,7 @@ class Shell(QObject):
     def _make_runtime(self, settings: AppSettings) -> Any:
         """The kernel runtime; if it cannot start, the window still opens and says why."""
         try:
-            from wasm import Runtime
+            from veraltheim.wasm import Runtime
 
             return Runtime(
                 cache_dir=settings.kernel_cache_dir(), default_deadline_s=settings.deadline_s

@@ -12,14 +12,13 @@ from typing import Any
 
 from PySide6.QtCore import Property, QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QImage
-
-from client.ui.images import PreviewImages, rgba_to_qimage
-from client.ui.inputs import InputError, KernelInput, file_filters, load_input
-from client.ui.jobs import JobOutcome, Jobs
-from client.ui.models import DictListModel
-from client.ui.notices import Notices
-from client.ui.outputs import KernelOutput, describe_output, save_output
-from client.ui.settings import ROUTES, AppSettings
+from veraltheim.client.ui.images import PreviewImages, rgba_to_qimage
+from veraltheim.client.ui.inputs import InputError, KernelInput, file_filters, load_input
+from veraltheim.client.ui.jobs import JobOutcome, Jobs
+from veraltheim.client.ui.models import DictListModel
+from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.outputs import KernelOutput, describe_output, save_output
+from veraltheim.client.ui.settings import ROUTES, AppSettings
 
 PROGRESS_STEP = 0.01  # post progress to the UI only when it moved by 1% ...
 PROGRESS_MIN_INTERVAL_S = 0.05  # ... and at most 20 times a second
@@ -291,7 +290,7 @@ class Workbench(QObject):
         self._task = self.notices.spawn(self._run(), f"{self._spec.name}: ")
 
     async def _run(self) -> None:
-        from wasm import Cancelled, CancelToken
+        from veraltheim.wasm import Cancelled, CancelToken
 
         spec = self._spec
         data = self._input.data if self._input is not None else b""

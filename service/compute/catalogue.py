@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.compute.errors import BAD_INPUT, UNKNOWN_KERNEL, ComputeError, reason_for
-from service.compute.native import NATIVE_KERNELS, validate_native
+from veraltheim.service.compute.errors import BAD_INPUT, UNKNOWN_KERNEL, ComputeError, reason_for
+from veraltheim.service.compute.native import NATIVE_KERNELS, validate_native
 
 
 def spec_entry(spec: Any) -> dict[str, Any]:

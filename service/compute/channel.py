@@ -22,12 +22,12 @@ import binascii
 import struct
 from typing import Any
 
-from protocol.constants import COMPUTE_TOPIC
-from protocol.envelope import pack_envelope, unpack_envelope
-from protocol.errors import ProtocolError
-from service.channel import Channel, JoinError, Reply
-from service.compute.errors import BAD_REQUEST, ComputeError
-from service.compute.jobs import Job, JobResult
+from veraltheim.protocol.constants import COMPUTE_TOPIC
+from veraltheim.protocol.envelope import pack_envelope, unpack_envelope
+from veraltheim.protocol.errors import ProtocolError
+from veraltheim.service.channel import Channel, JoinError, Reply
+from veraltheim.service.compute.errors import BAD_REQUEST, ComputeError
+from veraltheim.service.compute.jobs import Job, JobResult
 
 MAX_ID_CHARS = 128
 MAX_PROBE_BYTES = 1024 * 1024

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from service.compute.catalogue import Catalogue
-from service.compute.pool import ComputePool
+from veraltheim.service.compute.catalogue import Catalogue
+from veraltheim.service.compute.pool import ComputePool
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -34,13 +34,15 @@ class ComputeComponent:
         frame = getattr(getattr(ctx, "config", None), "max_frame_bytes", None)
         # The largest input a request can carry: a frame, less room for the envelope header.
         self.max_input_bytes = frame - ENVELOPE_ROOM if frame else None
-        from wasm import Runtime
+        from veraltheim.wasm import Runtime
 
         memory = cfg.memory_limit_mib * MIB
         try:
             self.runtime = Runtime(memory_limit_bytes=memory)
             self.catalogue = Catalogue(self.runtime)
-        except Exception as exc:  # no manifest yet (`python -m wasm.build`): native kernels only
+        except (
+            Exception
+        ) as exc:  # no manifest yet (`python -m veraltheim.wasm.build`): native kernels only
             log.error("compute: wasm kernels unavailable (%s); serving native kernels only", exc)
             self.runtime = None
             self.catalogue = Catalogue(None)
@@ -64,6 +66,6 @@ class ComputeComponent:
 
     def decode(self, kernel: str, output: bytes) -> Any:
         """A "stats" output as JSON (for JSON requests)."""
-        from wasm import decode_output
+        from veraltheim.wasm import decode_output
 
         return decode_output(self.runtime.spec(kernel), output)

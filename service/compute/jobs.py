@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from service.compute import tiles as tiling
+from veraltheim.service.compute import tiles as tiling
 
 if TYPE_CHECKING:
-    from service.compute.process import WorkerProcess
+    from veraltheim.service.compute.process import WorkerProcess
 
 Progress = Callable[[int, int], None]
 

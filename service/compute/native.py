@@ -13,9 +13,8 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-
-from service.compute.errors import BAD_INPUT, ComputeError
-from wasm import BadInput, KernelSpec, kernel_spec_from_dict
+from veraltheim.service.compute.errors import BAD_INPUT, ComputeError
+from veraltheim.wasm import BadInput, KernelSpec, kernel_spec_from_dict
 
 F64 = 8
 # Work in chunks this big so cancel and progress get a turn every few ms.

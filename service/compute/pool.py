@@ -19,8 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from service.compute import tiles as tiling
-from service.compute.errors import (
+from veraltheim.service.compute import tiles as tiling
+from veraltheim.service.compute.errors import (
     BUSY,
     CANCELLED,
     DEADLINE,
@@ -28,8 +28,8 @@ from service.compute.errors import (
     WORKER_CRASHED,
     ComputeError,
 )
-from service.compute.jobs import Job, JobResult, Progress, Task
-from service.compute.process import WorkerProcess
+from veraltheim.service.compute.jobs import Job, JobResult, Progress, Task
+from veraltheim.service.compute.process import WorkerProcess
 
 log = logging.getLogger(__name__)
 

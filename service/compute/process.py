@@ -15,10 +15,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from service.compute.worker import worker_main
+from veraltheim.service.compute.worker import worker_main
 
 if TYPE_CHECKING:
-    from service.compute.jobs import Task
+    from veraltheim.service.compute.jobs import Task
 
 
 class WorkerProcess:

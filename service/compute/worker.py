@@ -20,8 +20,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from service.compute.errors import CANCELLED, DEADLINE, INTERNAL, ComputeError, reason_for
-from service.compute.native import NATIVE_KERNELS
+from veraltheim.service.compute.errors import (
+    CANCELLED,
+    DEADLINE,
+    INTERNAL,
+    ComputeError,
+    reason_for,
+)
+from veraltheim.service.compute.native import NATIVE_KERNELS
 
 # Progress messages are rate-limited: the UI needs a few a second, not one per row band.
 PROGRESS_INTERVAL_S = 0.05
@@ -114,7 +120,7 @@ class _Worker:
 
             output = native.run(job.data, job.params, check, progress)
             return output, time.perf_counter() - start
-        from wasm import CancelToken
+        from veraltheim.wasm import CancelToken
 
         job.token = CancelToken()
         if job.cancelled.is_set():
@@ -138,7 +144,7 @@ class _Worker:
 
     def runtime_for(self) -> Any:
         if self.runtime is None:
-            from wasm import Runtime
+            from veraltheim.wasm import Runtime
 
             self.runtime = Runtime(
                 manifest_path=Path(self.manifest_path) if self.manifest_path else None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from protocol.ysync import (
+from veraltheim.protocol.ysync import (
     DOC_TOPIC_PREFIX,
     MAX_DOC_NAME_CHARS,
     YJS_EVENT,
@@ -22,15 +22,15 @@ from protocol.ysync import (
     create_update_message,
     parse_message,
 )
-from service.channel import Channel, JoinError, Reply
-from service.docs.registry import (
+from veraltheim.service.channel import Channel, JoinError, Reply
+from veraltheim.service.docs.registry import (
     DocRegistry,
     LiveDoc,
     StoreFailed,
     TooManyDocuments,
     UpdateRejected,
 )
-from service.limits import TokenBucket
+from veraltheim.service.limits import TokenBucket
 
 COMPONENT = "docs"  # the registry's name in service.components
 BURST_SECONDS = 2.0  # the update rate limit allows bursts of this many seconds' worth

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from pycrdt import Awareness, Decoder, Doc
-
-from protocol.ysync import (
+from veraltheim.protocol.ysync import (
     EMPTY_UPDATE,
     BadMessage,
     create_awareness_message,
     create_sync_message,
     create_sync_step2_message,
 )
-from service.docs.store import DocStore
+from veraltheim.service.docs.store import DocStore
 
 log = logging.getLogger(__name__)
 

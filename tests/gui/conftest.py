@@ -29,8 +29,7 @@ def qapp_cls():
 @pytest.fixture
 def qloop(qapp):
     import qasync
-
-    from client.ui.app import make_app
+    from veraltheim.client.ui.app import make_app
 
     make_app()  # names and style, on pytest-qt's QGuiApplication
     loop = qasync.QEventLoop(qapp)
@@ -42,7 +41,7 @@ def qloop(qapp):
 
 @pytest.fixture
 def run(qloop) -> Callable[[Coroutine[Any, Any, Any]], Any]:
-    from client.ui.qtloop import run_until_done
+    from veraltheim.client.ui.qtloop import run_until_done
 
     def run_(coro: Coroutine[Any, Any, Any], timeout: float = RUN_TIMEOUT_S) -> Any:
         return run_until_done(qloop, asyncio.wait_for(coro, timeout))
@@ -53,7 +52,7 @@ def run(qloop) -> Callable[[Coroutine[Any, Any, Any]], Any]:
 @pytest.fixture
 def app_dirs(tmp_path, monkeypatch) -> Path:
     """Settings and the document cache in tmp, never the user's own."""
-    from client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
+    from veraltheim.client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
 
     monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path / "config"))
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "data"))
@@ -77,8 +76,8 @@ def pytest_runtest_call(item):
 def make_shell(request, app_dirs, run):
     """make_shell(user="alice") -> a loaded Shell (window open); all are stopped as the test's
     call ends (see pytest_runtest_call) or, at the latest, in teardown."""
-    from client.ui.settings import load_settings
-    from client.ui.shell import Shell
+    from veraltheim.client.ui.settings import load_settings
+    from veraltheim.client.ui.shell import Shell
 
     shells = []
 

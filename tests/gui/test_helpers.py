@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
-
-from client.ui.inputs import InputError, load_input
-from client.ui.notes import map_position, text_edit
-from client.ui.settings import AppSettings, load_settings, save_settings
+from veraltheim.client.ui.inputs import InputError, load_input
+from veraltheim.client.ui.notes import map_position, text_edit
+from veraltheim.client.ui.settings import AppSettings, load_settings, save_settings
 
 
 @pytest.mark.parametrize(
@@ -82,10 +81,9 @@ def test_settings_round_trip_and_unknown_or_mistyped_keys_are_ignored(tmp_path):
 def test_the_runs_view_follows_appends_merges_and_updates(qapp):
     """Appends are read incrementally; a merge before shown runs or an update reads all."""
     from pycrdt import Doc
-
-    from client.state import RunHistory
-    from client.ui.notices import Notices
-    from client.ui.runs import Runs
+    from veraltheim.client.state import RunHistory
+    from veraltheim.client.ui.notices import Notices
+    from veraltheim.client.ui.runs import Runs
 
     def run(kernel: str) -> dict:
         return {"kernel": kernel, "status": "done", "user": "u", "where": "local", "size": 1}
@@ -127,8 +125,7 @@ def test_callbacks_due_as_a_run_ends_still_see_a_running_loop(qapp):
     import asyncio
 
     import qasync
-
-    from client.ui.qtloop import run_until_done
+    from veraltheim.client.ui.qtloop import run_until_done
 
     loop = qasync.QEventLoop(qapp)
     asyncio.set_event_loop(loop)

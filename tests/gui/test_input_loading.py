@@ -7,9 +7,9 @@ import threading
 
 import pytest
 from PySide6.QtCore import QTimer, QUrl
+from veraltheim.client.ui.inputs import load_input
+from veraltheim.client.ui.waiting import wait_until
 
-from client.ui.inputs import load_input
-from client.ui.waiting import wait_until
 from tests.gui.conftest import item, load_ended, open_input
 from tests.gui.test_workbench import write_png
 

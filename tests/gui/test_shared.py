@@ -9,11 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt
+from veraltheim.client.net import Socket
+from veraltheim.client.state import DocumentStore, Notes, RunHistory
+from veraltheim.client.ui.shell import VIEWS
+from veraltheim.client.ui.waiting import wait_signal, wait_until
 
-from client.net import Socket
-from client.state import DocumentStore, Notes, RunHistory
-from client.ui.shell import VIEWS
-from client.ui.waiting import wait_signal, wait_until
 from tests.gui.conftest import click, item, key, save_artifact, type_text
 
 CONNECT_S = 30.0

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from PIL import Image
 from PySide6.QtCore import Qt
+from veraltheim.client.ui.settings import load_settings
+from veraltheim.client.ui.shell import VIEWS, qml_dir
+from veraltheim.client.ui.waiting import wait_until
 
-from client.ui.settings import load_settings
-from client.ui.shell import VIEWS, qml_dir
-from client.ui.waiting import wait_until
 from tests.gui.conftest import click, item, key, save_artifact
 
 CONTROLS = (
@@ -138,7 +138,7 @@ def test_veraltheim_screenshot_writes_the_first_frame(app_dirs, tmp_path):
     out = tmp_path / "first.png"
     import os
 
-    from client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
+    from veraltheim.client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
 
     env_keys = (CONFIG_DIR_ENV, DATA_DIR_ENV, "QT_QPA_PLATFORM", "PATH", "HOME")
 
@@ -147,7 +147,7 @@ def test_veraltheim_screenshot_writes_the_first_frame(app_dirs, tmp_path):
         [
             sys.executable,
             "-m",
-            "client.ui.app",
+            "veraltheim.client.ui.app",
             "--offscreen",
             "--local-only",
             "--screenshot",
@@ -166,7 +166,7 @@ def test_veraltheim_screenshot_writes_the_first_frame(app_dirs, tmp_path):
 
 
 def test_an_unreachable_service_is_said_in_the_window_and_local_work_goes_on(make_shell, run):
-    from client.ui.waiting import wait_signal
+    from veraltheim.client.ui.waiting import wait_signal
 
     shell = make_shell()
     conn = shell.connection
@@ -194,7 +194,7 @@ def test_an_unreachable_service_is_said_in_the_window_and_local_work_goes_on(mak
 
 
 def test_the_workbench_is_reachable_with_tab_and_space_alone(make_shell, run):
-    from client.ui.waiting import wait_signal
+    from veraltheim.client.ui.waiting import wait_signal
 
     shell = make_shell()
     wb = shell.workbench
@@ -220,8 +220,7 @@ def test_the_workbench_is_reachable_with_tab_and_space_alone(make_shell, run):
 
 def test_closing_the_window_ends_the_app_cleanly(app_dirs, run):
     from PySide6.QtGui import QGuiApplication
-
-    from client.ui.app import parse_args, run_window
+    from veraltheim.client.ui.app import parse_args, run_window
 
     async def scenario():
         app_task = asyncio.ensure_future(run_window(parse_args(["--local-only"])))
@@ -243,11 +242,11 @@ def test_sigterm_ends_the_app_cleanly(app_dirs):
     import os
     import signal
 
-    from client.ui.app import FIRST_FRAME_ENV
+    from veraltheim.client.ui.app import FIRST_FRAME_ENV
 
     env = {**os.environ, FIRST_FRAME_ENV: "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "client.ui.app", "--offscreen", "--local-only"],
+        [sys.executable, "-m", "veraltheim.client.ui.app", "--offscreen", "--local-only"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -329,8 +328,7 @@ def test_the_window_follows_a_dark_system_palette(make_shell, run, qapp):
 
 def test_a_service_url_that_is_not_ws_is_refused_at_the_command_line(capsys):
     import pytest
-
-    from client.ui.app import parse_args
+    from veraltheim.client.ui.app import parse_args
 
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["--service", "http://127.0.0.1:4000"])
@@ -342,8 +340,7 @@ def test_a_service_url_that_is_not_ws_is_refused_at_the_command_line(capsys):
 
 def test_an_unknown_view_is_refused_at_the_command_line(capsys):
     import pytest
-
-    from client.ui.app import parse_args
+    from veraltheim.client.ui.app import parse_args
 
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["--view", "Bogus"])

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt, QUrl
+from veraltheim.client.ui.waiting import wait_signal, wait_until
 
-from client.ui.waiting import wait_signal, wait_until
 from tests.gui.conftest import click, item, key, load_ended, open_input, save_artifact
 
 CTRL = Qt.KeyboardModifier.ControlModifier
@@ -222,7 +222,7 @@ def test_a_job_over_the_deadline_from_settings_says_what_to_do(make_shell, run):
 
 
 def test_run_twice_before_the_loop_turns_starts_one_job(make_shell, run):
-    from client.ui.waiting import wait_signal
+    from veraltheim.client.ui.waiting import wait_signal
 
     shell = make_shell()
     wb = shell.workbench

@@ -10,8 +10,7 @@ import time
 import urllib.request
 
 import pytest
-
-from client.net import (
+from veraltheim.client.net import (
     Backoff,
     ChannelState,
     ConnectionState,
@@ -20,8 +19,9 @@ from client.net import (
     Reply,
     Socket,
 )
-from service.auth import issue_token
-from service.tls import make_dev_cert
+from veraltheim.service.auth import issue_token
+from veraltheim.service.tls import make_dev_cert
+
 from tests.support.service import TEST_SECRET
 
 WAIT_S = 20.0

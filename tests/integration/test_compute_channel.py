@@ -9,9 +9,9 @@ import signal
 
 import numpy as np
 import pytest
+from veraltheim.client.net import Socket
+from veraltheim.protocol.envelope import pack_envelope, unpack_envelope
 
-from client.net import Socket
-from protocol.envelope import pack_envelope, unpack_envelope
 from tests.support.compute import LONG_MANDELBROT
 
 COMPUTE_ENV = {

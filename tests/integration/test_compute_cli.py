@@ -7,15 +7,14 @@ import subprocess
 import sys
 
 import numpy as np
-
-from wasm import Runtime
+from veraltheim.wasm import Runtime
 
 COMPUTE_ENV = {"VERALTHEIM_COMPUTE_WORKERS": "1"}
 
 
 def kernel_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "client.compute.cli", *args],
+        [sys.executable, "-m", "veraltheim.client.compute.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,

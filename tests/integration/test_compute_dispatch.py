@@ -8,14 +8,14 @@ import asyncio
 
 import numpy as np
 import pytest
+from veraltheim.client.compute.dispatcher import Dispatcher
+from veraltheim.client.compute.errors import RemoteUnavailable
+from veraltheim.client.net import ConnectionState, Socket
+from veraltheim.protocol.envelope import pack_envelope
+from veraltheim.wasm import Cancelled, CancelToken, MemoryLimitExceeded, Runtime, UnknownKernel
 
-from client.compute.dispatcher import Dispatcher
-from client.compute.errors import RemoteUnavailable
-from client.net import ConnectionState, Socket
-from protocol.envelope import pack_envelope
 from tests.support.compute import LONG_MANDELBROT
 from tests.support.throttle import ThrottleProxy
-from wasm import Cancelled, CancelToken, MemoryLimitExceeded, Runtime, UnknownKernel
 
 COMPUTE_ENV = {"VERALTHEIM_COMPUTE_WORKERS": "2", "VERALTHEIM_COMPUTE_QUEUE_LIMIT": "4"}
 LONG = LONG_MANDELBROT

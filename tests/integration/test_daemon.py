@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from veraltheim.service.daemon import process_alive, read_pid
 
-from service.daemon import process_alive, read_pid
 from tests.support.phx_frames import join, open_socket
 from tests.support.service import service_cli
 
@@ -181,7 +181,7 @@ def test_systemd_unit_verifies(tmp_path):
 def test_launchd_plist_runs_in_the_foreground_with_known_settings():
     import plistlib
 
-    from service.config import settings
+    from veraltheim.service.config import settings
 
     path = UNIT.parents[1] / "launchd" / "org.veraltheim.service.plist"
     with path.open("rb") as fh:

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 from pycrdt import Doc, Map, Text, create_update_message
-
-from client.net import JoinError, Socket
-from client.state import DocCache, DocumentStore, Notes, RunHistory, SharedDoc
-from protocol import encode
-from protocol.ysync import create_sync_message
+from veraltheim.client.net import JoinError, Socket
+from veraltheim.client.state import DocCache, DocumentStore, Notes, RunHistory, SharedDoc
+from veraltheim.protocol import encode
+from veraltheim.protocol.ysync import create_sync_message
 
 TIMEOUT_S = 15.0
 
@@ -266,8 +265,8 @@ async def test_service_killed_during_edits_loses_nothing(service, tmp_path):
 
 CLIENT_SCRIPT = r"""
 import asyncio, sys
-from client.net import Socket
-from client.state import DocumentStore, RunHistory
+from veraltheim.client.net import Socket
+from veraltheim.client.state import DocumentStore, RunHistory
 
 async def main(cache, url, token, mode):
     # edit-offline: no service at all; edit-online: connected, edits in flight when killed

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Map, Text
+from veraltheim.client.net import Socket
+from veraltheim.client.state import DocumentStore, SharedDoc
 
-from client.net import Socket
-from client.state import DocumentStore, SharedDoc
 from tests.support.service import running_service
 
 TIMEOUT_S = 15.0

@@ -7,11 +7,11 @@ import json
 import time
 
 import pytest
+from veraltheim.protocol.constants import AUTH_TOKEN_PREFIX, SUBPROTOCOL, VSN
+from veraltheim.service.auth import issue_token
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from protocol.constants import AUTH_TOKEN_PREFIX, SUBPROTOCOL, VSN
-from service.auth import issue_token
 from tests.support.phx_frames import (
     WAIT_S,
     http_get,

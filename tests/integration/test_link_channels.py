@@ -5,9 +5,9 @@ unmatched topics, a crashed channel, malformed frames."""
 import asyncio
 
 import pytest
+from veraltheim.protocol import Message, decode
+from veraltheim.protocol.constants import CLOSE_PROTOCOL_ERROR
 
-from protocol import Message, decode
-from protocol.constants import CLOSE_PROTOCOL_ERROR
 from tests.support.phx_frames import (
     closed,
     join,

@@ -5,15 +5,15 @@ and per user (error reply, then 1008 for a flood), the idle close (4000), slow r
 import asyncio
 
 import pytest
-from websockets.exceptions import ConnectionClosed
-
-from protocol import Message
-from protocol.constants import (
+from veraltheim.protocol import Message
+from veraltheim.protocol.constants import (
     CLOSE_IDLE_TIMEOUT,
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_POLICY_VIOLATION,
     CLOSE_SLOW_READER,
 )
+from websockets.exceptions import ConnectionClosed
+
 from tests.support.phx_frames import (
     closed,
     http_get,

@@ -8,9 +8,9 @@ import socket
 import stat
 
 import pytest
+from veraltheim.service.auth import verify_token
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from service.auth import verify_token
 from tests.support.phx_frames import WAIT_S, join, open_socket, until
 from tests.support.service import TEST_SECRET, service_cli, service_env
 

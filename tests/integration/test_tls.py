@@ -9,10 +9,10 @@ import urllib.request
 
 import pytest
 from cryptography import x509
+from veraltheim.service.cli import fetch_health
+from veraltheim.service.config import load_config
+from veraltheim.service.tls import client_ssl_context
 
-from service.cli import fetch_health
-from service.config import load_config
-from service.tls import client_ssl_context
 from tests.support.phx_frames import WAIT_S, join, open_socket
 from tests.support.service import service_cli
 

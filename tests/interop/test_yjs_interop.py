@@ -9,9 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from client.net import Socket
-from client.state import DocumentStore, Notes, RunHistory
+from veraltheim.client.net import Socket
+from veraltheim.client.state import DocumentStore, Notes, RunHistory
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "yjs_client.mjs"

@@ -8,12 +8,12 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from veraltheim.protocol import Message, decode, encode
+from veraltheim.protocol.constants import VSN
+from veraltheim.service.auth import issue_token
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from protocol import Message, decode, encode
-from protocol.constants import VSN
-from service.auth import issue_token
 from tests.support.service import TEST_SECRET
 
 WAIT_S = 10.0

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from protocol.constants import READY_LINE_PREFIX
+from veraltheim.protocol.constants import READY_LINE_PREFIX
 
 START_TIMEOUT_S = 30.0
 TEST_SECRET = "test-secret-key-do-not-use-in-production"
@@ -38,7 +38,16 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ServiceProcess:
-        cmd = [sys.executable, "-m", "service", "run", "--host", "127.0.0.1", "--port", "0"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "veraltheim.service",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ]
         cmd += ["--data-dir", str(self.data_dir), *self.args]
         self.proc = subprocess.Popen(
             cmd,
@@ -72,7 +81,17 @@ class ServiceProcess:
 
     def token(self, user: str = "alice", ttl: int = 3600, *extra: str) -> str:
         out = subprocess.run(
-            [sys.executable, "-m", "service", "token", "issue", "--user", user, "--ttl", str(ttl)]
+            [
+                sys.executable,
+                "-m",
+                "veraltheim.service",
+                "token",
+                "issue",
+                "--user",
+                user,
+                "--ttl",
+                str(ttl),
+            ]
             + ["--data-dir", str(self.data_dir), *extra],
             capture_output=True,
             text=True,
@@ -110,7 +129,7 @@ def service_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def service_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `veraltheim-service ARGS` to completion (the test secret unless env says otherwise)."""
     return subprocess.run(
-        [sys.executable, "-m", "service", *args],
+        [sys.executable, "-m", "veraltheim.service", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
-
-from wasm.manifest import MANIFEST_FORMAT
+from veraltheim.wasm.manifest import MANIFEST_FORMAT
 
 # The ABI every module shares: a 16-byte aligned bump allocator from offset 1024.
 _ABI = r"""

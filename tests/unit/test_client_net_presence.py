@@ -2,7 +2,7 @@
 
 import copy
 
-from client.net.presence import Presence, list_presences, sync_diff, sync_state
+from veraltheim.client.net.presence import Presence, list_presences, sync_diff, sync_state
 
 
 def meta(ref, **extra):

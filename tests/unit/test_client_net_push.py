@@ -3,8 +3,7 @@
 import asyncio
 
 import pytest
-
-from client.net.push import PendingReplies, Push, PushTimeout, Reply, reply_of
+from veraltheim.client.net.push import PendingReplies, Push, PushTimeout, Reply, reply_of
 
 
 async def test_reply_goes_to_the_push_with_that_ref_only():

@@ -3,8 +3,8 @@
 import asyncio
 
 import pytest
+from veraltheim.client.net import ConnectionState, Reply, Socket
 
-from client.net import ConnectionState, Reply, Socket
 from tests.unit.test_client_net_socket import FakeService
 
 

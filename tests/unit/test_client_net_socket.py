@@ -9,9 +9,7 @@ from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
-
-from client.net import (
+from veraltheim.client.net import (
     Backoff,
     ChannelClosed,
     ChannelState,
@@ -23,8 +21,9 @@ from client.net import (
     SocketOffline,
     endpoint_url,
 )
-from client.net.socket import auth_subprotocols
-from protocol import AUTH_TOKEN_PREFIX, Message, decode, encode
+from veraltheim.client.net.socket import auth_subprotocols
+from veraltheim.protocol import AUTH_TOKEN_PREFIX, Message, decode, encode
+from websockets.asyncio.server import ServerConnection, serve
 
 FAST = Backoff(initial_s=0.01, factor=2.0, max_s=0.05)
 WAIT_S = 5.0
@@ -474,7 +473,9 @@ async def test_leave_answered_with_phx_close_closes_once_and_stays_closed(fake, 
 
 
 async def test_an_old_phx_close_is_not_undone_by_a_later_shutdown(fake, sockets, monkeypatch):
-    monkeypatch.setattr("client.net.socket.SHUTDOWN_WINDOW_S", -1.0)  # every close is "old"
+    monkeypatch.setattr(
+        "veraltheim.client.net.socket.SHUTDOWN_WINDOW_S", -1.0
+    )  # every close is "old"
     sock = sockets(fake.url)
     await sock.connect()
     ch = sock.channel("room:1")

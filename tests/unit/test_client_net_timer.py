@@ -4,8 +4,7 @@ import asyncio
 import random
 
 import pytest
-
-from client.net.timer import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff, RetryTimer
+from veraltheim.client.net.timer import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff, RetryTimer
 
 
 def test_bounds_grow_exponentially_then_cap():

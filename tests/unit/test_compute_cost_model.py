@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from client.compute.cost_model import CostModel, unit_and_seed, work_units
+from veraltheim.client.compute.cost_model import CostModel, unit_and_seed, work_units
 
 BLUR = {
     "cost": {"ns_per_byte": 2.0},

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from service.compute.catalogue import Catalogue
-from service.compute.errors import BAD_INPUT, CANCELLED, UNKNOWN_KERNEL, ComputeError
-from service.compute.native import NATIVE_KERNELS
-from wasm import Runtime
+from veraltheim.service.compute.catalogue import Catalogue
+from veraltheim.service.compute.errors import BAD_INPUT, CANCELLED, UNKNOWN_KERNEL, ComputeError
+from veraltheim.service.compute.native import NATIVE_KERNELS
+from veraltheim.wasm import Runtime
 
 
 def run(name: str, data: bytes, params: dict, check=lambda: None) -> np.ndarray:

@@ -8,11 +8,17 @@ import signal
 
 import numpy as np
 import pytest
+from veraltheim.service.compute.errors import (
+    BUSY,
+    CANCELLED,
+    DEADLINE,
+    WORKER_CRASHED,
+    ComputeError,
+)
+from veraltheim.service.compute.pool import ComputePool
+from veraltheim.wasm import Runtime
 
-from service.compute.errors import BUSY, CANCELLED, DEADLINE, WORKER_CRASHED, ComputeError
-from service.compute.pool import ComputePool
 from tests.support.compute import LONG_MANDELBROT
-from wasm import Runtime
 
 MIB = 1024 * 1024
 
@@ -145,7 +151,7 @@ def test_a_worker_warms_up_before_ready_and_honours_a_cancel_that_beats_its_job(
     import multiprocessing
     import threading
 
-    from service.compute.worker import _Worker
+    from veraltheim.service.compute.worker import _Worker
 
     ours, theirs = multiprocessing.Pipe()
     worker = _Worker(theirs, None, 64 * MIB)

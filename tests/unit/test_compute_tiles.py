@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from service.compute import tiles
+from veraltheim.service.compute import tiles
 
 
 def render(params: dict) -> bytes:

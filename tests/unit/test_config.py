@@ -5,8 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
-
-from service.config import (
+from veraltheim.service.config import (
     ComputeConfig,
     ConfigError,
     DocsConfig,
@@ -176,7 +175,7 @@ def test_example_file_shows_current_defaults():
     """Every entry of resources/config.example.toml is a real setting shown at its current
     default; every top-level setting is there. (A key added to [compute] or [docs] later may be
     missing until the file is regenerated: `veraltheim-service config --example`.)"""
-    from service.config_doc import render_example
+    from veraltheim.service.config_doc import render_example
 
     example = Path(__file__).resolve().parents[2] / "resources" / "config.example.toml"
     regenerate = "regenerate: veraltheim-service config --example > resources/config.example.toml"
@@ -192,7 +191,7 @@ def test_example_file_shows_current_defaults():
 
 
 def test_example_defaults_uncommented_load_as_the_defaults(tmp_path):
-    from service.config_doc import render_example
+    from veraltheim.service.config_doc import render_example
 
     # Uncomment every line that shows a concrete default; the result must be the defaults.
     text = [
@@ -205,7 +204,7 @@ def test_example_defaults_uncommented_load_as_the_defaults(tmp_path):
 
 
 def test_effective_config_round_trips_through_load_config(tmp_path):
-    from service.config_doc import render_effective
+    from veraltheim.service.config_doc import render_effective
 
     config = load_config(
         {"port": 0, "auth": False, "compute.workers": 3, "allowed_origins": "https://x.example"},
@@ -218,7 +217,7 @@ def test_effective_config_round_trips_through_load_config(tmp_path):
 
 
 def test_markdown_table_has_a_row_per_setting():
-    from service.config_doc import render_markdown
+    from veraltheim.service.config_doc import render_markdown
 
     table = render_markdown().splitlines()
     assert len(table) == 2 + len(settings())
@@ -232,7 +231,7 @@ def test_markdown_table_has_a_row_per_setting():
 
 
 def test_secret_from_config_wins_and_writes_nothing(tmp_path):
-    from service.secret import load_or_create_secret
+    from veraltheim.service.secret import load_or_create_secret
 
     config = load_config({"data_dir": str(tmp_path)}, {"VERALTHEIM_SECRET_KEY": "from-env"})
     assert load_or_create_secret(config) == "from-env"
@@ -242,7 +241,7 @@ def test_secret_from_config_wins_and_writes_nothing(tmp_path):
 def test_secret_generated_once_with_mode_0600(tmp_path):
     import stat
 
-    from service.secret import load_or_create_secret
+    from veraltheim.service.secret import load_or_create_secret
 
     config = load_config({"data_dir": str(tmp_path / "new")}, {})
     first = load_or_create_secret(config)
@@ -255,7 +254,7 @@ def test_secret_generated_once_with_mode_0600(tmp_path):
 
 def test_secret_being_written_by_another_process_is_never_read_half_made(tmp_path, monkeypatch):
     """A second `token issue`/`run` reading while the first writes gets the same whole secret."""
-    from service.secret import load_or_create_secret
+    from veraltheim.service.secret import load_or_create_secret
 
     config = load_config({"data_dir": str(tmp_path)}, {})
     real_fdopen, seen = os.fdopen, []
@@ -274,7 +273,7 @@ def test_secret_being_written_by_another_process_is_never_read_half_made(tmp_pat
 
 
 def test_empty_secret_file_is_a_clear_error(tmp_path):
-    from service.secret import SecretError, load_or_create_secret
+    from veraltheim.service.secret import SecretError, load_or_create_secret
 
     (tmp_path / "secret_key").write_text("\n")
     with pytest.raises(SecretError, match="is empty; delete it"):
@@ -282,7 +281,7 @@ def test_empty_secret_file_is_a_clear_error(tmp_path):
 
 
 def test_world_readable_secret_file_is_warned_about(tmp_path, caplog):
-    from service.secret import load_or_create_secret
+    from veraltheim.service.secret import load_or_create_secret
 
     path = tmp_path / "secret_key"
     path.write_text("kept\n")
@@ -297,7 +296,7 @@ def test_world_readable_secret_file_is_warned_about(tmp_path, caplog):
 def test_dev_cert_loads_into_a_server_context_and_is_trusted_by_a_client(tmp_path):
     import ssl
 
-    from service.tls import client_ssl_context, make_dev_cert, server_ssl_context
+    from veraltheim.service.tls import client_ssl_context, make_dev_cert, server_ssl_context
 
     cert, key = make_dev_cert(tmp_path, ["localhost", "127.0.0.1", "myhost.test"])
     config = load_config({"certfile": str(cert), "keyfile": str(key)}, {})
@@ -309,7 +308,7 @@ def test_dev_cert_loads_into_a_server_context_and_is_trusted_by_a_client(tmp_pat
 
 
 def test_mismatched_key_is_a_clear_tls_error(tmp_path):
-    from service.tls import TLSConfigError, make_dev_cert, server_ssl_context
+    from veraltheim.service.tls import TLSConfigError, make_dev_cert, server_ssl_context
 
     cert, _ = make_dev_cert(tmp_path / "a")
     _, other_key = make_dev_cert(tmp_path / "b")

@@ -7,11 +7,11 @@ import asyncio
 import threading
 
 import pytest
+from veraltheim.client.compute.dispatcher import EXPLORE_EVERY, Dispatcher
+from veraltheim.client.compute.errors import RemoteUnavailable
+from veraltheim.wasm import BadInput, Cancelled, CancelToken, UnknownKernel
 
-from client.compute.dispatcher import EXPLORE_EVERY, Dispatcher
-from client.compute.errors import RemoteUnavailable
 from tests.support.compute import LONG_MANDELBROT
-from wasm import BadInput, Cancelled, CancelToken, UnknownKernel
 
 LONG = LONG_MANDELBROT
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from pycrdt import Doc, Map, create_update_message
-
-from client.net import Socket
-from protocol.ysync import DOC_TOPIC_PREFIX, YJS_EVENT
-from service.app import Service
-from service.config import ServiceConfig
-from service.docs.channel import DocChannel
+from veraltheim.client.net import Socket
+from veraltheim.protocol.ysync import DOC_TOPIC_PREFIX, YJS_EVENT
+from veraltheim.service.app import Service
+from veraltheim.service.config import ServiceConfig
+from veraltheim.service.docs.channel import DocChannel
 
 WAIT_S = 10.0
 

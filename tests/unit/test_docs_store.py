@@ -7,22 +7,21 @@ import sqlite3
 
 import pytest
 from pycrdt import Awareness, Doc, Map, Text, create_awareness_message, create_update_message
-
-from protocol.ysync import (
+from veraltheim.protocol.ysync import (
     BadMessage,
     Kind,
     create_sync_message,
     create_sync_step2_message,
     parse_message,
 )
-from service.docs.registry import (
+from veraltheim.service.docs.registry import (
     DocRegistry,
     LiveDoc,
     StoreFailed,
     TooManyDocuments,
     UpdateRejected,
 )
-from service.docs.store import DocStore
+from veraltheim.service.docs.store import DocStore
 
 
 def edits(n: int, key: str = "k") -> tuple[Doc, list[bytes]]:

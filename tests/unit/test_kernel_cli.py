@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from veraltheim.wasm import Runtime
 
 from tests.support.wat import write_test_manifest
-from wasm import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ def cli(tmp_path):
 
     def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "wasm", *args, "--cache-dir", str(cache)],
+            [sys.executable, "-m", "veraltheim.wasm", *args, "--cache-dir", str(cache)],
             cwd=ROOT,
             input=stdin,
             capture_output=True,

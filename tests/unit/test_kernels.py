@@ -13,9 +13,8 @@ import pytest
 import wasmtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from wasm import MemoryLimitExceeded, Runtime
-from wasm.manifest import load_manifest
+from veraltheim.wasm import MemoryLimitExceeded, Runtime
+from veraltheim.wasm.manifest import load_manifest
 
 RNG_SEED = 20261127
 IMAGE_SIZES = [(1, 1), (1, 7), (7, 1), (3, 5), (17, 33), (31, 64), (64, 100)]
@@ -336,7 +335,7 @@ def test_stats_property(rt, values, bins):
 
 
 def test_stats_decodes_for_the_host(rt):
-    from wasm import decode_output
+    from veraltheim.wasm import decode_output
 
     out = rt.run("data.stats", np.arange(10.0).tobytes(), {"bins": 4}).output
     d = decode_output(rt.spec("data.stats"), out)
@@ -590,7 +589,7 @@ def test_native_scalar_path_matches_wasm(rt, native, kernel, shape, params):
 
 def test_a_long_kernel_stops_at_its_deadline(rt):
     """The unrolled inner loops still give the host's epoch check a back edge to run on."""
-    from wasm import DeadlineExceeded
+    from veraltheim.wasm import DeadlineExceeded
 
     params = {"width": 1024, "height": 768, "center_x": -0.75, "scale": 0.5, "max_iter": 1000000}
     with pytest.raises(DeadlineExceeded):

@@ -3,8 +3,7 @@
 import json
 
 import pytest
-
-from protocol import (
+from veraltheim.protocol import (
     PHX_REPLY,
     Message,
     ProtocolError,

@@ -8,8 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from protocol import Message, decode, encode
+from veraltheim.protocol import Message, decode, encode
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOENIX = ROOT / "tests/interop/node_modules/phoenix/priv/static/phoenix.cjs.js"

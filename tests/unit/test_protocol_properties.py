@@ -2,8 +2,14 @@
 
 from hypothesis import given
 from hypothesis import strategies as st
-
-from protocol import Message, ProtocolError, decode, encode, pack_envelope, unpack_envelope
+from veraltheim.protocol import (
+    Message,
+    ProtocolError,
+    decode,
+    encode,
+    pack_envelope,
+    unpack_envelope,
+)
 
 short = st.text(min_size=1).filter(lambda s: 0 < len(s.encode("utf-8", "surrogatepass")) <= 255)
 field = short.filter(lambda s: all(not 0xD800 <= ord(c) <= 0xDFFF for c in s))

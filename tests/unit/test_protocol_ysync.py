@@ -2,8 +2,7 @@
 
 import pytest
 from pycrdt import Awareness, Doc, Map, create_awareness_message, create_update_message
-
-from protocol.ysync import (
+from veraltheim.protocol.ysync import (
     BadMessage,
     Kind,
     create_sync_message,

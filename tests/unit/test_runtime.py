@@ -6,16 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-
-from tests.support.wat import (
-    EVIL_MODULE_WAT,
-    TEST_KERNELS,
-    UNGRANTED_MODULE_WAT,
-    busy_reference,
-    write_manifest,
-    write_test_manifest,
-)
-from wasm import (
+from veraltheim.wasm import (
     BadInput,
     Cancelled,
     CancelToken,
@@ -25,6 +16,15 @@ from wasm import (
     MemoryLimitExceeded,
     Runtime,
     UnknownKernel,
+)
+
+from tests.support.wat import (
+    EVIL_MODULE_WAT,
+    TEST_KERNELS,
+    UNGRANTED_MODULE_WAT,
+    busy_reference,
+    write_manifest,
+    write_test_manifest,
 )
 
 MEMORY_LIMIT = 32 << 20
@@ -507,16 +507,16 @@ def test_a_start_function_that_traps_is_a_kernel_error(tmp_path):
 def test_progress_reports_reach_python_only_when_the_job_has_a_callback(
     manifest, tmp_path, monkeypatch
 ):
-    import wasm.instance
+    from veraltheim.wasm import instance
 
     crossings = []
-    original = wasm.instance._JobSlot.on_progress
+    original = instance._JobSlot.on_progress
 
     def counting(self, *args):
         crossings.append(1)
         return original(self, *args)
 
-    monkeypatch.setattr(wasm.instance._JobSlot, "on_progress", counting)
+    monkeypatch.setattr(instance._JobSlot, "on_progress", counting)
     rt = Runtime(manifest, cache_dir=tmp_path / "cache")
     rt.run("test.progress", b"", {"n": 50})
     assert crossings == []
@@ -556,7 +556,7 @@ def test_none_is_an_empty_input(rt):
 
 
 def test_warm_loads_and_instantiates_every_module_for_the_calling_thread(tmp_path):
-    from wasm import Runtime
+    from veraltheim.wasm import Runtime
 
     rt = Runtime(cache_dir=tmp_path)
     rt.warm()

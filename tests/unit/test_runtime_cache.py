@@ -7,11 +7,11 @@ import sys
 
 import pytest
 import wasmtime
+from veraltheim.wasm import Runtime
+from veraltheim.wasm.cache import BLOB_MAGIC, default_cache_dir
+from veraltheim.wasm.engine import engine_key, wasmtime_version
 
 from tests.support.wat import busy_reference, write_test_manifest
-from wasm import Runtime
-from wasm.cache import BLOB_MAGIC, default_cache_dir
-from wasm.engine import engine_key, wasmtime_version
 
 
 @pytest.fixture

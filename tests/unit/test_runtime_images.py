@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-
-from wasm import BadInput
-from wasm.images import read_image, write_image
+from veraltheim.wasm import BadInput
+from veraltheim.wasm.images import read_image, write_image
 
 
 def test_png_round_trip_is_exact(tmp_path):

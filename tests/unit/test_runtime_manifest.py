@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from veraltheim.wasm import IntegrityError
+from veraltheim.wasm.manifest import load_manifest
 
 from tests.support.wat import write_test_manifest
-from wasm import IntegrityError
-from wasm.manifest import load_manifest
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_range_text_for_list(manifest):
 def test_a_catalogue_entry_round_trips_to_the_same_spec():
     import dataclasses
 
-    from wasm import Runtime, kernel_spec_from_dict
+    from veraltheim.wasm import Runtime, kernel_spec_from_dict
 
     for spec in Runtime().catalogue():
         again = kernel_spec_from_dict(json.loads(json.dumps(spec.to_dict())))
@@ -100,7 +100,7 @@ def test_a_catalogue_entry_round_trips_to_the_same_spec():
     ],
 )
 def test_a_bad_catalogue_entry_is_refused(entry, message):
-    from wasm import kernel_spec_from_dict
+    from veraltheim.wasm import kernel_spec_from_dict
 
     with pytest.raises(IntegrityError, match=message):
         kernel_spec_from_dict(entry)
@@ -116,8 +116,8 @@ def test_a_bad_catalogue_entry_is_refused(entry, message):
     ],
 )
 def test_an_unbounded_param_still_refuses_what_an_f64_cannot_carry(ptype, value, message):
-    from wasm import BadInput
-    from wasm.manifest import ParamSpec
+    from veraltheim.wasm import BadInput
+    from veraltheim.wasm.manifest import ParamSpec
 
     with pytest.raises(BadInput, match=message):
         ParamSpec("p", ptype).coerce("k", value)

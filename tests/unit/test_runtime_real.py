@@ -10,8 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-
-from wasm import (
+from veraltheim.wasm import (
     DEFAULT_MANIFEST_PATH,
     BadInput,
     Cancelled,

@@ -4,8 +4,7 @@ import base64
 import json
 
 import pytest
-
-from service.auth import TokenError, issue_token, verify_token
+from veraltheim.service.auth import TokenError, issue_token, verify_token
 
 SECRET = "s3cret"
 

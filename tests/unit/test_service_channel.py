@@ -5,16 +5,15 @@ stop waiting for in-flight replies."""
 import asyncio
 
 import pytest
+from veraltheim.protocol import Message, decode, encode
+from veraltheim.protocol.constants import CLOSE_GOING_AWAY, VSN
+from veraltheim.service import app as app_module
+from veraltheim.service.app import Service
+from veraltheim.service.auth import issue_token
+from veraltheim.service.channel import Channel, JoinError, Reply
+from veraltheim.service.config import ServiceConfig
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-
-from protocol import Message, decode, encode
-from protocol.constants import CLOSE_GOING_AWAY, VSN
-from service import app as app_module
-from service.app import Service
-from service.auth import issue_token
-from service.channel import Channel, JoinError, Reply
-from service.config import ServiceConfig
 
 SECRET = "unit-secret"
 WAIT_S = 10.0
@@ -276,7 +275,7 @@ async def test_a_topic_too_long_for_binary_frames_is_refused_at_join(svc):
 
 
 async def test_lobby_refuses_a_presence_meta_too_large_to_send_everyone(svc):
-    from service.lobby import MAX_META_BYTES
+    from veraltheim.service.lobby import MAX_META_BYTES
 
     ws = await open_ws(svc, "big")
     await send(ws, "1", "1", "lobby", "phx_join", {"meta": {"bio": "x" * MAX_META_BYTES}})

@@ -3,11 +3,10 @@
 import base64
 
 import pytest
-
-from protocol.constants import AUTH_TOKEN_PREFIX
-from service.auth import TokenError
-from service.endpoint import token_from_subprotocols
-from service.socket import MAX_CLOSE_REASON, close_reason
+from veraltheim.protocol.constants import AUTH_TOKEN_PREFIX
+from veraltheim.service.auth import TokenError
+from veraltheim.service.endpoint import token_from_subprotocols
+from veraltheim.service.socket import MAX_CLOSE_REASON, close_reason
 
 TOKEN = "v1.eyJ1c2VyIjoiYSJ9.c2lnX"  # its base64 ends in '=' padding, which phoenix.js strips
 

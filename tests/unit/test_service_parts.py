@@ -1,14 +1,13 @@
 """Sans-I/O parts of the service: token buckets, router, pubsub fan-out, presence, metrics."""
 
 import pytest
-
-from protocol import decode
-from service import pubsub as pubsub_module
-from service.limits import TokenBucket, UserBuckets
-from service.metrics import Metrics
-from service.presence import Presence
-from service.pubsub import PubSub
-from service.router import Router
+from veraltheim.protocol import decode
+from veraltheim.service import pubsub as pubsub_module
+from veraltheim.service.limits import TokenBucket, UserBuckets
+from veraltheim.service.metrics import Metrics
+from veraltheim.service.presence import Presence
+from veraltheim.service.pubsub import PubSub
+from veraltheim.service.router import Router
 
 
 def test_token_bucket_allows_the_burst_then_refills_at_rate():

@@ -9,10 +9,9 @@ import logging
 
 import pytest
 from pycrdt import Doc, Map, Text
-
-from client.net import ChannelState, Socket
-from client.state import DocCache, DocumentStore, Notes, RunHistory
-from client.state.shared_doc import SharedDoc
+from veraltheim.client.net import ChannelState, Socket
+from veraltheim.client.state import DocCache, DocumentStore, Notes, RunHistory
+from veraltheim.client.state.shared_doc import SharedDoc
 
 
 async def test_documents_open_offline_and_survive_a_restart(tmp_path):
@@ -143,7 +142,7 @@ async def test_closing_while_the_join_waits_for_the_service_warns_of_nothing(tmp
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(joining(), 5)
-    with caplog.at_level(logging.DEBUG, logger="client"):
+    with caplog.at_level(logging.DEBUG, logger="veraltheim.client"):
         await store.aclose()
         await asyncio.sleep(0)  # the join task's turn, had close() not cancelled it already
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

@@ -1,4 +1,4 @@
-"""`python -m wasm.build` is reproducible: a rebuild gives the committed bytes."""
+"""`python -m veraltheim.wasm.build` is reproducible: a rebuild gives the committed bytes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from wasm import build
-from wasm.manifest import load_manifest
+from veraltheim.wasm import build
+from veraltheim.wasm.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_clang = pytest.mark.skipif(
@@ -56,7 +55,7 @@ def test_check_reports_a_stale_module(tmp_path):
 @needs_clang
 def test_check_command_fails_on_stale_output(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "wasm.build", "--check", "--out", str(tmp_path)],
+        [sys.executable, "-m", "veraltheim.wasm.build", "--check", "--out", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
