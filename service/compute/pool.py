@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 KILL_GRACE_S = 1.0
 READY_TIMEOUT_S = 60.0
 MAX_RESTART_DELAY_S = 30.0
+# How long to wait for a killed worker to be reaped (its exit code goes into the error).
+REAP_TIMEOUT_S = 0.5
 RECENT_JOBS = 32
 
 
@@ -73,6 +75,7 @@ class ComputePool:
         # Until the first workers are all ready (or gone), jobs wait: the first jobs then get
         # every worker for their tiles, not just the first one up.
         self.starting_up = False
+        self._reapers: set[asyncio.Task[None]] = set()  # crashed workers being reaped
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -122,6 +125,8 @@ class ComputePool:
                     p.join(5)
 
         await asyncio.to_thread(join_all)
+        if self._reapers:
+            await asyncio.gather(*self._reapers)
         for w in self.workers:
             w.close()
         self.workers = []
@@ -342,15 +347,9 @@ class ComputePool:
             task.worker = None
             if not task.job.finished:
                 self.crashes += 1
-                worker.proc.join(0.5)  # it is dead or dying: reap it to read the exit code
-                code = worker.proc.exitcode
-                self._fail(
-                    task.job,
-                    ComputeError(
-                        WORKER_CRASHED,
-                        f"worker process {worker.pid} died (exit code {code}) while running it",
-                    ),
-                )
+                reaper = asyncio.get_running_loop().create_task(self._fail_crashed(worker, task))
+                self._reapers.add(reaper)
+                reaper.add_done_callback(self._reapers.discard)
         if self.stopping or worker not in self.workers:
             return
         # A worker that dies before it is ready will likely die again: back off, don't spin.
@@ -361,6 +360,19 @@ class ComputePool:
         delay = min(MAX_RESTART_DELAY_S, 0.25 * 2**self.failed_starts) if self.failed_starts else 0
         log.warning("compute worker %d exited; replacing it in %.2g s", worker.pid, delay)
         asyncio.get_running_loop().call_later(delay, self._replace, worker)
+
+    async def _fail_crashed(self, worker: WorkerProcess, task: Task) -> None:
+        """Reap the dead or dying worker for its exit code, then fail its job. Reaping waits on
+        the process (waitpid), so it runs on a thread: the loop keeps serving meanwhile."""
+        await asyncio.to_thread(worker.proc.join, REAP_TIMEOUT_S)
+        code = worker.proc.exitcode
+        self._fail(
+            task.job,
+            ComputeError(
+                WORKER_CRASHED,
+                f"worker process {worker.pid} died (exit code {code}) while running it",
+            ),
+        )
 
     def _replace(self, worker: WorkerProcess) -> None:
         if self.stopping or worker not in self.workers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -123,6 +124,32 @@ async def test_killed_worker_is_replaced_and_only_its_job_fails(pool):
     result = await pool.submit("data.percentiles", values(100), {"steps": 1}).future
     assert len(result.output) == 16
     assert pool.load()["crashes"] == 1
+
+
+async def test_the_loop_keeps_turning_while_a_crashed_worker_is_reaped(pool):
+    """Reaping a dead worker waits on the process: that wait must not stop the event loop."""
+    job = long_job(pool)
+    await wait_for(lambda: job.tasks and job.tasks[0].done > 0)
+    worker = job.tasks[0].worker
+    real_join = worker.proc.join
+    reaping, released = threading.Event(), threading.Event()
+
+    def slow_join(timeout=None):  # a process that takes its time to go
+        reaping.set()
+        released_in_time.append(released.wait(10))
+        return real_join(timeout)
+
+    released_in_time: list[bool] = []
+    worker.proc.join = slow_join
+    os.kill(worker.pid, signal.SIGKILL)
+    await asyncio.to_thread(reaping.wait, 10)
+    # Only the loop releases the join: had the join blocked the loop, it would time out first.
+    assert reaping.is_set() and not job.future.done()
+    released.set()
+    with pytest.raises(ComputeError) as err:
+        await job.future
+    assert released_in_time == [True]
+    assert err.value.reason == WORKER_CRASHED and "exit code -9" in err.value.message
 
 
 async def test_bad_input_from_a_worker_is_an_error_not_a_crash(pool):
