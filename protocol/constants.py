@@ -51,5 +51,6 @@ CLOSE_PROTOCOL_ERROR: Final = 1002  # a frame that does not decode
 CLOSE_POLICY_VIOLATION: Final = 1008  # kept flooding past the rate limit
 CLOSE_MESSAGE_TOO_BIG: Final = 1009  # frame over max_frame_bytes
 CLOSE_INTERNAL_ERROR: Final = 1011
+CLOSE_SERVICE_RESTART: Final = 1012  # like 1001: not a final close, reconnect
 CLOSE_IDLE_TIMEOUT: Final = 4000  # no frame for idle_timeout_s
 CLOSE_SLOW_READER: Final = 4001  # send buffer bound exceeded: client too slow to read
