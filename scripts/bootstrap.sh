@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Veraltheim needs on a Debian machine with Python 3.11; safe to run again.
 #   scripts/bootstrap.sh          runtime: Qt's system libraries, a venv with the package
-#   scripts/bootstrap.sh --dev    also: clang/lld (kernel rebuild test), Node (interop tests), test deps
+#   scripts/bootstrap.sh --dev    also: clang/lld (kernel rebuild test), Node (interop tests), test deps,
+#                                 redis-server + haproxy + the [cluster] extra (cluster tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; t
 apt_pkgs=(libgl1 libegl1 libfontconfig1 fonts-dejavu-core libglib2.0-0 libxkbcommon0 libdbus-1-3)
 $PYTHON -m venv --help >/dev/null 2>&1 && $PYTHON -c 'import ensurepip' 2>/dev/null || apt_pkgs+=(python3-venv)
 if [ $dev = 1 ]; then
-  apt_pkgs+=(clang lld)
+  apt_pkgs+=(clang lld redis-server haproxy)  # redis/haproxy: the cluster tests and benchmark
   command -v node >/dev/null || apt_pkgs+=(nodejs)
   command -v npm >/dev/null || apt_pkgs+=(npm)
 fi
@@ -27,8 +28,8 @@ for p in "${apt_pkgs[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   echo "bootstrap: apt-get install ${missing[*]}"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # The venv, reinstalled only when pyproject.toml changed.

@@ -87,12 +87,19 @@ class Service:
         self.config = config
         self.metrics = Metrics()
         self.stats = Stats(self.metrics)
-        pubsub = PubSub()
+        pubsub: PubSub = PubSub()
+        presence = Presence(pubsub)
+        self.cluster: Any = None  # a ClusterNode when broadcasts and presence span nodes
+        if config.cluster.pubsub_url:
+            from veraltheim.service.cluster.node import ClusterNode  # needs the cluster extra
+
+            self.cluster = ClusterNode(config.cluster, self.metrics)
+            pubsub, presence = self.cluster.pubsub, self.cluster.presence
         self.ctx = ServiceContext(
             config=config,
             data_dir=config.data_dir,
             pubsub=pubsub,
-            presence=Presence(pubsub),
+            presence=presence,
             metrics=self.metrics,
         )
         self.router = build_router()
@@ -127,6 +134,8 @@ class Service:
 
     async def start(self) -> tuple[str, int]:
         self.started_at = time.monotonic()
+        if self.cluster is not None:
+            await self.cluster.start()
         for name, factory in COMPONENTS.items():
             component = factory(self.config)
             await component.start(self.ctx)
@@ -166,6 +175,8 @@ class Service:
             except Exception:
                 log.exception("component %s failed to stop", name)
         self.components.clear()
+        if self.cluster is not None:
+            await self.cluster.stop()
         for task in list(self._tasks):
             task.cancel()
 
@@ -197,13 +208,26 @@ class Service:
         return time.monotonic() - self.started_at
 
     def health(self) -> dict[str, Any]:
-        return {
+        """/healthz. "degraded": a shared part (Redis) is away; the node still serves its own
+        clients, so the answer stays 200 and a load balancer keeps it in rotation."""
+        out: dict[str, Any] = {
             "status": "stopping" if self.stopping else "ok",
             "version": version(),
             "uptime": round(self.uptime(), 3),
             "sockets": len(self.sockets),
             "channels": len(self.channels),
         }
+        parts = {}
+        if self.cluster is not None:
+            parts["pubsub"] = self.cluster.health()
+        for name, component in self.components.items():
+            if hasattr(component, "cluster_health"):
+                parts[name] = component.cluster_health()
+        if parts:
+            out["cluster"] = parts
+            if out["status"] == "ok" and any(p.get("redis") == "down" for p in parts.values()):
+                out["status"] = "degraded"
+        return out
 
     async def _sweep_idle(self) -> None:
         timeout = self.config.idle_timeout_s

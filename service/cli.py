@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--keyfile", type=Path, metavar="FILE", help="TLS private key (PEM)")
     server.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="log level")
     server.add_argument("--log-file", type=Path, metavar="FILE", help="log file")
+    server.add_argument(
+        "--pubsub", metavar="URL", help="redis://HOST:PORT/DB: broadcasts and presence across nodes"
+    )
+    server.add_argument("--store", metavar="URL", help="redis://HOST:PORT/DB: documents in Redis")
+    server.add_argument(
+        "--compute", metavar="URL", help="dask://SCHEDULER:PORT: compute on a Dask cluster"
+    )
+    server.add_argument("--node-name", metavar="NAME", help="this node's name in a cluster")
 
     parser = argparse.ArgumentParser(
         prog=PROG, description="The Veraltheim service: Phoenix Channels over WebSocket."
@@ -118,6 +126,10 @@ def config_from_args(args: argparse.Namespace) -> ServiceConfig:
         "log_level": getattr(args, "log_level", None),
         "log_file": getattr(args, "log_file", None),
         "pidfile": getattr(args, "pidfile", None),
+        "cluster.pubsub_url": getattr(args, "pubsub", None),
+        "cluster.store_url": getattr(args, "store", None),
+        "cluster.compute_url": getattr(args, "compute", None),
+        "cluster.node_name": getattr(args, "node_name", None),
     }
     file = args.config or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
     config = load_config(overrides, os.environ, file)

@@ -3,7 +3,8 @@
 Every setting is declared once here with its default and a one-line description; the CLI flags,
 environment variable names and the README table are derived from these declarations.
 
-- TOML file: top-level keys for `ServiceConfig`; tables `[compute]` and `[docs]` for the nested.
+- TOML file: top-level keys for `ServiceConfig`; tables `[compute]`, `[docs]`, `[cluster]` for
+  the nested.
 - Environment: `VERALTHEIM_<KEY>` (e.g. `VERALTHEIM_PORT`), `VERALTHEIM_COMPUTE_<KEY>`,
   `VERALTHEIM_DOCS_<KEY>`. Variables with other names are left alone (the client shares the prefix).
 - Overrides (flags): `{"port": 0, "compute.workers": 2}` or `{"compute": {"workers": 2}}`;
@@ -103,6 +104,36 @@ class DocsConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """More than one node: Redis for pub/sub, presence and documents; Dask for compute."""
+
+    pubsub_url: str = field(
+        default="",
+        metadata=doc(
+            "redis://HOST:PORT/DB: broadcasts and presence across nodes; empty: this node"
+        ),
+    )
+    store_url: str = field(
+        default="",
+        metadata=doc("redis://HOST:PORT/DB: document logs in Redis; empty: SQLite in data_dir"),
+    )
+    compute_url: str = field(
+        default="",
+        metadata=doc("dask://SCHEDULER:PORT: compute jobs on a Dask cluster; empty: local pool"),
+    )
+    node_name: str = field(
+        default="", metadata=doc("this node's name among the others; empty: host:pid:random")
+    )
+    heartbeat_s: float = field(
+        default=1.0, metadata=doc("a node says it is alive this often over Redis", min=0.01)
+    )
+    down_after_s: float = field(
+        default=5.0,
+        metadata=doc("a node silent this long is down: its presence entries leave", min=0.02),
+    )
+
+
+@dataclass
 class ServiceConfig:
     """Every setting of `veraltheim-service`, with its default."""
 
@@ -171,6 +202,7 @@ class ServiceConfig:
     )
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     docs: DocsConfig = field(default_factory=DocsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
     def tls(self) -> bool:
@@ -186,7 +218,11 @@ class ServiceConfig:
 
 
 # Nested sections: TOML table / env infix / override prefix -> dataclass.
-SECTIONS: dict[str, type] = {"compute": ComputeConfig, "docs": DocsConfig}
+SECTIONS: dict[str, type] = {
+    "compute": ComputeConfig,
+    "docs": DocsConfig,
+    "cluster": ClusterConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -393,3 +429,9 @@ def _check_consistency(config: ServiceConfig) -> None:
         raise ConfigError("certfile and keyfile must be given together (TLS needs both)")
     if config.secret_key is not None and not config.secret_key.strip():
         raise ConfigError("bad value for 'secret_key': empty")
+    from veraltheim.service.cluster.urls import check_cluster_config
+
+    try:
+        check_cluster_config(config.cluster)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

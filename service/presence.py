@@ -43,9 +43,12 @@ class Presence:
         return ref, full
 
     def announce_join(self, topic: str, key: str, meta: Meta) -> None:
-        self.pubsub.broadcast(
-            topic, PRESENCE_DIFF, {"joins": {key: {"metas": [meta]}}, "leaves": {}}
-        )
+        self.send_diff(topic, {key: {"metas": [meta]}}, {})
+
+    def send_diff(self, topic: str, joins: dict[str, Any], leaves: dict[str, Any]) -> None:
+        """Tell topic's subscribers who came and went (a cluster presence also tells the other
+        nodes, which tell their own subscribers)."""
+        self.pubsub.broadcast(topic, PRESENCE_DIFF, {"joins": joins, "leaves": leaves})
 
     def track(self, owner: Hashable, topic: str, key: str, meta: Meta | None = None) -> str:
         """Add (key, meta) on topic for owner and broadcast the diff; returns the phx_ref."""
@@ -73,8 +76,7 @@ class Presence:
             if meta is not None:
                 leaves.setdefault(t, {}).setdefault(key, []).append(meta)
         for t, by_key in leaves.items():
-            diff = {k: {"metas": metas} for k, metas in by_key.items()}
-            self.pubsub.broadcast(t, PRESENCE_DIFF, {"joins": {}, "leaves": diff})
+            self.send_diff(t, {}, {k: {"metas": metas} for k, metas in by_key.items()})
 
     def list(self, topic: str) -> dict[str, dict[str, list[Meta]]]:
         """The presence_state payload of topic."""

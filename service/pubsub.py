@@ -55,11 +55,16 @@ class PubSub:
 
         Raises ProtocolError (before sending anything) if the payload cannot be encoded.
         """
+        if topic not in self._topics:
+            return 0
+        return self.fanout(topic, encode_broadcast(topic, event, payload), exclude=exclude)
+
+    def fanout(self, topic: str, wire: bytes, *, exclude: Subscriber | None = None) -> int:
+        """Write an encoded broadcast frame to this node's subscribers of topic but `exclude`."""
         subs = self._topics.get(topic)
         if not subs:
             return 0
         started = time.perf_counter()
-        wire = encode_broadcast(topic, event, payload)
         sent = 0
         # A copy: a delivery may evict a slow socket, which unsubscribes it.
         for sub in list(subs):
@@ -68,6 +73,10 @@ class PubSub:
                 sent += 1
         self.last_fanout = (sent, time.perf_counter() - started)
         return sent
+
+    # On one node every broadcast is local; a cluster pubsub overrides `broadcast` (to reach the
+    # other nodes too) and keeps this one for what each node tells its own subscribers.
+    broadcast_local = broadcast
 
     def publish(self, topic: str, message: Any, *, exclude: Subscriber | None = None) -> int:
         """Hand a server-side message to each subscriber's handle_info."""
