@@ -69,6 +69,7 @@ async def serve(config: ServiceConfig, announce: Callable[[str], None]) -> None:
 
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
+    log.debug("event loop: %s.%s", type(loop).__module__, type(loop).__name__)
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
         loop.add_signal_handler(sig, stop_requested.set)
@@ -89,8 +90,36 @@ async def serve(config: ServiceConfig, announce: Callable[[str], None]) -> None:
     log.info("stopped")
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (not on Windows): its transports read and write in C, so a
+    broadcast costs little more than one send() per socket; asyncio's own loop elsewhere."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def raise_fd_limit() -> None:
+    """Every socket is a descriptor: take the hard limit, not the soft one (often 1024)."""
+    try:
+        import resource  # not on Windows
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # macOS refuses an unlimited hard value
+            log.info("descriptor limit stays %d", soft)
+            return
+    log.info("descriptor limit %d: at most about that many sockets", hard)
+
+
 def run_blocking(config: ServiceConfig, announce: Callable[[str], None]) -> None:
-    asyncio.run(serve(config, announce))
+    raise_fd_limit()
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(serve(config, announce))
 
 
 def error_message(error: BaseException, config: ServiceConfig) -> str:
