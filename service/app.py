@@ -17,7 +17,7 @@ from typing import Any
 
 from veraltheim.protocol.constants import CLOSE_GOING_AWAY, CLOSE_IDLE_TIMEOUT, LOBBY_TOPIC
 from veraltheim.protocol.ysync import DOC_TOPIC_PREFIX
-from veraltheim.service.channel import SHUTDOWN, Channel
+from veraltheim.service.channel import CRASHED, SHUTDOWN, Channel
 from veraltheim.service.compute.channel import ComputeChannel
 from veraltheim.service.compute.component import ComputeComponent
 from veraltheim.service.config import ServiceConfig
@@ -199,7 +199,7 @@ class Service:
 
     def channel_ended(self, channel: Channel, reason: str) -> None:
         self.channels.discard(channel)
-        if reason == "crashed":
+        if reason == CRASHED:
             self.stats.channel_crashes.inc()
 
     # -- health ------------------------------------------------------------------------------

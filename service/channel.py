@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from veraltheim.protocol import Message
 from veraltheim.protocol.constants import PRESENCE_STATE, STATUS_ERROR, STATUS_OK
+from veraltheim.protocol.reasons import Reason
 
 if TYPE_CHECKING:
     from veraltheim.service.context import ServiceContext
@@ -241,7 +242,7 @@ class Channel:
             log.exception("join of %s (user %s) failed", self.topic, self.user_id)
             self._socket.send_message(
                 Message.reply(
-                    self.join_ref, ref, self.topic, STATUS_ERROR, {"reason": "join crashed"}
+                    self.join_ref, ref, self.topic, STATUS_ERROR, {"reason": Reason.JOIN_CRASHED}
                 )
             )
             return False

@@ -11,6 +11,7 @@ import json
 import time
 from typing import Any
 
+from veraltheim.protocol.reasons import Reason
 from veraltheim.service.channel import Channel, JoinError, Reply
 
 PING = "ping"
@@ -26,7 +27,7 @@ class LobbyChannel(Channel):
             extra = payload.get("meta")
             if isinstance(extra, dict):
                 if len(json.dumps(extra, separators=(",", ":"))) > MAX_META_BYTES:
-                    raise JoinError({"reason": "meta too large", "limit": MAX_META_BYTES})
+                    raise JoinError({"reason": Reason.META_TOO_LARGE, "limit": MAX_META_BYTES})
                 meta.update(extra)
             self.track_presence(self.user_id, meta)
         return {"user": self.user_id}

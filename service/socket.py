@@ -28,6 +28,7 @@ from veraltheim.protocol.constants import (
     STATUS_ERROR,
     STATUS_OK,
 )
+from veraltheim.protocol.reasons import Reason
 from veraltheim.service.channel import CLOSED, CRASHED, DUPLICATE, LEFT, SHUTDOWN, Channel
 from veraltheim.service.limits import TokenBucket
 from veraltheim.service.wire import wire_frame
@@ -45,10 +46,10 @@ MAX_CLOSE_REASON = 123
 # An evicted client that never reads its close frame is cut off after this long.
 EVICT_ABORT_S = 2.0
 
-RATE_LIMITED = {"reason": "rate_limited"}
+RATE_LIMITED = {"reason": Reason.RATE_LIMITED}
 SERVER_EVENTS = frozenset({PHX_REPLY, PHX_ERROR, PHX_CLOSE})
-UNMATCHED_TOPIC = {"reason": "unmatched topic"}
-SHUTTING_DOWN = {"reason": "service is shutting down"}
+UNMATCHED_TOPIC = {"reason": Reason.UNMATCHED_TOPIC}
+SHUTTING_DOWN = {"reason": Reason.SERVICE_SHUTTING_DOWN}
 
 
 def close_reason(text: str) -> str:
@@ -186,12 +187,14 @@ class Socket:
             self.reply(msg, STATUS_ERROR, SHUTTING_DOWN)
             return
         if not isinstance(msg.payload, dict):
-            self.reply(msg, STATUS_ERROR, {"reason": "join payload must be a JSON object"})
+            self.reply(msg, STATUS_ERROR, {"reason": Reason.BAD_JOIN_PAYLOAD})
             return
         if len(msg.topic.encode()) > MAX_BINARY_FIELD_BYTES:
             # Refused now rather than crashing the channel at its first binary frame.
             self.reply(
-                msg, STATUS_ERROR, {"reason": "topic too long", "limit": MAX_BINARY_FIELD_BYTES}
+                msg,
+                STATUS_ERROR,
+                {"reason": Reason.TOPIC_TOO_LONG, "limit": MAX_BINARY_FIELD_BYTES},
             )
             return
         channel_cls = service.router.match(msg.topic)
@@ -207,7 +210,7 @@ class Socket:
         elif len(self.channels) >= service.config.max_channels_per_socket:
             service.stats.channel_limit.inc()
             limit = service.config.max_channels_per_socket
-            self.reply(msg, STATUS_ERROR, {"reason": "too many channels", "limit": limit})
+            self.reply(msg, STATUS_ERROR, {"reason": Reason.TOO_MANY_CHANNELS, "limit": limit})
             return
         join_ref = msg.join_ref if msg.join_ref is not None else msg.ref
         channel = channel_cls(self, msg.topic, join_ref, msg.payload)

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from veraltheim.client.compute.decision import Decision
-from veraltheim.client.compute.dispatcher import WHERE, Dispatcher
+from veraltheim.client.compute.dispatcher import Dispatcher
+from veraltheim.client.compute.routes import Route
 from veraltheim.client.net import ConnectionState, Socket
 from veraltheim.wasm import KernelError, KernelSpec, UnknownKernel, kernel_spec_from_dict
 from veraltheim.wasm import cli as wasm_cli
@@ -40,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a kernel on files, here or on --service")
     wasm_cli.add_run_arguments(run)
     wasm_cli.add_runtime_arguments(run)
-    run.add_argument("--where", choices=WHERE, default="auto", help="where to run (default auto)")
+    run.add_argument(
+        "--where", choices=list(Route), default=Route.AUTO, help="where to run (default auto)"
+    )
     run.add_argument("--service", metavar="URL", help="service to offload to: ws[s]://HOST:PORT")
     run.add_argument("--token", help="access token for --service")
     run.add_argument(
@@ -109,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
         return wasm_cli.main(argv)
-    if args.service is None and args.where == "remote":
+    if args.service is None and args.where == Route.REMOTE:
         return wasm_cli.fail("--where remote needs --service URL", 2)
     # Without a service and without asking for the record: exactly wasm/cli.py's `run`.
     plain = args.service is None and not args.json_decision

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Where = Literal["local", "remote"]
+from veraltheim.client.compute.routes import Route
 
 
 @dataclass
 class Decision:
     kernel: str
-    requested: str  # "auto" | "local" | "remote"
-    where: Where
+    requested: Route  # what the caller asked for
+    where: Route  # where it ran: LOCAL or REMOTE
     reason: str
     local_estimate_ms: float | None = None
     remote_estimate_ms: float | None = None

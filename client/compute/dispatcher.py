@@ -20,14 +20,15 @@ from veraltheim.client.compute.cost_model import CostModel, work_units
 from veraltheim.client.compute.decision import Decision
 from veraltheim.client.compute.errors import RemoteError, RemoteUnavailable
 from veraltheim.client.compute.remote import RemoteCompute
+from veraltheim.client.compute.routes import Route
 from veraltheim.client.net.push import JoinError, PushTimeout
 from veraltheim.protocol.constants import COMPUTE_TOPIC
+from veraltheim.protocol.reasons import Reason
 from veraltheim.wasm import BadInput, Cancelled, MemoryLimitExceeded, UnknownKernel
 
 Progress = Callable[[int, int], None]
-WHERE = ("auto", "local", "remote")
 # Remote errors that are about the input, not the service: running locally would fail the same.
-INPUT_ERRORS = {"bad_input", "bad_request", "cancelled"}
+INPUT_ERRORS = {Reason.BAD_INPUT, Reason.BAD_REQUEST, Reason.CANCELLED}
 LOAD_MAX_AGE_S = 1.0
 RECONNECT_AFTER_S = 10.0  # after a failed join/probe, runs stay local this long
 RTT_PROBES = 2
@@ -96,20 +97,21 @@ class Dispatcher:
         data: bytes | bytearray | memoryview = b"",
         params: dict[str, Any] | None = None,
         *,
-        where: str = "auto",
+        where: Route | str = Route.AUTO,
         progress: Progress | None = None,
         cancel: Any = None,
         deadline_s: float | None = None,
     ) -> tuple[bytes, Decision]:
         """Run `kernel`; return its output and the Decision (where, why, estimates, times)."""
-        if where not in WHERE:
-            raise ValueError(f"where must be one of {', '.join(WHERE)}, got {where!r}")
+        if where not in set(Route):
+            raise ValueError(f"where must be one of {', '.join(Route)}, got {where!r}")
+        where = Route(where)
         start = time.perf_counter()
         params = dict(params or {})
         costs = self.model.kernels.get(kernel)
         if costs is None and (self.remote is None or self._probed):
             raise UnknownKernel(f"unknown kernel {kernel!r}")  # neither here nor there
-        if where == "remote" or (where == "auto" and (costs is None or not costs.local)):
+        if where == Route.REMOTE or (where == Route.AUTO and (costs is None or not costs.local)):
             # Only the service can run it: wait for a reconnect or rejoin in progress.
             wait_s = self.max_remote_timeout_s if deadline_s is None else deadline_s
             why_not = await self._await_remote(min(self.max_remote_timeout_s, wait_s), cancel)
@@ -122,12 +124,12 @@ class Dispatcher:
         if costs is None:
             raise UnknownKernel(f"unknown kernel {kernel!r}")
         too_big = None
-        if costs.local and where != "remote":
+        if costs.local and where != Route.REMOTE:
             try:
                 norm = self.runtime.validate(kernel, data, params)
             except MemoryLimitExceeded as exc:
                 # Too big for this process, maybe not for the service: auto may send it there.
-                if where != "auto" or not (online and costs.remote):
+                if where != Route.AUTO or not (online and costs.remote):
                     raise
                 too_big, norm = str(exc), self._remote_defaults(kernel, params)
         else:
@@ -136,7 +138,7 @@ class Dispatcher:
             kernel, len(data), norm, where, online, local_ok=too_big is None, why_offline=why_not
         )
         self._maybe_refresh_load(decision)
-        if decision.where == "remote":
+        if decision.where == Route.REMOTE:
             try:
                 output = await self._run_remote(
                     kernel, data, norm, decision, progress, cancel, deadline_s
@@ -144,14 +146,19 @@ class Dispatcher:
                 decision.actual_ms = (time.perf_counter() - start) * 1000
                 return output, decision
             except RemoteError as exc:
-                if where == "remote" or exc.reason in INPUT_ERRORS or not costs.local or too_big:
+                if (
+                    where == Route.REMOTE
+                    or exc.reason in INPUT_ERRORS
+                    or not costs.local
+                    or too_big
+                ):
                     raise
                 decision.fallback = f"{exc.reason}: {exc}"
             except (RemoteUnavailable, PushTimeout) as exc:
-                if where == "remote" or not costs.local or too_big:
+                if where == Route.REMOTE or not costs.local or too_big:
                     raise RemoteUnavailable(str(exc) or "no reply from the service") from exc
                 decision.fallback = str(exc) or "no reply from the service in time"
-            decision.where = "local"
+            decision.where = Route.LOCAL
             norm = self.runtime.validate(kernel, data, params)
         run_start = time.perf_counter()
         output = await self._run_local(kernel, data, norm, progress, cancel, deadline_s)
@@ -164,7 +171,7 @@ class Dispatcher:
         kernel: str,
         data_len: int,
         params: dict[str, Any],
-        where: str = "auto",
+        where: Route | str = Route.AUTO,
         online: bool = True,
         *,
         local_ok: bool = True,
@@ -180,11 +187,12 @@ class Dispatcher:
         limit = self.model.load.max_input_bytes
         fits = limit is None or data_len <= limit
         remote = costs.remote and online and fits
-        if where == "local":
+        where = Route(where)
+        if where == Route.LOCAL:
             if not costs.local:
                 raise UnknownKernel(f"{kernel} exists on the service only; it cannot run locally")
-            d = Decision(kernel, where, "local", "forced local")
-        elif where == "remote" or not costs.local:
+            d = Decision(kernel, where, Route.LOCAL, "forced local")
+        elif where == Route.REMOTE or not costs.local:
             if not online:
                 why = why_offline if why_offline and why_offline != "offline" else None
                 why = why or "the service is offline"
@@ -199,14 +207,14 @@ class Dispatcher:
                 raise BadInput(
                     f"{kernel}: input of {data_len} bytes exceeds the service's limit of {limit}"
                 )
-            reason = "forced remote" if where == "remote" else "remote-only kernel"
-            d = Decision(kernel, where, "remote", reason)
+            reason = "forced remote" if where == Route.REMOTE else "remote-only kernel"
+            d = Decision(kernel, where, Route.REMOTE, reason)
         elif not local:
             if not remote:
                 raise MemoryLimitExceeded(
                     f"{kernel}: input of {data_len} bytes fits neither here nor on the service"
                 )
-            d = Decision(kernel, where, "remote", "input exceeds the local memory limit")
+            d = Decision(kernel, where, Route.REMOTE, "input exceeds the local memory limit")
         elif not remote:
             if not online:
                 reason = why_offline or "offline"
@@ -214,7 +222,7 @@ class Dispatcher:
                 reason = "local-only kernel"
             else:
                 reason = "input too big for the service"
-            d = Decision(kernel, where, "local", reason)
+            d = Decision(kernel, where, Route.LOCAL, reason)
         else:
             d = None
         est = self.model.estimate(kernel, data_len, params)
@@ -228,12 +236,12 @@ class Dispatcher:
             if stale >= EXPLORE_EVERY and other <= best * (1 + EXPLORE_MAX_LOSS):
                 # Close call, and the other side's figure is old: measure it again.
                 remote_wins = not remote_wins
-                side = "remote" if remote_wins else "local"
+                side = Route.REMOTE if remote_wins else Route.LOCAL
                 d = Decision(kernel, where, side, f"re-measuring {side} (estimates close)")
             elif remote_wins:
-                d = Decision(kernel, where, "remote", "remote estimated faster")
+                d = Decision(kernel, where, Route.REMOTE, "remote estimated faster")
             else:
-                d = Decision(kernel, where, "local", "local estimated faster")
+                d = Decision(kernel, where, Route.LOCAL, "local estimated faster")
         d.local_estimate_ms = est.local_ms if costs.local else None
         d.remote_estimate_ms = est.remote_ms if remote else None
         d.queue_estimate_ms = est.queue_ms if remote else None

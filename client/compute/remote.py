@@ -18,6 +18,7 @@ from veraltheim.client.net.push import JoinError, PushTimeout
 from veraltheim.client.net.state import ChannelState, ConnectionState
 from veraltheim.protocol.envelope import pack_envelope, unpack_envelope
 from veraltheim.protocol.errors import ProtocolError
+from veraltheim.protocol.reasons import ComputeEvent, Reason
 from veraltheim.wasm import Cancelled
 
 Progress = Callable[[int, int], None]
@@ -114,7 +115,7 @@ class RemoteCompute:
         """Join once (rejoins after drops are the channel's business), then fetch the catalogue."""
         if self.channel is None:
             ch = self.socket.channel(self.topic)
-            ch.on("progress", self._on_progress)
+            ch.on(ComputeEvent.PROGRESS, self._on_progress)
             ch.on_join(self._notify)
             ch.on_error(self._on_channel_down)
             ch.on_close(self._on_channel_down)
@@ -133,7 +134,7 @@ class RemoteCompute:
         trip in ms (without the catalogue, a small reply: a sample of the link's RTT)."""
         start = time.perf_counter()
         payload = {} if catalogue else {"catalogue": False}
-        reply = await self.channel.push("kernels", payload, timeout=KERNELS_TIMEOUT_S)
+        reply = await self.channel.push(ComputeEvent.KERNELS, payload, timeout=KERNELS_TIMEOUT_S)
         rtt_ms = (time.perf_counter() - start) * 1000
         if not reply.ok:
             raise RemoteError(reply.response.get("reason", "error"), str(reply.response))
@@ -146,7 +147,9 @@ class RemoteCompute:
     async def probe(self, nbytes: int) -> float:
         """Echo `nbytes` through the service; the round trip in ms (for RTT and bandwidth)."""
         start = time.perf_counter()
-        reply = await self.channel.push("probe", bytes(nbytes), timeout=KERNELS_TIMEOUT_S * 4)
+        reply = await self.channel.push(
+            ComputeEvent.PROBE, bytes(nbytes), timeout=KERNELS_TIMEOUT_S * 4
+        )
         if not reply.ok:
             raise RemoteError(reply.response.get("reason", "error"), str(reply.response))
         return (time.perf_counter() - start) * 1000
@@ -173,7 +176,7 @@ class RemoteCompute:
         if progress is not None:
             self.progress[job_id] = progress
         start = time.perf_counter()
-        push = self.channel.push("compute_request", payload, timeout=timeout_s)
+        push = self.channel.push(ComputeEvent.REQUEST, payload, timeout=timeout_s)
         waiters = {asyncio.ensure_future(push), lost}
         watcher = asyncio.ensure_future(_watch_cancel(cancel)) if cancel is not None else None
         if watcher is not None:
@@ -183,10 +186,10 @@ class RemoteCompute:
                 done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:  # our caller gave up: the service need not go on
                 if self.joined:
-                    self.channel.push("cancel", {"id": job_id})
+                    self.channel.push(ComputeEvent.CANCEL, {"id": job_id})
                 raise
             if watcher is not None and watcher in done:
-                self.channel.push("cancel", {"id": job_id})
+                self.channel.push(ComputeEvent.CANCEL, {"id": job_id})
                 raise Cancelled(f"{kernel}: cancelled")
             if lost in done:
                 raise RemoteUnavailable(f"the connection to the service dropped during {kernel}")
@@ -195,7 +198,7 @@ class RemoteCompute:
             except PushTimeout:
                 # We give up on it (and run it here): the service need not finish it either.
                 if self.joined:
-                    self.channel.push("cancel", {"id": job_id})
+                    self.channel.push(ComputeEvent.CANCEL, {"id": job_id})
                 raise
         finally:
             for w in waiters:
@@ -206,7 +209,7 @@ class RemoteCompute:
         wall_ms = (time.perf_counter() - start) * 1000
         if not reply.ok:
             resp = reply.response if isinstance(reply.response, dict) else {}
-            if resp.get("reason") == "cancelled":
+            if resp.get("reason") == Reason.CANCELLED:
                 raise Cancelled(f"{kernel}: {resp.get('message', 'cancelled')}")
             raise RemoteError(resp.get("reason", "error"), resp.get("message", str(resp)), resp)
         if not isinstance(reply.response, bytes):

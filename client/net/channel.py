@@ -23,6 +23,7 @@ from veraltheim.client.net.push import (
 from veraltheim.client.net.state import ChannelState
 from veraltheim.client.net.timer import RetryTimer
 from veraltheim.protocol import PHX_CLOSE, PHX_ERROR, PHX_JOIN, PHX_LEAVE, PHX_REPLY, Message
+from veraltheim.protocol.reasons import Reason
 
 if TYPE_CHECKING:
     from veraltheim.client.net.socket import Socket
@@ -254,7 +255,7 @@ class Channel:
         if not self._ever_joined and first is not None and not first.done():
             # the first join was refused: hand it to join()'s caller, stop trying
             first.set_exception(JoinError(response))
-            self._close({"reason": "join refused", "response": response})
+            self._close({"reason": Reason.JOIN_REFUSED, "response": response})
             return
         log.info("rejoin of %s refused: %r; retrying", self.topic, response)
         self.state = ChannelState.ERRORED

@@ -7,6 +7,8 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from veraltheim.protocol.reasons import Reason
+
 DEFAULT_TIMEOUT_S = 10.0  # phoenix.js's default push and join timeout
 
 
@@ -125,4 +127,4 @@ def reply_of(payload: Any) -> Reply:
     """A Reply from a phx_reply payload, tolerating a malformed one (status "error")."""
     if isinstance(payload, dict) and isinstance(payload.get("status"), str):
         return Reply(payload["status"], payload.get("response"))
-    return Reply("error", {"reason": "malformed reply", "payload": payload})
+    return Reply("error", {"reason": Reason.MALFORMED_REPLY, "payload": payload})

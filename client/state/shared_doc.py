@@ -18,6 +18,7 @@ from typing import Any
 from pycrdt import Awareness, Doc, merge_updates
 from veraltheim.client.net import Presence
 from veraltheim.client.state.cache import DocCache
+from veraltheim.protocol.reasons import Reason
 from veraltheim.protocol.ysync import (
     DOC_TOPIC_PREFIX,
     EMPTY_UPDATE,
@@ -397,9 +398,9 @@ class SharedDoc:
             return
         reason = reply.response.get("reason") if isinstance(reply.response, dict) else None
         log.warning("%s: the service refused an update: %s", self.topic, reply.response)
-        if reason == "read_only":
+        if reason == Reason.READ_ONLY:
             self.read_only = True
-        elif reason in ("rate_limited", "store_failed"):  # transient: sync again later
+        elif reason in (Reason.RATE_LIMITED, Reason.STORE_FAILED):  # transient: sync again later
             asyncio.get_running_loop().call_later(RESYNC_DELAY_S, self._resync)
 
     def _resync(self) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from veraltheim.client.ui.views import VIEWS, View
 from veraltheim.protocol.constants import APP_NAME
 
 FIRST_FRAME_ENV = "VERALTHEIM_REPORT_FIRST_FRAME"  # bench/ui.py: print the time of the first frame
@@ -39,8 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--view",
         type=_view_name,
-        default="Workbench",
-        help="view to show first (Workbench, Runs, Notes, ...)",
+        default=View.WORKBENCH,
+        help=f"view to show first ({', '.join(VIEWS)}; any case)",
     )
     p.add_argument("--local-only", action="store_true", help="do not connect to any service")
     return p.parse_args(argv)
@@ -56,8 +57,6 @@ def _service_url(text: str) -> str:
 
 
 def _view_name(text: str) -> str:
-    from veraltheim.client.ui.shell import VIEWS
-
     for view in VIEWS:
         if view.lower() == text.lower():
             return view

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtQuick import QQuickItem
+from veraltheim.client.compute.routes import Route
+from veraltheim.client.ui.views import VIEWS, View
 from veraltheim.client.ui.waiting import wait_signal, wait_until
 from veraltheim.protocol.constants import LOBBY_TOPIC
 
@@ -83,10 +85,10 @@ async def partner_answers(shell: Any, out: Path) -> None:
             "the partner in the notes",
         )
         say(f"{PARTNER} answered in the shared note, live")
-        shell.show_view("Notes")
+        shell.show_view(View.NOTES)
         await asyncio.sleep(0)
         shell.screenshot(out / "3-notes.png")  # taken now, while the partner is still here
-        shell.show_view("Connection")
+        shell.show_view(View.CONNECTION)
         await asyncio.sleep(0)
         shell.screenshot(out / "4-connection.png")
     finally:
@@ -96,8 +98,6 @@ async def partner_answers(shell: Any, out: Path) -> None:
 
 
 async def run_demo(shell: Any, out: Path) -> list[Path]:
-    from veraltheim.client.ui.shell import VIEWS
-
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):  # this run's pictures only
         old.unlink()
@@ -116,13 +116,13 @@ async def run_demo(shell: Any, out: Path) -> list[Path]:
     if shell.runtime is None:
         say("skipped both jobs: the kernel runtime could not start")
     else:
-        say(await run_job(shell, LOCAL_KERNEL, "local", width=800, height=600))
-        shell.show_view("Workbench")
+        say(await run_job(shell, LOCAL_KERNEL, Route.LOCAL, width=800, height=600))
+        shell.show_view(View.WORKBENCH)
         workbench_shot = shell.grab()  # the local result, before the remote job replaces it
         if online and shell.dispatcher_available:
-            say(await run_job(shell, REMOTE_KERNEL, "remote", use_result=True))
+            say(await run_job(shell, REMOTE_KERNEL, Route.REMOTE, use_result=True))
             # and one where the dispatcher chooses (its reason shows in the Inspector)
-            say(await run_job(shell, AUTO_KERNEL, "auto", use_result=True))
+            say(await run_job(shell, AUTO_KERNEL, Route.AUTO, use_result=True))
         else:
             say("skipped the remote job: no compute service connected")
     if shell.notes.ready:
@@ -141,7 +141,7 @@ async def run_demo(shell: Any, out: Path) -> list[Path]:
     kept = {"3-notes.png", "4-connection.png"} if (out / "4-connection.png").exists() else set()
     for i, view in enumerate(VIEWS, 1):
         shell.show_view(view)
-        if view == "Runs" and shell.runs.model.count:
+        if view == View.RUNS and shell.runs.model.count:
             shell.runs.select(shell.runs.model.count - 1)
         await asyncio.sleep(0)  # let QML apply the view change before the frame is grabbed
         path = out / f"{i}-{view.lower()}.png"
@@ -149,7 +149,7 @@ async def run_demo(shell: Any, out: Path) -> list[Path]:
             written.append(path)
             continue
         written.append(shell.screenshot(path))
-        if view == "Inspector":  # its other tabs too: decisions, timings, caches
+        if view == View.INSPECTOR:  # its other tabs too: decisions, timings, caches
             tabs = shell.window.findChild(QQuickItem, "inspectorTabs")
             for t, tab in enumerate(("decisions", "timings", "cache"), 1):
                 tabs.setProperty("currentIndex", t)

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
+from veraltheim.client.compute.routes import SIDES
+from veraltheim.client.state.run_history import RunRecord
 from veraltheim.client.ui.models import DictListModel
 from veraltheim.client.ui.units import human_bytes
 
@@ -109,31 +111,25 @@ class Inspector(QObject):
         self._pending.clear()
         self._frames.reset([])
 
-    def record(self, run: dict[str, Any]) -> None:
+    def record(self, run: RunRecord) -> None:
         """A finished run (from the Workbench): its decision and timing."""
-        timings = run.get("timings") or {}
-        summary = run.get("summary") or {}
-        est = {
-            side: timings[f"{side}_estimate_ms"]
-            for side in ("local", "remote")
-            if f"{side}_estimate_ms" in timings
-        }
-        estimate = " / ".join(f"{k} {v:,.1f}" for k, v in est.items())
-        elapsed = float(timings.get("total_ms") or 0)
-        why = str(summary.get("reason", ""))
-        if summary.get("fallback"):
-            why += f"; remote failed: {summary['fallback']}"
+        est = {side: run.estimate_ms(side) for side in SIDES}
+        estimate = " / ".join(f"{k} {v:,.1f}" for k, v in est.items() if v is not None)
+        elapsed = run.total_ms or 0.0
+        why = run.summary.reason
+        if run.summary.fallback:
+            why += f"; remote failed: {run.summary.fallback}"
         self._decisions.append(
             {
-                "kernel": run.get("kernel", ""),
-                "where": run.get("where", ""),
+                "kernel": run.kernel,
+                "where": run.where,
                 "estimate": estimate or "\u2014",
                 "actual": f"{elapsed:,.1f} ms",
                 "why": why,
             }
         )
-        key = (str(run.get("kernel", "")), str(run.get("where", "")))
-        self._samples[key].append((elapsed, int(run.get("size") or 0)))
+        key = (run.kernel, run.where)
+        self._samples[key].append((elapsed, run.size))
         self._timings.reset(
             {
                 "kernel": k,

@@ -11,16 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from veraltheim.client.compute.routes import Route
+
 Progress = Callable[[int, int], None]
 
 
 @dataclass
 class JobOutcome:
     output: bytes
-    where: str  # "local" or "remote"
+    where: Route  # the side it ran on: LOCAL or REMOTE
     reason: str
     elapsed_ms: float  # the whole job, as the user waited for it
-    estimates_ms: dict[str, float] = field(default_factory=dict)  # {"local": .., "remote": ..}
+    estimates_ms: dict[Route, float] = field(default_factory=dict)  # per side
     remote: dict[str, Any] = field(default_factory=dict)  # the service's reply header (timings)
     fallback: str = ""  # why a remote attempt ended up running locally
 
@@ -35,7 +37,7 @@ class Jobs:
         data: bytes,
         params: dict[str, Any],
         *,
-        where: str,
+        where: Route,
         progress: Progress,
         cancel: Any,
         deadline_s: float | None = None,
@@ -59,14 +61,14 @@ class Jobs:
         estimates = {
             side: float(v)
             for side, v in (
-                ("local", attr("local_estimate_ms")),
-                ("remote", attr("remote_estimate_ms")),
+                (Route.LOCAL, attr("local_estimate_ms")),
+                (Route.REMOTE, attr("remote_estimate_ms")),
             )
             if v is not None
         }
         return JobOutcome(
             bytes(output),
-            str(attr("where", "local")),
+            Route(attr("where", Route.LOCAL)),
             str(attr("reason", "")),
             float(attr("actual_ms", elapsed_ms)),
             estimates,

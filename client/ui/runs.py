@@ -9,6 +9,7 @@ from typing import Any
 from pycrdt import Array
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 from veraltheim.client.state.run_history import ROOT as RUNS_ROOT
+from veraltheim.client.state.run_history import RunRecord, RunStatus
 from veraltheim.client.ui.models import DictListModel
 from veraltheim.client.ui.notices import Notices
 from veraltheim.client.ui.units import human_bytes
@@ -16,26 +17,24 @@ from veraltheim.client.ui.units import human_bytes
 ROLES = ["id", "when", "user", "kernel", "where", "size", "elapsed"]
 
 
-def run_row(run: dict[str, Any]) -> dict[str, Any]:
-    summary = run.get("summary") if isinstance(run.get("summary"), dict) else {}
-    timings = run.get("timings") if isinstance(run.get("timings"), dict) else {}
-    at = summary.get("at")
-    when = time.strftime("%H:%M:%S", time.localtime(at)) if isinstance(at, int | float) else ""
-    elapsed = timings.get("total_ms")
-    status = str(run.get("status", ""))
+def run_row(run: RunRecord) -> dict[str, Any]:
+    at = run.summary.at
+    when = time.strftime("%H:%M:%S", time.localtime(at)) if at is not None else ""
+    elapsed = run.total_ms
+    status = "" if run.status == RunStatus.DONE else f" ({run.status})"
     return {
-        "id": str(run.get("id", "")),
+        "id": run.id,
         "when": when,
-        "user": str(run.get("user", "?")),
-        "kernel": str(run.get("kernel", "?")),
-        "where": str(run.get("where", "?")) + ("" if status in ("done", "") else f" ({status})"),
-        "size": human_bytes(float(run.get("size") or 0)),
-        "elapsed": f"{elapsed:,.1f} ms" if isinstance(elapsed, int | float) else "",
+        "user": run.user or "?",
+        "kernel": run.kernel or "?",
+        "where": (run.where or "?") + status,
+        "size": human_bytes(run.size),
+        "elapsed": f"{elapsed:,.1f} ms" if elapsed is not None else "",
     }
 
 
-def _plain(entry: Any) -> dict[str, Any]:
-    return dict(entry.to_py()) if hasattr(entry, "to_py") else dict(entry)
+def _record(entry: Any) -> RunRecord:
+    return RunRecord.from_entry(entry.to_py() if hasattr(entry, "to_py") else entry)
 
 
 def _whole_numbers(value: Any) -> Any:
@@ -56,7 +55,7 @@ class Runs(QObject):
         super().__init__(parent)
         self.notices = notices
         self.history: Any = None
-        self._runs: list[dict[str, Any]] = []
+        self._runs: list[RunRecord] = []
         self._model = DictListModel(ROLES, self)
         self._selected = -1
         self._status = "not loaded"
@@ -112,7 +111,7 @@ class Runs(QObject):
         if self._appends_only and len(self.history) > known:
             # The usual change is an append: read only the new entries (reading the whole
             # history costs ~80 us per run, a visible stall once it holds thousands).
-            new = [_plain(e) for e in self._array[known:]]
+            new = [_record(e) for e in self._array[known:]]
             self._runs.extend(new)
             self._model.extend([run_row(r) for r in new])
         else:
@@ -121,15 +120,15 @@ class Runs(QObject):
         self.changed.emit()
 
     def _full_refresh(self) -> None:
-        runs = [dict(r) for r in self.history.items()]  # oldest first, as appended
+        runs = self.history.records()  # oldest first, as appended
         selected_id = (
-            self._runs[self._selected].get("id") if 0 <= self._selected < len(self._runs) else None
+            self._runs[self._selected].id if 0 <= self._selected < len(self._runs) else None
         )
         self._runs = runs
         self._model.reset(run_row(r) for r in runs)
-        self._selected = next((i for i, r in enumerate(runs) if r.get("id") == selected_id), -1)
+        self._selected = next((i for i, r in enumerate(runs) if r.id == selected_id), -1)
 
-    def record(self, run: dict[str, Any]) -> None:
+    def record(self, run: RunRecord) -> None:
         """A run finished here: append it to the shared history (offline it waits in the cache)."""
         if self.history is None:
             self.notices.show(
@@ -148,10 +147,10 @@ class Runs(QObject):
     def _details(self) -> str:
         if not 0 <= self._selected < len(self._runs):
             return ""
-        run = _whole_numbers(self._runs[self._selected])
-        summary = run.get("summary")
-        if isinstance(summary, dict) and isinstance(summary.get("at"), int | float):
-            summary["at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(summary["at"]))
+        run = _whole_numbers(self._runs[self._selected].to_entry())
+        at = run["summary"]["at"]
+        if at is not None:
+            run["summary"]["at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
         return json.dumps(run, indent=2, sort_keys=True, default=str)
 
     model = Property(QObject, lambda self: self._model, constant=True)

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
+from veraltheim.client.compute.routes import Route
 from veraltheim.client.state.cache import CACHE_FILE
 from veraltheim.protocol.constants import APP_NAME, DEFAULT_PORT, SOCKET_PATH
 
 CONFIG_DIR_ENV = "VERALTHEIM_APP_CONFIG_DIR"
 DATA_DIR_ENV = "VERALTHEIM_APP_DATA_DIR"  # not VERALTHEIM_DATA_DIR: that is the service's data_dir
 SETTINGS_FILE = "settings.json"
-ROUTES = ("auto", "local", "remote")
 SERVICE_SCHEMES = ("ws://", "wss://")
 SERVICE_URL_HINT = "Use ws://HOST:PORT/socket/websocket (or wss:// for TLS)."
 
@@ -48,7 +48,7 @@ def default_service_url() -> str:
 class AppSettings:
     service_url: str = field(default_factory=default_service_url)
     token: str = ""
-    route: str = "auto"  # the Where choice the Workbench starts with
+    route: str = Route.AUTO.value  # the Where choice the Workbench starts with (a Route)
     max_input_mib: int = 256  # a bigger file is refused before it is read
     deadline_s: float = 60.0  # a local job running longer is stopped
     cache_dir: str = ""  # empty: the default under data_dir()
@@ -86,8 +86,7 @@ def load_settings(path: Path | None = None) -> tuple[AppSettings, str | None]:
         elif key in known and isinstance(value, int) and isinstance(getattr(defaults, key), float):
             values[key] = float(value)
     settings = dataclasses.replace(defaults, **values)
-    if settings.route not in ROUTES:
-        settings.route = "auto"
+    settings.route = Route(settings.route) if settings.route in set(Route) else Route.AUTO
     return settings, None
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Property, QObject, Signal, Slot
+from veraltheim.client.compute.routes import Route
 from veraltheim.client.ui.notices import Notices
 from veraltheim.client.ui.settings import (
-    ROUTES,
     SERVICE_URL_HINT,
     AppSettings,
     save_settings,
@@ -61,7 +61,7 @@ class SettingsController(QObject):
                 "Give the path of the service's PEM certificate, or leave the field empty.",
             )
             return False
-        if route not in ROUTES or max_input_mib < 1 or deadline_s <= 0:
+        if route not in set(Route) or max_input_mib < 1 or deadline_s <= 0:
             self.notices.show(
                 "error", "A setting is out of range.", "Check the limits and save again."
             )
@@ -70,7 +70,7 @@ class SettingsController(QObject):
             self.value,
             service_url=service_url,
             token=token.strip(),
-            route=route,
+            route=Route(route),
             max_input_mib=int(max_input_mib),
             deadline_s=float(deadline_s),
             cache_dir=cache_dir.strip(),
@@ -114,4 +114,4 @@ class SettingsController(QObject):
     userName = Property(str, lambda self: self.value.user_name, notify=changed)
     caFile = Property(str, lambda self: self.value.ca_file, notify=changed)
     filePath = Property(str, lambda self: str(self.path), constant=True)
-    routes = Property(list, lambda self: list(ROUTES), constant=True)
+    routes = Property(list, lambda self: [r.value for r in Route], constant=True)

@@ -31,11 +31,11 @@ from veraltheim.client.ui.notices import Notices
 from veraltheim.client.ui.runs import Runs
 from veraltheim.client.ui.settings import AppSettings
 from veraltheim.client.ui.settings_view import SettingsController
+from veraltheim.client.ui.views import VIEWS, View
 from veraltheim.client.ui.workbench import Workbench
 
 RUNS_DOC = "runs"
 NOTES_DOC = "notes"
-VIEWS = ("Workbench", "Runs", "Notes", "Connection", "Inspector", "Settings")
 
 
 def qml_dir() -> Path:
@@ -160,8 +160,8 @@ class Shell(QObject):
         assert self._window is not None, "load() first"
         return self._window
 
-    def show_view(self, name: str) -> None:
-        self.window.setProperty("currentView", VIEWS.index(name))
+    def show_view(self, view: View | str) -> None:
+        self.window.setProperty("currentView", VIEWS.index(View(view)))
 
     def grab(self) -> QImage:
         return self.window.grabWindow()

@@ -12,13 +12,21 @@ from typing import Any
 
 from PySide6.QtCore import Property, QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QImage
+from veraltheim.client.compute.routes import Route
+from veraltheim.client.state.run_history import (
+    TOTAL_MS,
+    RunRecord,
+    RunStatus,
+    RunSummary,
+    estimate_key,
+)
 from veraltheim.client.ui.images import PreviewImages, rgba_to_qimage
 from veraltheim.client.ui.inputs import InputError, KernelInput, file_filters, load_input
 from veraltheim.client.ui.jobs import JobOutcome, Jobs
 from veraltheim.client.ui.models import DictListModel
 from veraltheim.client.ui.notices import Notices
 from veraltheim.client.ui.outputs import KernelOutput, describe_output, save_output
-from veraltheim.client.ui.settings import ROUTES, AppSettings
+from veraltheim.client.ui.settings import AppSettings
 
 PROGRESS_STEP = 0.01  # post progress to the UI only when it moved by 1% ...
 PROGRESS_MIN_INTERVAL_S = 0.05  # ... and at most 20 times a second
@@ -55,7 +63,7 @@ class Workbench(QObject):
         self.images = images
         self.settings = settings
         self.user = user
-        self.listeners: list[Callable[[dict[str, Any]], None]] = []  # told about every finished run
+        self.listeners: list[Callable[[RunRecord], None]] = []  # told about every finished run
         self._kernels = DictListModel(["name", "description", "inputKind", "outputKind"], self)
         self._params = DictListModel(PARAM_ROLES, self)
         self._spec: Any = None
@@ -65,7 +73,7 @@ class Workbench(QObject):
         self.input_reader: Callable[..., KernelInput] = load_input
         self._load_seq = 0  # bumped by each pick: a finished load with an older number is stale
         self._loading_name = ""
-        self._where = settings().route
+        self._where = Route(settings().route)
         self._running = False
         self._progress = 0.0
         self._status = ""
@@ -331,31 +339,31 @@ class Workbench(QObject):
         self.last_outcome = outcome
         self._show_result(spec, params, outcome)
         self._set_running(False, "Done.")
-        run = {
-            "id": run_id,
-            "kernel": spec.name,
-            "user": self.user(),
-            "where": outcome.where,
-            "size": len(data),
-            "status": "done",
-            "timings": {
-                "total_ms": round(outcome.elapsed_ms, 3),
-                **{f"{k}_estimate_ms": round(v, 3) for k, v in outcome.estimates_ms.items()},
+        run = RunRecord(
+            id=run_id,
+            kernel=spec.name,
+            user=self.user(),
+            where=outcome.where,
+            size=len(data),
+            status=RunStatus.DONE,
+            timings={
+                TOTAL_MS: round(outcome.elapsed_ms, 3),
+                **{estimate_key(k): round(v, 3) for k, v in outcome.estimates_ms.items()},
                 **{  # the service's own timings of the job, kept apart from ours
                     f"service_{k}": float(v)
                     for k, v in (outcome.remote.get("timings") or {}).items()
                     if isinstance(v, int | float)
                 },
             },
-            "summary": {
-                "reason": outcome.reason,
-                "fallback": outcome.fallback,
-                "input": self._input.summary if self._input else "generated",
-                "output_bytes": len(outcome.output),
-                "params": {k: v for k, v in params.items() if isinstance(v, int | float | str)},
-                "at": started,
-            },
-        }
+            summary=RunSummary(
+                reason=outcome.reason,
+                fallback=outcome.fallback,
+                input=self._input.summary if self._input else "generated",
+                output_bytes=len(outcome.output),
+                params={k: v for k, v in params.items() if isinstance(v, int | float | str)},
+                at=started,
+            ),
+        )
         for listener in list(self.listeners):
             try:
                 listener(run)
@@ -372,9 +380,8 @@ class Workbench(QObject):
             else ""
         )
         why = f" ({outcome.reason})" if outcome.reason else ""
-        self._result_info = f"Ran {outcome.where}ly in {outcome.elapsed_ms:,.1f} ms{why}".replace(
-            "remotely", "on the service"
-        )
+        place = "on the service" if outcome.where == Route.REMOTE else "locally"
+        self._result_info = f"Ran {place} in {outcome.elapsed_ms:,.1f} ms{why}"
         self.resultChanged.emit()
 
     def _progress_reporter(self) -> Callable[[int, int], None]:
@@ -433,8 +440,8 @@ class Workbench(QObject):
 
     @Slot(str)
     def setWhere(self, where: str) -> None:
-        if where in ROUTES and where != self._where:
-            self._where = where
+        if where in set(Route) and where != self._where:
+            self._where = Route(where)
             self.whereChanged.emit()
 
     # --- properties for QML -----------------------------------------------------------------
@@ -464,6 +471,10 @@ class Workbench(QObject):
     )
     inputImage = Property(str, lambda self: self._input_url, notify=inputChanged)
     where = Property(str, lambda self: self._where, notify=whereChanged)
+    # the Where choices: [{name: "auto", label: "Auto"}, ...]
+    routes = Property(
+        list, lambda self: [{"name": r.value, "label": r.label} for r in Route], constant=True
+    )
     loading = Property(bool, lambda self: bool(self._loading_name), notify=loadingChanged)
     loadingInput = Property(str, lambda self: self._loading_name, notify=loadingChanged)
     running = Property(bool, lambda self: self._running, notify=runningChanged)

@@ -219,14 +219,14 @@ Item {
                 spacing: 8
                 Label { text: "Where:" }
                 Repeater {
-                    model: [["auto", "Auto"], ["local", "Local"], ["remote", "Remote"]]
+                    model: workbench.routes
                     RadioButton {
-                        objectName: "where_" + modelData[0]
-                        text: modelData[1]
-                        Accessible.name: "Run " + modelData[1]
-                        checked: workbench.where === modelData[0]
+                        objectName: "where_" + modelData.name
+                        text: modelData.label
+                        Accessible.name: "Run " + modelData.label
+                        checked: workbench.where === modelData.name
                         enabled: !workbench.running
-                        onClicked: workbench.setWhere(modelData[0])
+                        onClicked: workbench.setWhere(modelData.name)
                     }
                 }
                 Item { Layout.fillWidth: true }

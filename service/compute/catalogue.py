@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from veraltheim.service.compute.errors import BAD_INPUT, UNKNOWN_KERNEL, ComputeError, reason_for
+from veraltheim.protocol.reasons import Reason
+from veraltheim.service.compute.errors import ComputeError, reason_for
 from veraltheim.service.compute.native import NATIVE_KERNELS, validate_native
 
 
@@ -28,16 +29,18 @@ class Catalogue:
     def validate(self, name: str, data: bytes, params: Any) -> dict[str, Any]:
         """Normalized params for a request, or ComputeError(unknown_kernel | bad_input)."""
         if name not in self.entries:
-            raise ComputeError(UNKNOWN_KERNEL, f"unknown kernel {name!r}")
+            raise ComputeError(Reason.UNKNOWN_KERNEL, f"unknown kernel {name!r}")
         if not isinstance(params, dict):
-            raise ComputeError(BAD_INPUT, f"{name}: params must be a JSON object")
+            raise ComputeError(Reason.BAD_INPUT, f"{name}: params must be a JSON object")
         if name in NATIVE_KERNELS:
             return validate_native(name, data, params)
         try:
             return dict(self.runtime.validate(name, data, params))
         except Exception as exc:  # the runtime's BadInput etc. carry a one-line message
             reason = reason_for(exc)
-            raise ComputeError(reason if reason != "internal" else BAD_INPUT, str(exc)) from None
+            raise ComputeError(
+                reason if reason != Reason.INTERNAL else Reason.BAD_INPUT, str(exc)
+            ) from None
 
     def tiles(self, name: str) -> dict[str, Any] | None:
         return self.entries[name].get("tiles")

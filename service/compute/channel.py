@@ -25,8 +25,9 @@ from typing import Any
 from veraltheim.protocol.constants import COMPUTE_TOPIC
 from veraltheim.protocol.envelope import pack_envelope, unpack_envelope
 from veraltheim.protocol.errors import ProtocolError
+from veraltheim.protocol.reasons import ComputeEvent, Reason
 from veraltheim.service.channel import Channel, JoinError, Reply
-from veraltheim.service.compute.errors import BAD_REQUEST, ComputeError
+from veraltheim.service.compute.errors import ComputeError
 from veraltheim.service.compute.jobs import Job, JobResult
 
 MAX_ID_CHARS = 128
@@ -38,7 +39,7 @@ class ComputeChannel(Channel):
     async def join(self, payload: Any) -> dict[str, Any]:
         pool = self.topic.partition(":")[2]
         if pool not in POOLS:
-            raise JoinError({"reason": "unknown_pool", "message": f"no compute pool {pool!r}"})
+            raise JoinError({"reason": Reason.UNKNOWN_POOL, "message": f"no compute pool {pool!r}"})
         self.compute = self.service.components["compute"]
         self.compute.pool.ensure_started()  # warm up before the first job arrives
         self.jobs: dict[str, Job] = {}
@@ -46,23 +47,23 @@ class ComputeChannel(Channel):
         return {"pool": pool, "workers": self.compute.pool.size}
 
     async def handle_in(self, event: str, payload: Any, ref: str | None) -> Reply | None:
-        if event == "compute_request":
+        if event == ComputeEvent.REQUEST:
             return self._request(payload, ref)
-        if event == "cancel":
+        if event == ComputeEvent.CANCEL:
             return self._cancel(payload)
-        if event == "probe":
+        if event == ComputeEvent.PROBE:
             # The client times this echo to learn the link's bandwidth; capped like a job input.
             if isinstance(payload, bytes | bytearray) and len(payload) <= MAX_PROBE_BYTES:
                 return Reply.ok(bytes(payload))
-            return Reply.error({"reason": BAD_REQUEST, "message": "probe takes up to 1 MiB"})
-        if event == "kernels":
+            return Reply.error({"reason": Reason.BAD_REQUEST, "message": "probe takes up to 1 MiB"})
+        if event == ComputeEvent.KERNELS:
             # {"catalogue": false} asks for the load alone (a small reply, polled often).
             if isinstance(payload, dict) and payload.get("catalogue") is False:
                 return Reply.ok({"load": self.compute.load()})
             return Reply.ok(
                 {"kernels": self.compute.catalogue.entries, "load": self.compute.load()}
             )
-        return Reply.error({"reason": "unknown_event", "message": f"no event {event!r} here"})
+        return Reply.error({"reason": Reason.UNKNOWN_EVENT, "message": f"no event {event!r} here"})
 
     async def terminate(self, reason: str) -> None:
         for job in list(self.jobs.values()):
@@ -82,10 +83,10 @@ class ComputeChannel(Channel):
             if deadline is not None and (
                 not isinstance(deadline, int | float) or isinstance(deadline, bool) or deadline <= 0
             ):
-                raise ComputeError(BAD_REQUEST, "deadline_s must be a positive number")
+                raise ComputeError(Reason.BAD_REQUEST, "deadline_s must be a positive number")
 
             def progress(done: int, total: int) -> None:
-                self.push("progress", {"id": job_id, "done": done, "total": total})
+                self.push(ComputeEvent.PROGRESS, {"id": job_id, "done": done, "total": total})
 
             job = self.compute.pool.submit(
                 kernel, data, params, progress=progress, deadline_s=deadline
@@ -108,22 +109,24 @@ class ComputeChannel(Channel):
             try:
                 header, data = unpack_envelope(payload)
             except ProtocolError as exc:
-                raise ComputeError(BAD_REQUEST, str(exc)) from None
+                raise ComputeError(Reason.BAD_REQUEST, str(exc)) from None
         elif isinstance(payload, dict):
             header, data = payload, b""
         else:
-            raise ComputeError(BAD_REQUEST, "compute_request takes a JSON object or an envelope")
+            raise ComputeError(
+                Reason.BAD_REQUEST, "compute_request takes a JSON object or an envelope"
+            )
         kernel, job_id = header.get("kernel"), header.get("id")
         if not isinstance(kernel, str) or not kernel:
-            raise ComputeError(BAD_REQUEST, "the request header needs a kernel name")
+            raise ComputeError(Reason.BAD_REQUEST, "the request header needs a kernel name")
         if isinstance(job_id, int) and not isinstance(job_id, bool):
             job_id = str(job_id)
         if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_ID_CHARS:
             raise ComputeError(
-                BAD_REQUEST, f"the request needs an id (a string of 1-{MAX_ID_CHARS})"
+                Reason.BAD_REQUEST, f"the request needs an id (a string of 1-{MAX_ID_CHARS})"
             )
         if job_id in self.jobs:
-            raise ComputeError(BAD_REQUEST, f"job id {job_id!r} is already running")
+            raise ComputeError(Reason.BAD_REQUEST, f"job id {job_id!r} is already running")
         if not binary:
             data = self._json_input(kernel, header.get("input"), header.get("params"))
         return {**header, "id": job_id}, data
@@ -146,7 +149,7 @@ class ComputeChannel(Channel):
             try:
                 return base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
-                raise ComputeError(BAD_REQUEST, "input text must be base64") from None
+                raise ComputeError(Reason.BAD_REQUEST, "input text must be base64") from None
         if isinstance(value, list) and all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in value
         ):
@@ -155,8 +158,8 @@ class ComputeChannel(Channel):
                 return struct.pack(f"<{len(value)}{fmt}", *value)
             except (struct.error, OverflowError):
                 kind = "32-bit integers" if fmt == "i" else "f64 numbers"
-                raise ComputeError(BAD_REQUEST, f"input values must be {kind}") from None
-        raise ComputeError(BAD_REQUEST, "input must be a list of numbers or base64 text")
+                raise ComputeError(Reason.BAD_REQUEST, f"input values must be {kind}") from None
+        raise ComputeError(Reason.BAD_REQUEST, "input must be a list of numbers or base64 text")
 
     async def _finish(
         self, job: Job, job_id: str, kernel: str, ref: str | None, binary: bool
@@ -205,7 +208,11 @@ class ComputeChannel(Channel):
         job = self.jobs.get(job_id) if isinstance(job_id, str) else None
         if job is None:
             return Reply.error(
-                {"reason": "unknown_job", "message": f"no running job {job_id!r}", "id": job_id}
+                {
+                    "reason": Reason.UNKNOWN_JOB,
+                    "message": f"no running job {job_id!r}",
+                    "id": job_id,
+                }
             )
         self.compute.pool.cancel(job)
         return Reply.ok({"id": job_id, "cancelled": True})

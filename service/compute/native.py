@@ -13,7 +13,8 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from veraltheim.service.compute.errors import BAD_INPUT, ComputeError
+from veraltheim.protocol.reasons import Reason
+from veraltheim.service.compute.errors import ComputeError
 from veraltheim.wasm import BadInput, KernelSpec, kernel_spec_from_dict
 
 F64 = 8
@@ -38,10 +39,11 @@ class NativeKernel:
 def _as_f64(data: bytes, kernel: str) -> np.ndarray:
     if len(data) % F64:
         raise ComputeError(
-            BAD_INPUT, f"{kernel}: input of {len(data)} bytes is not a whole number of f64 values"
+            Reason.BAD_INPUT,
+            f"{kernel}: input of {len(data)} bytes is not a whole number of f64 values",
         )
     if not data:
-        raise ComputeError(BAD_INPUT, f"{kernel}: input is empty")
+        raise ComputeError(Reason.BAD_INPUT, f"{kernel}: input is empty")
     return np.frombuffer(data, dtype="<f8")
 
 
@@ -58,7 +60,7 @@ def _percentiles(data: bytes, params: dict[str, Any], check: Check, progress: Pr
     check()
     kept = np.concatenate(chunks)
     if kept.size == 0:
-        raise ComputeError(BAD_INPUT, "data.percentiles: every input value is NaN")
+        raise ComputeError(Reason.BAD_INPUT, "data.percentiles: every input value is NaN")
     q = np.linspace(0.0, 100.0, int(params["steps"]) + 1)
     return np.percentile(kept, q).astype("<f8").tobytes()
 
@@ -66,7 +68,7 @@ def _percentiles(data: bytes, params: dict[str, Any], check: Check, progress: Pr
 def _fft_magnitude(data: bytes, params: dict[str, Any], check: Check, progress: Progress) -> bytes:
     values = _as_f64(data, "data.fft_magnitude")
     if np.isnan(values).any():
-        raise ComputeError(BAD_INPUT, "data.fft_magnitude: input contains NaN")
+        raise ComputeError(Reason.BAD_INPUT, "data.fft_magnitude: input contains NaN")
     check()
     out = np.abs(np.fft.rfft(values))
     if params["normalize"]:
@@ -130,7 +132,7 @@ def validate_native(name: str, data: bytes, params: dict[str, Any]) -> dict[str,
         out = spec.validate_params(params)
         spec.check_input(len(data), out)
     except BadInput as exc:
-        raise ComputeError(BAD_INPUT, str(exc)) from None
+        raise ComputeError(Reason.BAD_INPUT, str(exc)) from None
     if not data:
-        raise ComputeError(BAD_INPUT, f"{name}: input must be a non-empty f64 array")
+        raise ComputeError(Reason.BAD_INPUT, f"{name}: input must be a non-empty f64 array")
     return out

@@ -19,15 +19,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from veraltheim.protocol.reasons import Reason
 from veraltheim.service.compute import tiles as tiling
-from veraltheim.service.compute.errors import (
-    BUSY,
-    CANCELLED,
-    DEADLINE,
-    SHUTTING_DOWN,
-    WORKER_CRASHED,
-    ComputeError,
-)
+from veraltheim.service.compute.errors import ComputeError
 from veraltheim.service.compute.jobs import Job, JobResult, Progress, Task
 from veraltheim.service.compute.process import WorkerProcess
 
@@ -107,7 +101,7 @@ class ComputePool:
 
     async def stop(self) -> None:
         self.stopping = True
-        error = ComputeError(SHUTTING_DOWN, "the service is shutting down")
+        error = ComputeError(Reason.SHUTTING_DOWN, "the service is shutting down")
         while self.queue:
             self._fail(self.queue.popleft(), error)
         for w in self.workers:
@@ -144,7 +138,7 @@ class ComputePool:
     ) -> Job:
         """Queue a validated job; raises ComputeError("busy") at once when the queue is full."""
         if self.stopping:
-            raise ComputeError(SHUTTING_DOWN, "the service is shutting down")
+            raise ComputeError(Reason.SHUTTING_DOWN, "the service is shutting down")
         self.ensure_started()
         # Workers still starting take the jobs waiting for them, as ready idle ones would.
         starting = sum(
@@ -152,7 +146,7 @@ class ComputePool:
         )
         if len(self.queue) - starting >= self.queue_limit and not self._idle():
             raise ComputeError(
-                BUSY,
+                Reason.BUSY,
                 f"the compute queue is full ({len(self.queue)} jobs waiting)",
                 queue_depth=len(self.queue),
             )
@@ -179,7 +173,7 @@ class ComputePool:
         """Stop a queued or running job; False if it had already finished."""
         if job.finished:
             return False
-        self._fail(job, ComputeError(CANCELLED, "job cancelled"))
+        self._fail(job, ComputeError(Reason.CANCELLED, "job cancelled"))
         return True
 
     def load(self) -> dict[str, Any]:
@@ -250,7 +244,8 @@ class ComputePool:
     def _expire(self, job: Job) -> None:
         if not job.finished:
             self._fail(
-                job, ComputeError(DEADLINE, f"job exceeded its {job.deadline_s:.3g} s deadline")
+                job,
+                ComputeError(Reason.DEADLINE, f"job exceeded its {job.deadline_s:.3g} s deadline"),
             )
 
     def _fail(self, job: Job, error: ComputeError) -> None:
@@ -279,7 +274,7 @@ class ComputePool:
         try:
             output = tiling.assemble(job.tiles, outputs) if job.tiles else outputs[0]
         except ValueError as exc:
-            self._fail(job, ComputeError("kernel_error", str(exc)))
+            self._fail(job, ComputeError(Reason.KERNEL_ERROR, str(exc)))
             return
         end = time.monotonic()
         run_s = end - job.started_at
@@ -369,7 +364,7 @@ class ComputePool:
         self._fail(
             task.job,
             ComputeError(
-                WORKER_CRASHED,
+                Reason.WORKER_CRASHED,
                 f"worker process {worker.pid} died (exit code {code}) while running it",
             ),
         )

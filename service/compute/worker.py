@@ -20,13 +20,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from veraltheim.service.compute.errors import (
-    CANCELLED,
-    DEADLINE,
-    INTERNAL,
-    ComputeError,
-    reason_for,
-)
+from veraltheim.protocol.reasons import Reason
+from veraltheim.service.compute.errors import ComputeError, reason_for
 from veraltheim.service.compute.native import NATIVE_KERNELS
 
 # Progress messages are rate-limited: the UI needs a few a second, not one per row band.
@@ -91,7 +86,7 @@ class _Worker:
             except BaseException as exc:  # every failure becomes an error message, never a crash
                 reason = reason_for(exc)
                 message = str(exc) or type(exc).__name__
-                if reason == INTERNAL:
+                if reason == Reason.INTERNAL:
                     message = f"{type(exc).__name__}: {message}"
                 self.send(("error", job.task_id, reason, message))
             finally:
@@ -112,10 +107,10 @@ class _Worker:
 
             def check() -> None:
                 if job.cancelled.is_set():
-                    raise ComputeError(CANCELLED, "job cancelled")
+                    raise ComputeError(Reason.CANCELLED, "job cancelled")
                 if time.monotonic() > job.deadline_at:
                     raise ComputeError(
-                        DEADLINE, f"job exceeded its {job.deadline_s:.3g} s deadline"
+                        Reason.DEADLINE, f"job exceeded its {job.deadline_s:.3g} s deadline"
                     )
 
             output = native.run(job.data, job.params, check, progress)

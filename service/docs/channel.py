@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from veraltheim.protocol.reasons import Reason
 from veraltheim.protocol.ysync import (
     DOC_TOPIC_PREFIX,
     MAX_DOC_NAME_CHARS,
@@ -36,7 +37,7 @@ COMPONENT = "docs"  # the registry's name in service.components
 BURST_SECONDS = 2.0  # the update rate limit allows bursts of this many seconds' worth
 
 
-def _error(reason: str, message: str) -> Reply:
+def _error(reason: Reason, message: str) -> Reply:
     return Reply.error({"reason": reason, "message": message})
 
 
@@ -54,7 +55,7 @@ class DocChannel(Channel):
         if not 1 <= len(name) <= MAX_DOC_NAME_CHARS:
             raise JoinError(
                 {
-                    "reason": "bad_name",
+                    "reason": Reason.BAD_NAME,
                     "message": f"a document name is 1 to {MAX_DOC_NAME_CHARS} chars",
                 }
             )
@@ -72,36 +73,37 @@ class DocChannel(Channel):
         try:
             self.live = self.registry.open(name, self.user)
         except TooManyDocuments as exc:
-            raise JoinError({"reason": "too_many_documents", "message": str(exc)}) from None
+            raise JoinError({"reason": Reason.TOO_MANY_DOCUMENTS, "message": str(exc)}) from None
         self.track_presence(self.user, {"read_only": self.read_only})
         # the client keeps its batches under the limit it learns here
         return {"read_only": self.read_only, "max_update_bytes": self.max_update_bytes}
 
     async def handle_in(self, event: str, payload: Any, ref: str | None) -> Reply | None:
         if event not in (YJS_EVENT, YJS_SYNC_EVENT):
-            return _error("bad_message", f"unknown event {event!r}")
+            return _error(Reason.BAD_MESSAGE, f"unknown event {event!r}")
         if not isinstance(payload, bytes | bytearray | memoryview):
-            return _error("bad_message", "yjs payloads are binary y-protocols messages")
+            return _error(Reason.BAD_MESSAGE, "yjs payloads are binary y-protocols messages")
         if len(payload) > self.max_update_bytes:
             return _error(
-                "too_large", f"{len(payload)} bytes is over the limit of {self.max_update_bytes}"
+                Reason.TOO_LARGE,
+                f"{len(payload)} bytes is over the limit of {self.max_update_bytes}",
             )
         try:
             message = parse_message(payload)
         except BadMessage as exc:
-            return _error("bad_message", str(exc))
+            return _error(Reason.BAD_MESSAGE, str(exc))
         if message.kind is Kind.SYNC_STEP1:
             return self._sync(message.data)
         if not self.bucket.take(time.monotonic()):
-            _count(self.registry.refused, reason="rate_limited")
-            return _error("rate_limited", "too many yjs messages per second; sync again later")
+            _count(self.registry.refused, reason=Reason.RATE_LIMITED)
+            return _error(Reason.RATE_LIMITED, "too many yjs messages per second; sync again later")
         if message.kind.carries_update:
             return self._update(message.data)
         if message.kind is Kind.AWARENESS:
             try:
                 self.live.apply_awareness(message.data, self)
             except BadMessage as exc:
-                return _error("bad_message", str(exc))
+                return _error(Reason.BAD_MESSAGE, str(exc))
             self.broadcast_from(YJS_EVENT, bytes(payload))
             return Reply.ok({})
         # query awareness
@@ -115,7 +117,7 @@ class DocChannel(Channel):
         try:
             step2 = self.live.sync_step2(state_vector)
         except BadMessage as exc:
-            return _error("bad_message", str(exc))
+            return _error(Reason.BAD_MESSAGE, str(exc))
         self.push(YJS_EVENT, step2)
         self.push(YJS_EVENT, self.live.sync_step1())
         states = self.live.awareness_message()
@@ -125,16 +127,18 @@ class DocChannel(Channel):
 
     def _update(self, update: bytes) -> Reply:
         if self.read_only:
-            _count(self.registry.refused, reason="read_only")
-            return _error("read_only", "this document is joined read-only; the update is dropped")
+            _count(self.registry.refused, reason=Reason.READ_ONLY)
+            return _error(
+                Reason.READ_ONLY, "this document is joined read-only; the update is dropped"
+            )
         try:
             changed = self.live.apply_update(update)
         except UpdateRejected as exc:
-            _count(self.registry.refused, reason="bad_update")
-            return _error("bad_update", str(exc))
+            _count(self.registry.refused, reason=Reason.BAD_UPDATE)
+            return _error(Reason.BAD_UPDATE, str(exc))
         except StoreFailed as exc:
-            _count(self.registry.refused, reason="store_failed")
-            return _error("store_failed", str(exc))
+            _count(self.registry.refused, reason=Reason.STORE_FAILED)
+            return _error(Reason.STORE_FAILED, str(exc))
         if changed:
             _count(self.registry.stored)
             self.broadcast_from(YJS_EVENT, create_update_message(update))

@@ -93,11 +93,11 @@ def test_the_runs_view_follows_appends_merges_and_updates(qapp):
     history.append(run("a"))
     runs = Runs(Notices())
     runs.attach(history, "live")
-    assert [r["kernel"] for r in runs.runs] == ["a"]
+    assert [r.kernel for r in runs.runs] == ["a"]
 
     history.append(run("b"))
     runs.refresh()  # (the view schedules this itself after the transaction)
-    assert [r["kernel"] for r in runs.runs] == ["a", "b"]
+    assert [r.kernel for r in runs.runs] == ["a", "b"]
 
     # another client's concurrent append merges in before "b"
     other = Doc()
@@ -108,13 +108,13 @@ def test_the_runs_view_follows_appends_merges_and_updates(qapp):
     other.get("runs", type=Array).insert(1, Map(run("c")))
     doc.apply_update(other.get_update(doc.get_state()))
     runs.refresh()
-    assert [r["kernel"] for r in runs.runs] == [r["kernel"] for r in history.items()]
+    assert [r.kernel for r in runs.runs] == [r["kernel"] for r in history.items()]
     assert len(runs.runs) == 3 and runs.model.count == 3
 
-    run_id = runs.runs[0]["id"]
+    run_id = runs.runs[0].id
     history.update(run_id, status="failed")
     runs.refresh()
-    assert runs.runs[0]["status"] == "failed"
+    assert runs.runs[0].status == "failed"
     assert "(failed)" in runs.model.rows[0]["where"]
     assert len(other_history) == 3
 

@@ -11,7 +11,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from veraltheim.client.net import Socket
 from veraltheim.client.state import DocumentStore, Notes, RunHistory
-from veraltheim.client.ui.shell import VIEWS
+from veraltheim.client.ui.views import VIEWS, View
 from veraltheim.client.ui.waiting import wait_signal, wait_until
 
 from tests.gui.conftest import click, item, key, save_artifact, type_text
@@ -95,7 +95,7 @@ def test_runs_and_notes_reach_a_second_client_live(service, make_shell, run, tmp
             service.ws_url, "bob", tmp_path / "bob.sqlite3", service.token("bob")
         ) as (bob_runs, bob_notes, bob_doc):
             # Sign in through the Connection view, as a user would
-            shell.show_view("Connection")
+            shell.show_view(View.CONNECTION)
             item(shell, "connectionAddress").setProperty("text", service.ws_url)
             item(shell, "connectionToken").setProperty("text", service.token("alice"))
             await click(shell, "connectButton")
@@ -136,7 +136,7 @@ def test_runs_and_notes_reach_a_second_client_live(service, make_shell, run, tmp
             assert bob_runs.items()[1]["size"] == 160 * 120 * 4
 
             # alice types a note in the editor; bob sees it
-            shell.show_view("Notes")
+            shell.show_view(View.NOTES)
             editor = item(shell, "notesEditor")
             editor.forceActiveFocus()
             await type_text(shell, "hi bob")
@@ -159,7 +159,7 @@ def test_runs_and_notes_reach_a_second_client_live(service, make_shell, run, tmp
             )
 
             # the Runs view lists both; selecting one shows its details
-            shell.show_view("Runs")
+            shell.show_view(View.RUNS)
             assert shell.runs.model.count == 2
             shell.runs.select(1)
             assert '"where": "remote"' in item(shell, "runDetails").property("text")
@@ -281,7 +281,7 @@ def test_service_restart_while_the_window_is_open(service_factory, make_shell, r
         await compute_joined(shell)
         info = await run_kernel(shell, "fractal.mandelbrot", "remote", width=64, height=48)
         assert info.startswith("Ran on the service")
-        assert [r["where"] for r in shell.runs.runs] == ["remote", "remote"]
+        assert [r.where for r in shell.runs.runs] == ["remote", "remote"]
 
     run(scenario())
 
@@ -328,7 +328,7 @@ def test_a_refused_token_is_said_in_the_window(service, make_shell, run):
         save_artifact(shell, "refused-token")
         # signing in with a good token from the Connection view fixes it
         item(shell, "connectionToken").setProperty("text", service.token("hana"))
-        shell.show_view("Connection")
+        shell.show_view(View.CONNECTION)
         await click(shell, "connectButton")
         await wait_until(
             lambda: conn.state == "connected" and conn.user == "hana", [conn.changed], CONNECT_S

@@ -13,7 +13,8 @@ from pathlib import Path
 from PIL import Image
 from PySide6.QtCore import Qt
 from veraltheim.client.ui.settings import load_settings
-from veraltheim.client.ui.shell import VIEWS, qml_dir
+from veraltheim.client.ui.shell import qml_dir
+from veraltheim.client.ui.views import VIEWS, View
 from veraltheim.client.ui.waiting import wait_until
 
 from tests.gui.conftest import click, item, key, save_artifact
@@ -93,7 +94,7 @@ def test_settings_are_saved_and_used_at_the_next_start(make_shell, run, app_dirs
 
     async def scenario():
         await shell.set_link("", "")
-        shell.show_view("Settings")
+        shell.show_view(View.SETTINGS)
         item(shell, "settingsServiceUrl").setProperty("text", "ws://127.0.0.1:9/socket/websocket")
         item(shell, "settingsUserName").setProperty("text", "frida")
         item(shell, "settingsMaxInput").setProperty("value", 3)
@@ -271,7 +272,7 @@ def test_settings_show_the_address_in_use_when_it_is_not_the_saved_one(make_shel
 
     async def scenario():
         await shell.start(given, "")
-        shell.show_view("Settings")
+        shell.show_view(View.SETTINGS)
         assert item(shell, "settingsServiceUrl").property("text") == given
         note = item(shell, "settingsAddressNote")
         assert note.isVisible() and saved in note.property("text")
@@ -299,7 +300,7 @@ def test_the_window_follows_a_dark_system_palette(make_shell, run, qapp):
 
     light = make_shell()
     run(light.set_link("", ""))
-    light.show_view("Notes")
+    light.show_view(View.NOTES)
     light_brightness = brightness(light)
     original = QGuiApplication.palette()
     dark = QPalette(original)
@@ -318,7 +319,7 @@ def test_the_window_follows_a_dark_system_palette(make_shell, run, qapp):
         QGuiApplication.setPalette(dark)  # as the desktop does when it switches to dark
         shell = make_shell()
         run(shell.set_link("", ""))
-        shell.show_view("Notes")
+        shell.show_view(View.NOTES)
         save_artifact(shell, "dark-notes")
         assert brightness(shell) < 90 < light_brightness
         assert brightness(light) < 90  # the open window switched too

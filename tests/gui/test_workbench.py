@@ -51,8 +51,8 @@ def test_ctrl_r_runs_a_fractal_locally_with_progress_then_save_as(make_shell, ru
     assert item(shell, "resultCaption").property("text") == "Result: 400 x 300 image"
     assert "Ran locally" in item(shell, "resultInfo").property("text")
     (recorded,) = shell.runs.runs
-    assert recorded["kernel"] == "fractal.mandelbrot" and recorded["where"] == "local"
-    assert recorded["user"] == "tester" and recorded["status"] == "done"
+    assert recorded.kernel == "fractal.mandelbrot" and recorded.where == "local"
+    assert recorded.user == "tester" and recorded.status == "done"
     save_artifact(shell, "workbench-local-fractal")
 
     out = tmp_path / "fractal"  # no suffix: the result's own (.png) is added

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from veraltheim.protocol.reasons import Reason
 from veraltheim.service.compute.catalogue import Catalogue
-from veraltheim.service.compute.errors import BAD_INPUT, CANCELLED, UNKNOWN_KERNEL, ComputeError
+from veraltheim.service.compute.errors import ComputeError
 from veraltheim.service.compute.native import NATIVE_KERNELS
 from veraltheim.wasm import Runtime
 
@@ -33,11 +34,11 @@ def test_fft_magnitude_matches_numpy():
 
 def test_cancel_is_checked_between_chunks():
     def check():
-        raise ComputeError(CANCELLED, "job cancelled")
+        raise ComputeError(Reason.CANCELLED, "job cancelled")
 
     with pytest.raises(ComputeError) as err:
         run("data.percentiles", np.zeros(10).tobytes(), {"steps": 1}, check)
-    assert err.value.reason == CANCELLED
+    assert err.value.reason == Reason.CANCELLED
 
 
 def test_catalogue_lists_both_kinds_and_validates():
@@ -51,13 +52,13 @@ def test_catalogue_lists_both_kinds_and_validates():
     assert cat.validate("data.percentiles", bytes(16), {}) == {"steps": 100}
     assert cat.validate("image.blur", bytes(16), {"width": 2, "height": 2})["radius"] == 2
     for name, data, params, reason in [
-        ("nope", b"", {}, UNKNOWN_KERNEL),
-        ("data.percentiles", bytes(7), {}, BAD_INPUT),
-        ("data.percentiles", bytes(8), {"steps": 0}, BAD_INPUT),
-        ("data.percentiles", bytes(8), {"steps": 2.5}, BAD_INPUT),
-        ("data.percentiles", bytes(8), {"bins": 2}, BAD_INPUT),
-        ("image.blur", bytes(15), {"width": 2, "height": 2}, BAD_INPUT),
-        ("image.blur", bytes(16), [], BAD_INPUT),
+        ("nope", b"", {}, Reason.UNKNOWN_KERNEL),
+        ("data.percentiles", bytes(7), {}, Reason.BAD_INPUT),
+        ("data.percentiles", bytes(8), {"steps": 0}, Reason.BAD_INPUT),
+        ("data.percentiles", bytes(8), {"steps": 2.5}, Reason.BAD_INPUT),
+        ("data.percentiles", bytes(8), {"bins": 2}, Reason.BAD_INPUT),
+        ("image.blur", bytes(15), {"width": 2, "height": 2}, Reason.BAD_INPUT),
+        ("image.blur", bytes(16), [], Reason.BAD_INPUT),
     ]:
         with pytest.raises(ComputeError) as err:
             cat.validate(name, data, params)

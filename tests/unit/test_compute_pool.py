@@ -9,13 +9,8 @@ import threading
 
 import numpy as np
 import pytest
-from veraltheim.service.compute.errors import (
-    BUSY,
-    CANCELLED,
-    DEADLINE,
-    WORKER_CRASHED,
-    ComputeError,
-)
+from veraltheim.protocol.reasons import Reason
+from veraltheim.service.compute.errors import ComputeError
 from veraltheim.service.compute.pool import ComputePool
 from veraltheim.wasm import Runtime
 
@@ -80,7 +75,7 @@ async def test_full_queue_is_busy_at_once(pool):
     queued = long_job(pool)
     with pytest.raises(ComputeError) as err:
         long_job(pool)
-    assert err.value.reason == BUSY and err.value.extra["queue_depth"] == 1
+    assert err.value.reason == Reason.BUSY and err.value.extra["queue_depth"] == 1
     for job in [*running, queued]:
         pool.cancel(job)
 
@@ -94,7 +89,7 @@ async def test_cancel_queued_and_running(pool):
     for job in (queued, running[0]):
         with pytest.raises(ComputeError) as err:
             await job.future
-        assert err.value.reason == CANCELLED
+        assert err.value.reason == Reason.CANCELLED
     await wait_for(lambda: pool.load()["busy"] == 1)  # the worker stopped on its own
     assert [w.pid for w in pool.workers] == pids
     pool.cancel(running[1])
@@ -104,7 +99,7 @@ async def test_deadline(pool):
     job = long_job(pool, deadline_s=0.05)
     with pytest.raises(ComputeError) as err:
         await job.future
-    assert err.value.reason == DEADLINE
+    assert err.value.reason == Reason.DEADLINE
 
 
 async def test_killed_worker_is_replaced_and_only_its_job_fails(pool):
@@ -114,7 +109,7 @@ async def test_killed_worker_is_replaced_and_only_its_job_fails(pool):
     os.kill(victim, signal.SIGKILL)
     with pytest.raises(ComputeError) as err:
         await job.future
-    assert err.value.reason == WORKER_CRASHED and str(victim) in err.value.message
+    assert err.value.reason == Reason.WORKER_CRASHED and str(victim) in err.value.message
     pool.cancel(neighbour)  # it was still running on the other worker, undisturbed
     with pytest.raises(ComputeError, match="cancelled"):
         await neighbour.future
@@ -149,7 +144,7 @@ async def test_the_loop_keeps_turning_while_a_crashed_worker_is_reaped(pool):
     with pytest.raises(ComputeError) as err:
         await job.future
     assert released_in_time == [True]
-    assert err.value.reason == WORKER_CRASHED and "exit code -9" in err.value.message
+    assert err.value.reason == Reason.WORKER_CRASHED and "exit code -9" in err.value.message
 
 
 async def test_bad_input_from_a_worker_is_an_error_not_a_crash(pool):
@@ -194,7 +189,7 @@ def test_a_worker_warms_up_before_ready_and_honours_a_cancel_that_beats_its_job(
     # Every module was loaded before that: load_module has nothing left to do (0 s).
     runtime = worker.runtime
     assert all(runtime.load_module(m).elapsed_s == 0.0 for m in runtime.manifest.modules)
-    assert ours.recv()[:3] == ("error", 1, CANCELLED)
+    assert ours.recv()[:3] == ("error", 1, Reason.CANCELLED)
     assert ours.recv()[:2] == ("done", 2)
     assert worker.pending == {}
     ours.close()
