@@ -16,8 +16,9 @@ setup:
 setup-dev:
 	scripts/bootstrap.sh --dev
 
+# ruff, then qmllint over every QML view with the types of our Python QML module (scripts/qmllint.py)
 lint: setup-dev
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(PY) scripts/qmllint.py
 
 format: setup-dev
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .

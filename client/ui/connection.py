@@ -9,6 +9,7 @@ from typing import Any
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 from veraltheim.client.ui.models import DictListModel
 from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.qml import qml_type
 from veraltheim.client.ui.settings import SERVICE_URL_HINT, service_url_problem
 from veraltheim.protocol.constants import LOBBY_TOPIC
 
@@ -21,6 +22,7 @@ def state_name(state: Any) -> str:
     return str(getattr(state, "name", state)).lower()
 
 
+@qml_type
 class Connection(QObject):
     changed = Signal()
     stateChanged = Signal(str)
@@ -178,4 +180,4 @@ class Connection(QObject):
     rttMs = Property(float, lambda self: self._rtt, notify=changed)
     tls = Property(bool, lambda self: self._address.startswith("wss://"), notify=changed)
     summary = Property(str, _summary, notify=changed)
-    people = Property(QObject, lambda self: self._people, constant=True)
+    people = Property(DictListModel, lambda self: self._people, constant=True)

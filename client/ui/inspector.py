@@ -14,6 +14,7 @@ from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 from veraltheim.client.compute.routes import SIDES
 from veraltheim.client.state.run_history import RunRecord
 from veraltheim.client.ui.models import DictListModel
+from veraltheim.client.ui.qml import qml_type
 from veraltheim.client.ui.units import human_bytes
 
 MAX_FRAMES = 1000  # the log keeps the newest frames only
@@ -75,6 +76,7 @@ def folder_usage(path: Path) -> tuple[int, int]:
     return files, total
 
 
+@qml_type
 class Inspector(QObject):
     changed = Signal()
 
@@ -162,7 +164,7 @@ class Inspector(QObject):
         self._cache_text = "\n\n".join(lines)
         self.changed.emit()
 
-    frames = Property(QObject, lambda self: self._frames, constant=True)
-    decisions = Property(QObject, lambda self: self._decisions, constant=True)
-    timings = Property(QObject, lambda self: self._timings, constant=True)
+    frames = Property(DictListModel, lambda self: self._frames, constant=True)
+    decisions = Property(DictListModel, lambda self: self._decisions, constant=True)
+    timings = Property(DictListModel, lambda self: self._timings, constant=True)
     cacheText = Property(str, lambda self: self._cache_text, notify=changed)

@@ -15,11 +15,13 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
+from veraltheim.client.ui.qml import qml_type
 
 FIRST_ROLE = Qt.ItemDataRole.UserRole + 1
 Index = QModelIndex | QPersistentModelIndex
 
 
+@qml_type
 class DictListModel(QAbstractListModel):
     countChanged = Signal()
 

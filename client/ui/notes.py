@@ -7,6 +7,7 @@ from typing import Any
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 from veraltheim.client.ui.models import DictListModel
 from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.qml import qml_type
 
 
 def text_edit(old: str, new: str) -> tuple[int, int, str]:
@@ -40,6 +41,7 @@ def map_position(pos: int, delta: list[dict[str, Any]]) -> int:
     return max(0, pos + shift)
 
 
+@qml_type
 class NotesController(QObject):
     textChanged = Signal()
     changed = Signal()
@@ -138,4 +140,4 @@ class NotesController(QObject):
     text = Property(str, lambda self: self._text, notify=textChanged)
     ready = Property(bool, lambda self: self.notes is not None, notify=changed)
     status = Property(str, lambda self: self._status, notify=changed)
-    people = Property(QObject, lambda self: self._people, constant=True)
+    people = Property(DictListModel, lambda self: self._people, constant=True)

@@ -10,10 +10,12 @@ from typing import Any
 
 from PySide6.QtCore import Property, QObject, Signal, Slot
 from veraltheim.client.ui.errors import describe_error
+from veraltheim.client.ui.qml import qml_type
 
 log = logging.getLogger(__name__)
 
 
+@qml_type
 class Notices(QObject):
     changed = Signal()
 

@@ -12,6 +12,7 @@ from veraltheim.client.state.run_history import ROOT as RUNS_ROOT
 from veraltheim.client.state.run_history import RunRecord, RunStatus
 from veraltheim.client.ui.models import DictListModel
 from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.qml import qml_type
 from veraltheim.client.ui.units import human_bytes
 
 ROLES = ["id", "when", "user", "kernel", "where", "size", "elapsed"]
@@ -48,6 +49,7 @@ def _whole_numbers(value: Any) -> Any:
     return value
 
 
+@qml_type
 class Runs(QObject):
     changed = Signal()
 
@@ -153,7 +155,7 @@ class Runs(QObject):
             run["summary"]["at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
         return json.dumps(run, indent=2, sort_keys=True, default=str)
 
-    model = Property(QObject, lambda self: self._model, constant=True)
+    model = Property(DictListModel, lambda self: self._model, constant=True)
     selected = Property(int, lambda self: self._selected, notify=changed)
     details = Property(str, _details, notify=changed)
     status = Property(str, lambda self: self._status, notify=changed)

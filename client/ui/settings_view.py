@@ -9,6 +9,7 @@ from typing import Any
 from PySide6.QtCore import Property, QObject, Signal, Slot
 from veraltheim.client.compute.routes import Route
 from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.qml import qml_type
 from veraltheim.client.ui.settings import (
     SERVICE_URL_HINT,
     AppSettings,
@@ -18,6 +19,7 @@ from veraltheim.client.ui.settings import (
 )
 
 
+@qml_type
 class SettingsController(QObject):
     changed = Signal()
     saved = Signal()  # after a successful save; the shell reconnects if the address changed

@@ -119,17 +119,20 @@ class Shell(QObject):
     def load(self) -> QQuickWindow:
         engine = QQmlApplicationEngine()
         engine.addImageProvider(PROVIDER_ID, self.images)
-        ctx = engine.rootContext()
-        for name, obj in (
-            ("notices", self.notices),
-            ("settings", self.settings),
-            ("connection", self.connection),
-            ("workbench", self.workbench),
-            ("runs", self.runs),
-            ("notes", self.notes),
-            ("inspector", self.inspector),
-        ):
-            ctx.setContextProperty(name, obj)
+        # Main.qml's required properties: the bridge objects (QML types of the Veraltheim
+        # module, client/ui/qml.py) and the view names; the views get theirs from it.
+        engine.setInitialProperties(
+            {
+                "notices": self.notices,
+                "settings": self.settings,
+                "connection": self.connection,
+                "workbench": self.workbench,
+                "runs": self.runs,
+                "notes": self.notes,
+                "inspector": self.inspector,
+                "viewNames": [view.value for view in VIEWS],
+            }
+        )
         warnings: list[str] = []
         engine.warnings.connect(lambda ws: warnings.extend(w.toString() for w in ws))
         engine.load(QUrl.fromLocalFile(str(qml_dir() / "Main.qml")))

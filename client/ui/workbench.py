@@ -26,6 +26,7 @@ from veraltheim.client.ui.jobs import JobOutcome, Jobs
 from veraltheim.client.ui.models import DictListModel
 from veraltheim.client.ui.notices import Notices
 from veraltheim.client.ui.outputs import KernelOutput, describe_output, save_output
+from veraltheim.client.ui.qml import qml_type
 from veraltheim.client.ui.settings import AppSettings
 
 PROGRESS_STEP = 0.01  # post progress to the UI only when it moved by 1% ...
@@ -35,6 +36,7 @@ FIRST_KERNEL = "fractal.mandelbrot"  # needs no input file: Ctrl+R shows somethi
 PARAM_ROLES = ["name", "type", "min", "max", "value", "choices", "description", "fromInput"]
 
 
+@qml_type
 class Workbench(QObject):
     kernelChanged = Signal()
     inputChanged = Signal()
@@ -455,8 +457,8 @@ class Workbench(QObject):
     def _input_filters(self) -> list[str]:
         return file_filters(self._spec.input_kind) if self._spec else []
 
-    kernels = Property(QObject, lambda self: self._kernels, constant=True)
-    paramModel = Property(QObject, lambda self: self._params, constant=True)
+    kernels = Property(DictListModel, lambda self: self._kernels, constant=True)
+    paramModel = Property(DictListModel, lambda self: self._params, constant=True)
     kernel = Property(str, _kernel_name, notify=kernelChanged)
     kernelDescription = Property(
         str, lambda self: self._spec.description if self._spec else "", notify=kernelChanged

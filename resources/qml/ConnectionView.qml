@@ -1,9 +1,13 @@
+pragma ComponentBehavior: Bound
 import QtQuick
 import QtQuick.Controls
 import QtQuick.Layouts
+import Veraltheim
 
 Item {
     id: view
+    required property Connection connection
+    required property SettingsController settings
     objectName: "connectionView"
 
     RowLayout {
@@ -29,7 +33,7 @@ Item {
                         objectName: "connectionAddress"
                         Accessible.name: "Service address"
                         Layout.fillWidth: true
-                        text: connection.address || settings.serviceUrl
+                        text: view.connection.address || view.settings.serviceUrl
                         selectByMouse: true
                     }
                     Label { text: "Token" }
@@ -40,23 +44,23 @@ Item {
                         Layout.fillWidth: true
                         echoMode: TextInput.Password
                         placeholderText: "paste the token from `veraltheim-service token issue`"
-                        text: settings.token
+                        text: view.settings.token
                         selectByMouse: true
                     }
-                    Item { width: 1; height: 1 }
+                    Item { implicitWidth: 1; implicitHeight: 1 }
                     RowLayout {
                         Button {
                             objectName: "connectButton"
                             text: "Sign in and connect"
                             Accessible.name: "Sign in and connect"
-                            onClicked: connection.connectTo(address.text, token.text)
+                            onClicked: view.connection.connectTo(address.text, token.text)
                         }
                         Button {
                             objectName: "disconnectButton"
                             text: "Disconnect"
                             Accessible.name: "Disconnect"
-                            enabled: connection.state !== "disconnected"
-                            onClicked: connection.disconnectNow()
+                            enabled: view.connection.state !== "disconnected"
+                            onClicked: view.connection.disconnectNow()
                         }
                     }
                 }
@@ -70,21 +74,21 @@ Item {
                     columns: 2
                     columnSpacing: 10
                     Label { text: "State" }
-                    Label { objectName: "connectionState"; text: connection.state; font.bold: true; Accessible.name: "State " + text }
+                    Label { objectName: "connectionState"; text: view.connection.state; font.bold: true; Accessible.name: "State " + text }
                     Label { text: "Round trip" }
-                    Label { objectName: "connectionRtt"; text: connection.rttMs >= 0 ? connection.rttMs.toFixed(1) + " ms" : "\u2014" }
+                    Label { objectName: "connectionRtt"; text: view.connection.rttMs >= 0 ? view.connection.rttMs.toFixed(1) + " ms" : "\u2014" }
                     Label { text: "Security" }
                     Label {
                         objectName: "connectionTls"
-                        text: connection.tls ? "encrypted: TLS (wss://)" : "not encrypted (ws://)"
-                        Accessible.name: connection.tls ? "TLS on" : "TLS off"
+                        text: view.connection.tls ? "encrypted: TLS (wss://)" : "not encrypted (ws://)"
+                        Accessible.name: view.connection.tls ? "TLS on" : "TLS off"
                     }
                     Label { text: "Signed in as" }
-                    Label { objectName: "connectionUser"; text: connection.user || "\u2014" }
+                    Label { objectName: "connectionUser"; text: view.connection.user || "\u2014" }
                     Label { text: "Details" }
                     Label {
                         objectName: "connectionDetail"
-                        text: connection.detail || "\u2014"
+                        text: view.connection.detail || "\u2014"
                         wrapMode: Text.Wrap
                         Layout.fillWidth: true
                     }
@@ -94,7 +98,7 @@ Item {
         }
 
         GroupBox {
-            title: "People connected (" + connection.people.count + ")"
+            title: "People connected (" + view.connection.people.count + ")"
             Layout.fillWidth: true
             Layout.fillHeight: true
             ListView {
@@ -103,7 +107,7 @@ Item {
                 Accessible.name: "People connected"
                 anchors.fill: parent
                 clip: true
-                model: connection.people
+                model: view.connection.people
                 delegate: ItemDelegate {
                     required property string user
                     required property string detail

@@ -1,10 +1,22 @@
+pragma ComponentBehavior: Bound
 import QtQuick
 import QtQuick.Controls
 import QtQuick.Layouts
+import Veraltheim
 
 ApplicationWindow {
     id: window
     objectName: "mainWindow"
+    // The bridge objects, given by the app (client/ui/shell.py), and the view names in tab order.
+    required property Notices notices
+    required property SettingsController settings
+    required property Connection connection
+    required property Workbench workbench
+    required property Runs runs
+    required property NotesController notes
+    required property Inspector inspector
+    required property list<string> viewNames
+
     width: 1100
     height: 720
     minimumWidth: 760
@@ -22,30 +34,31 @@ ApplicationWindow {
                        "buttonText", "highlight", "highlightedText", "light", "midlight", "mid",
                        "dark", "shadow", "placeholderText", "toolTipBase", "toolTipText"]
         for (const role of roles) {
-            palette.active[role] = systemActive[role]
-            palette.inactive[role] = systemActive[role]
-            palette.disabled[role] = systemDisabled[role]
+            window.palette.active[role] = systemActive[role]
+            window.palette.inactive[role] = systemActive[role]
+            window.palette.disabled[role] = systemDisabled[role]
         }
     }
     Component.onCompleted: followSystemPalette()
 
-    readonly property var viewNames: ["Workbench", "Runs", "Notes", "Connection", "Inspector", "Settings"]
     property alias currentView: nav.currentIndex
 
-    function showView(name) {
+    function showView(name: string) {
         const i = viewNames.indexOf(name)
         if (i >= 0) nav.currentIndex = i
     }
 
-    Shortcut { sequence: "Ctrl+R"; context: Qt.ApplicationShortcut; onActivated: workbench.run() }
-    Shortcut { sequence: "Esc"; context: Qt.ApplicationShortcut; onActivated: workbench.cancel() }
+    Shortcut { sequence: "Ctrl+R"; context: Qt.ApplicationShortcut; onActivated: window.workbench.run() }
+    Shortcut { sequence: "Esc"; context: Qt.ApplicationShortcut; onActivated: window.workbench.cancel() }
     Repeater {
         model: window.viewNames.length
         Item {
+            id: shortcutHolder
+            required property int index
             Shortcut {
-                sequence: "Ctrl+" + (index + 1)
+                sequence: "Ctrl+" + (shortcutHolder.index + 1)
                 context: Qt.ApplicationShortcut
-                onActivated: nav.currentIndex = index
+                onActivated: nav.currentIndex = shortcutHolder.index
             }
         }
     }
@@ -60,6 +73,9 @@ ApplicationWindow {
             Repeater {
                 model: window.viewNames
                 TabButton {
+                    id: tab
+                    required property string modelData
+                    required property int index
                     objectName: "nav" + modelData
                     text: modelData
                     Accessible.name: modelData + " view"
@@ -68,7 +84,7 @@ ApplicationWindow {
                 }
             }
         }
-        MessageBar { Layout.fillWidth: true }
+        MessageBar { notices: window.notices; Layout.fillWidth: true }
     }
 
     StackLayout {
@@ -76,12 +92,12 @@ ApplicationWindow {
         objectName: "views"
         anchors.fill: parent
         currentIndex: nav.currentIndex
-        WorkbenchView {}
-        RunsView {}
-        NotesView {}
-        ConnectionView {}
-        InspectorView {}
-        SettingsView {}
+        WorkbenchView { workbench: window.workbench }
+        RunsView { runs: window.runs }
+        NotesView { notes: window.notes }
+        ConnectionView { connection: window.connection; settings: window.settings }
+        InspectorView { inspector: window.inspector }
+        SettingsView { settings: window.settings }
     }
 
     footer: ToolBar {
@@ -91,21 +107,21 @@ ApplicationWindow {
             anchors.leftMargin: 10
             anchors.rightMargin: 10
             Rectangle {
-                width: 10; height: 10; radius: 5
-                color: connection.state === "connected" ? "#2e9d4c"
-                     : connection.state === "offline" ? "#c0392b"
-                     : connection.state === "disconnected" ? "#888888" : "#d39e00"
+                implicitWidth: 10; implicitHeight: 10; radius: 5
+                color: window.connection.state === "connected" ? "#2e9d4c"
+                     : window.connection.state === "offline" ? "#c0392b"
+                     : window.connection.state === "disconnected" ? "#888888" : "#d39e00"
             }
             Label {
                 objectName: "statusConnection"
-                text: connection.summary
+                text: window.connection.summary
                 Accessible.name: "Connection status: " + text
                 elide: Text.ElideRight
                 Layout.fillWidth: true
             }
             Label {
                 objectName: "statusJob"
-                text: workbench.running ? workbench.status + " " + Math.round(workbench.progress * 100) + "%" : workbench.status
+                text: window.workbench.running ? window.workbench.status + " " + Math.round(window.workbench.progress * 100) + "%" : window.workbench.status
                 Accessible.name: "Job status: " + text
             }
         }

@@ -1,17 +1,19 @@
 import QtQuick
 import QtQuick.Controls
 import QtQuick.Layouts
+import Veraltheim
 
 // The one place errors and notices reach the user: what happened, and what to do.
 Rectangle {
     id: bar
+    required property Notices notices
     objectName: "messageBar"
-    visible: notices.kind !== ""
+    visible: bar.notices.kind !== ""
     implicitHeight: visible ? row.implicitHeight + 16 : 0
-    color: notices.kind === "error" ? "#f8d7da" : notices.kind === "warning" ? "#fff3cd" : "#d1ecf1"
-    border.color: notices.kind === "error" ? "#c0392b" : notices.kind === "warning" ? "#d39e00" : "#2a7fa0"
+    color: bar.notices.kind === "error" ? "#f8d7da" : bar.notices.kind === "warning" ? "#fff3cd" : "#d1ecf1"
+    border.color: bar.notices.kind === "error" ? "#c0392b" : bar.notices.kind === "warning" ? "#d39e00" : "#2a7fa0"
     Accessible.role: Accessible.AlertMessage
-    Accessible.name: notices.text + " " + notices.hint
+    Accessible.name: bar.notices.text + " " + bar.notices.hint
 
     RowLayout {
         id: row
@@ -19,7 +21,7 @@ Rectangle {
         anchors.margins: 8
         spacing: 10
         Label {
-            text: notices.kind === "info" ? "\u2139" : "\u26a0"
+            text: bar.notices.kind === "info" ? "\u2139" : "\u26a0"
             color: "#222"
             font.pixelSize: 18
         }
@@ -28,7 +30,7 @@ Rectangle {
             spacing: 2
             Label {
                 objectName: "messageText"
-                text: notices.text
+                text: bar.notices.text
                 color: "#1b1b1b"
                 font.bold: true
                 wrapMode: Text.Wrap
@@ -36,7 +38,7 @@ Rectangle {
             }
             Label {
                 objectName: "messageHint"
-                text: notices.hint
+                text: bar.notices.hint
                 color: "#333"
                 visible: text !== ""
                 wrapMode: Text.Wrap
@@ -47,7 +49,7 @@ Rectangle {
             objectName: "messageDismiss"
             text: "Dismiss"
             Accessible.name: "Dismiss message"
-            onClicked: notices.dismiss()
+            onClicked: bar.notices.dismiss()
         }
     }
 }

@@ -1,9 +1,12 @@
+pragma ComponentBehavior: Bound
 import QtQuick
 import QtQuick.Controls
 import QtQuick.Layouts
+import Veraltheim
 
 Item {
     id: view
+    required property NotesController notes
     objectName: "notesView"
 
     RowLayout {
@@ -15,7 +18,7 @@ Item {
             Layout.fillWidth: true
             Layout.fillHeight: true
             Label {
-                text: "Shared notes" + (notes.status ? " \u2014 " + notes.status : "")
+                text: "Shared notes" + (view.notes.status ? " \u2014 " + view.notes.status : "")
                 font.bold: true
             }
             ScrollView {
@@ -28,20 +31,20 @@ Item {
                     placeholderText: "Write here; everyone on the service sees it as you type."
                     wrapMode: TextEdit.Wrap
                     selectByMouse: true
-                    enabled: notes.ready
+                    enabled: view.notes.ready
                     // Remote edits replace the text; keep the caret where it was.
                     Connections {
-                        target: notes
+                        target: view.notes
                         function onTextChanged() {
-                            if (editor.text !== notes.text) {
-                                const pos = notes.mapPosition(editor.cursorPosition)
-                                editor.text = notes.text
+                            if (editor.text !== view.notes.text) {
+                                const pos = view.notes.mapPosition(editor.cursorPosition)
+                                editor.text = view.notes.text
                                 editor.cursorPosition = Math.min(pos, editor.length)
                             }
                         }
                     }
-                    Component.onCompleted: text = notes.text
-                    onTextChanged: if (text !== notes.text) notes.edit(text)
+                    Component.onCompleted: text = view.notes.text
+                    onTextChanged: if (text !== view.notes.text) view.notes.edit(text)
                 }
             }
         }
@@ -55,7 +58,7 @@ Item {
                 Accessible.name: "People in the notes"
                 anchors.fill: parent
                 clip: true
-                model: notes.people
+                model: view.notes.people
                 delegate: Label {
                     required property string user
                     required property string detail

@@ -1,9 +1,12 @@
+pragma ComponentBehavior: Bound
 import QtQuick
 import QtQuick.Controls
 import QtQuick.Layouts
+import Veraltheim
 
 Item {
     id: view
+    required property Runs runs
     objectName: "runsView"
 
     RowLayout {
@@ -16,7 +19,7 @@ Item {
             Layout.fillHeight: true
             Label {
                 objectName: "runsHeader"
-                text: "Shared run history: " + runs.model.count + (runs.model.count === 1 ? " run" : " runs") + (runs.status ? " \u2014 " + runs.status : "")
+                text: "Shared run history: " + view.runs.model.count + (view.runs.model.count === 1 ? " run" : " runs") + (view.runs.status ? " \u2014 " + view.runs.status : "")
                 font.bold: true
             }
             // Column headings
@@ -30,7 +33,7 @@ Item {
                 Label { text: "Size"; Layout.preferredWidth: 80; font.bold: true; horizontalAlignment: Text.AlignRight }
                 Label { text: "Time"; Layout.preferredWidth: 80; font.bold: true; horizontalAlignment: Text.AlignRight }
             }
-            Rectangle { Layout.fillWidth: true; height: 1; color: palette.mid }
+            Rectangle { Layout.fillWidth: true; implicitHeight: 1; color: view.palette.mid }
             ListView {
                 id: list
                 objectName: "runsList"
@@ -38,11 +41,11 @@ Item {
                 Layout.fillWidth: true
                 Layout.fillHeight: true
                 clip: true
-                model: runs.model
-                currentIndex: runs.selected
+                model: view.runs.model
+                currentIndex: view.runs.selected
                 keyNavigationEnabled: true
                 focus: true
-                onCurrentIndexChanged: runs.select(currentIndex)
+                onCurrentIndexChanged: view.runs.select(currentIndex)
                 ScrollBar.vertical: ScrollBar {}
                 delegate: ItemDelegate {
                     id: row
@@ -56,7 +59,7 @@ Item {
                     width: list.width
                     highlighted: ListView.isCurrentItem
                     Accessible.name: kernel + " by " + user + ", " + where + ", " + elapsed
-                    onClicked: runs.select(index)
+                    onClicked: view.runs.select(index)
                     contentItem: RowLayout {
                         Label { text: row.when; Layout.preferredWidth: 70 }
                         Label { text: row.user; Layout.preferredWidth: 90; elide: Text.ElideRight }
@@ -84,7 +87,7 @@ Item {
                 TextArea {
                     objectName: "runDetails"
                     readOnly: true
-                    text: runs.details !== "" ? runs.details : "Select a run to see its details."
+                    text: view.runs.details !== "" ? view.runs.details : "Select a run to see its details."
                     font.family: "monospace"
                     wrapMode: TextEdit.Wrap
                     Accessible.name: "Run details"

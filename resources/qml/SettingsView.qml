@@ -1,9 +1,12 @@
+pragma ComponentBehavior: Bound
 import QtQuick
 import QtQuick.Controls
 import QtQuick.Layouts
+import Veraltheim
 
 Item {
     id: view
+    required property SettingsController settings
     objectName: "settingsView"
 
     ScrollView {
@@ -28,18 +31,18 @@ Item {
                     Accessible.name: "Service address"
                     Layout.fillWidth: true
                     // the address in use (it may come from --service), else the saved one
-                    text: settings.addressInUse || settings.serviceUrl
+                    text: view.settings.addressInUse || view.settings.serviceUrl
                     selectByMouse: true
                 }
                 Item {
                     visible: addressNote.visible
-                    width: 1; height: 1
+                    implicitWidth: 1; implicitHeight: 1
                 }
                 Label {
                     id: addressNote
                     objectName: "settingsAddressNote"
-                    visible: settings.addressInUse !== "" && settings.addressInUse !== settings.serviceUrl
-                    text: "In use for this run only (given with --service). Saved: " + settings.serviceUrl + ". Save to keep the one above."
+                    visible: view.settings.addressInUse !== "" && view.settings.addressInUse !== view.settings.serviceUrl
+                    text: "In use for this run only (given with --service). Saved: " + view.settings.serviceUrl + ". Save to keep the one above."
                     wrapMode: Text.Wrap
                     opacity: 0.7
                     Layout.fillWidth: true
@@ -51,7 +54,7 @@ Item {
                     Accessible.name: "Token"
                     Layout.fillWidth: true
                     echoMode: TextInput.Password
-                    text: settings.addressInUse ? settings.tokenInUse : settings.token
+                    text: view.settings.addressInUse ? view.settings.tokenInUse : view.settings.token
                     selectByMouse: true
                 }
                 Label { text: "Name (no-auth services)" }
@@ -60,7 +63,7 @@ Item {
                     objectName: "settingsUserName"
                     Accessible.name: "Your name"
                     Layout.fillWidth: true
-                    text: settings.userName
+                    text: view.settings.userName
                     placeholderText: "shown to others in presence and the run history"
                     selectByMouse: true
                 }
@@ -70,7 +73,7 @@ Item {
                     objectName: "settingsCaFile"
                     Accessible.name: "Trusted certificate file for wss"
                     Layout.fillWidth: true
-                    text: settings.caFile
+                    text: view.settings.caFile
                     placeholderText: "PEM file of a self-signed service (wss:// only)"
                     selectByMouse: true
                 }
@@ -79,8 +82,8 @@ Item {
                     id: route
                     objectName: "settingsRoute"
                     Accessible.name: "Default place to run"
-                    model: settings.routes
-                    currentIndex: settings.routes.indexOf(settings.route)
+                    model: view.settings.routes
+                    currentIndex: view.settings.routes.indexOf(view.settings.route)
                 }
                 Label { text: "Largest input (MiB)" }
                 SpinBox {
@@ -88,7 +91,7 @@ Item {
                     objectName: "settingsMaxInput"
                     Accessible.name: "Largest input in MiB"
                     from: 1; to: 4096; editable: true
-                    value: settings.maxInputMib
+                    value: view.settings.maxInputMib
                 }
                 Label { text: "Local job deadline (s)" }
                 SpinBox {
@@ -96,7 +99,7 @@ Item {
                     objectName: "settingsDeadline"
                     Accessible.name: "Local job deadline in seconds"
                     from: 1; to: 3600; editable: true
-                    value: Math.round(settings.deadlineS)
+                    value: Math.round(view.settings.deadlineS)
                 }
                 Label { text: "Kernel cache folder" }
                 TextField {
@@ -104,8 +107,8 @@ Item {
                     objectName: "settingsCacheDir"
                     Accessible.name: "Kernel cache folder"
                     Layout.fillWidth: true
-                    text: settings.cacheDir
-                    placeholderText: settings.effectiveCacheDir
+                    text: view.settings.cacheDir
+                    placeholderText: view.settings.effectiveCacheDir
                     selectByMouse: true
                 }
             }
@@ -115,10 +118,10 @@ Item {
                     text: "Save"
                     Accessible.name: "Save settings"
                     highlighted: true
-                    onClicked: settings.save(url.text, token.text, route.currentText, maxInput.value, deadline.value, cacheDir.text, userName.text, caFile.text)
+                    onClicked: view.settings.save(url.text, token.text, route.currentText, maxInput.value, deadline.value, cacheDir.text, userName.text, caFile.text)
                 }
                 Label {
-                    text: "Saved in " + settings.filePath
+                    text: "Saved in " + view.settings.filePath
                     opacity: 0.7
                     elide: Text.ElideMiddle
                     Layout.fillWidth: true

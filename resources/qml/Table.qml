@@ -1,3 +1,4 @@
+pragma ComponentBehavior: Bound
 import QtQuick
 import QtQuick.Controls
 import QtQuick.Layouts
@@ -16,6 +17,7 @@ ColumnLayout {
         Repeater {
             model: table.columns
             Label {
+                required property var modelData
                 text: modelData[1]
                 font.bold: true
                 Layout.preferredWidth: modelData[2] > 0 ? modelData[2] : 100
@@ -24,7 +26,7 @@ ColumnLayout {
             }
         }
     }
-    Rectangle { Layout.fillWidth: true; height: 1; color: palette.mid }
+    Rectangle { Layout.fillWidth: true; implicitHeight: 1; color: table.palette.mid }
     ListView {
         id: list
         Layout.fillWidth: true
@@ -47,6 +49,7 @@ ColumnLayout {
                 Repeater {
                     model: table.columns
                     Label {
+                        required property var modelData
                         text: rowItem.model[modelData[0]] === undefined ? "" : String(rowItem.model[modelData[0]])
                         Layout.preferredWidth: modelData[2] > 0 ? modelData[2] : 100
                         Layout.fillWidth: modelData[2] < 0

@@ -1,27 +1,30 @@
+pragma ComponentBehavior: Bound
 import QtQuick
 import QtQuick.Controls
 import QtQuick.Dialogs
 import QtQuick.Layouts
+import Veraltheim
 
 Item {
     id: view
+    required property Workbench workbench
     objectName: "workbenchView"
 
     FileDialog {
         id: openDialog
         objectName: "openDialog"
-        title: "Open input for " + workbench.kernel
+        title: "Open input for " + view.workbench.kernel
         fileMode: FileDialog.OpenFile
-        nameFilters: workbench.inputFilters
-        onAccepted: workbench.openFile(selectedFile)
+        nameFilters: view.workbench.inputFilters
+        onAccepted: view.workbench.openFile(selectedFile)
     }
     FileDialog {
         id: saveDialog
         objectName: "saveDialog"
         title: "Save result"
         fileMode: FileDialog.SaveFile
-        defaultSuffix: workbench.resultSuffix.replace(".", "")
-        onAccepted: workbench.saveResult(selectedFile)
+        defaultSuffix: view.workbench.resultSuffix.replace(".", "")
+        onAccepted: view.workbench.saveResult(selectedFile)
     }
 
     RowLayout {
@@ -42,19 +45,19 @@ Item {
                 objectName: "kernelPicker"
                 Accessible.name: "Kernel"
                 Layout.fillWidth: true
-                model: workbench.kernels
+                model: view.workbench.kernels
                 textRole: "name"
-                enabled: !workbench.running
+                enabled: !view.workbench.running
                 currentIndex: {
-                    for (let i = 0; i < workbench.kernels.count; ++i)
-                        if (workbench.kernels.get(i).name === workbench.kernel) return i
+                    for (let i = 0; i < view.workbench.kernels.count; ++i)
+                        if (view.workbench.kernels.get(i).name === view.workbench.kernel) return i
                     return -1
                 }
-                onActivated: workbench.selectKernel(currentText)
+                onActivated: view.workbench.selectKernel(currentText)
             }
             Label {
                 objectName: "kernelDescription"
-                text: workbench.kernelDescription
+                text: view.workbench.kernelDescription
                 wrapMode: Text.Wrap
                 maximumLineCount: 4
                 elide: Text.ElideRight
@@ -62,7 +65,7 @@ Item {
                 Layout.fillWidth: true
                 HoverHandler { id: descHover }
                 ToolTip.visible: descHover.hovered && truncated
-                ToolTip.text: workbench.kernelDescription
+                ToolTip.text: view.workbench.kernelDescription
             }
             Label { text: "Parameters"; font.bold: true; Layout.topMargin: 6 }
             ScrollView {
@@ -73,11 +76,11 @@ Item {
                     id: paramList
                     objectName: "paramForm"
                     Accessible.name: "Parameters"
-                    model: workbench.paramModel
+                    model: view.workbench.paramModel
                     spacing: 8
                     delegate: ParamField {
                         width: paramList.width - 14
-                        onEdited: (v) => workbench.setParam(name, v)
+                        onEdited: (v) => view.workbench.setParam(name, v)
                     }
                 }
             }
@@ -95,25 +98,25 @@ Item {
                     objectName: "openButton"
                     text: "Open input\u2026"
                     Accessible.name: "Open input file"
-                    enabled: workbench.needsInput && !workbench.running
+                    enabled: view.workbench.needsInput && !view.workbench.running
                     onClicked: openDialog.open()
                 }
                 Button {
                     objectName: "useResultButton"
                     text: "Use result as input"
                     Accessible.name: "Use the result as input"
-                    visible: workbench.inputKind === "rgba8" && workbench.resultKind === "image"
-                    enabled: !workbench.running
-                    onClicked: workbench.useResultAsInput()
+                    visible: view.workbench.inputKind === "rgba8" && view.workbench.resultKind === "image"
+                    enabled: !view.workbench.running
+                    onClicked: view.workbench.useResultAsInput()
                 }
                 Label {
                     objectName: "inputSummary"
                     Layout.fillWidth: true
                     elide: Text.ElideMiddle
-                    text: workbench.kernel === "" ? "No kernel selected."
-                        : !workbench.needsInput ? "This kernel generates its data from the parameters."
-                        : workbench.loading ? "Loading " + workbench.loadingInput + "\u2026"
-                        : workbench.inputSummary !== "" ? workbench.inputSummary
+                    text: view.workbench.kernel === "" ? "No kernel selected."
+                        : !view.workbench.needsInput ? "This kernel generates its data from the parameters."
+                        : view.workbench.loading ? "Loading " + view.workbench.loadingInput + "\u2026"
+                        : view.workbench.inputSummary !== "" ? view.workbench.inputSummary
                         : "No input yet: open a file or drop one below."
                 }
             }
@@ -125,11 +128,11 @@ Item {
                 Layout.fillHeight: true
                 Layout.minimumHeight: 160
                 // (not `enabled`: that would also grey out the result shown inside)
-                readonly property bool accepting: workbench.needsInput && !workbench.running
+                readonly property bool accepting: view.workbench.needsInput && !view.workbench.running
                 onEntered: (drag) => { drag.accepted = accepting }
                 onDropped: (event) => {
                     if (accepting && event.hasUrls && event.urls.length > 0) {
-                        workbench.openFile(event.urls[0])
+                        view.workbench.openFile(event.urls[0])
                         event.acceptProposedAction()
                     }
                 }
@@ -147,7 +150,7 @@ Item {
                     Pane {
                         Layout.fillWidth: true
                         Layout.fillHeight: true
-                        visible: workbench.inputImage !== ""
+                        visible: view.workbench.inputImage !== ""
                         padding: 0
                         background: null
                         Image {
@@ -156,7 +159,7 @@ Item {
                             // decoded at the shown size once, not scaled on every frame
                             sourceSize.width: Math.max(1, width)
                             sourceSize.height: Math.max(1, height)
-                            source: workbench.inputImage
+                            source: view.workbench.inputImage
                             fillMode: Image.PreserveAspectFit
                             cache: false
                             asynchronous: false
@@ -175,8 +178,8 @@ Item {
                             // decoded at the shown size once, not scaled on every frame
                             sourceSize.width: Math.max(1, width)
                             sourceSize.height: Math.max(1, height)
-                            visible: workbench.resultKind === "image"
-                            source: workbench.resultImage
+                            visible: view.workbench.resultKind === "image"
+                            source: view.workbench.resultImage
                             fillMode: Image.PreserveAspectFit
                             cache: false
                             asynchronous: false
@@ -184,11 +187,11 @@ Item {
                         }
                         ScrollView {
                             anchors.fill: parent
-                            visible: workbench.resultKind !== "" && workbench.resultKind !== "image"
+                            visible: view.workbench.resultKind !== "" && view.workbench.resultKind !== "image"
                             TextArea {
                                 objectName: "resultText"
                                 readOnly: true
-                                text: workbench.resultText
+                                text: view.workbench.resultText
                                 font.family: "monospace"
                                 wrapMode: TextEdit.Wrap
                                 Accessible.name: "Result"
@@ -197,17 +200,17 @@ Item {
                         }
                         Label {
                             anchors.centerIn: parent
-                            visible: workbench.resultKind === "" && workbench.inputImage === ""
+                            visible: view.workbench.resultKind === "" && view.workbench.inputImage === ""
                             horizontalAlignment: Text.AlignHCenter
                             opacity: 0.6
-                            text: workbench.needsInput ? "Drop a file here\n(" + workbench.inputFilters.join(", ") + ")"
+                            text: view.workbench.needsInput ? "Drop a file here\n(" + view.workbench.inputFilters.join(", ") + ")"
                                                        : "Press Run (Ctrl+R) to generate"
                         }
                         Label {
                             objectName: "resultCaption"
-                            text: workbench.resultKind === "image" ? "Result: " + workbench.resultText : "Result"
+                            text: view.workbench.resultKind === "image" ? "Result: " + view.workbench.resultText : "Result"
                             opacity: 0.7
-                            visible: workbench.resultKind !== ""
+                            visible: view.workbench.resultKind !== ""
                             anchors.right: parent.right; anchors.top: parent.top
                         }
                     }
@@ -219,14 +222,15 @@ Item {
                 spacing: 8
                 Label { text: "Where:" }
                 Repeater {
-                    model: workbench.routes
+                    model: view.workbench.routes
                     RadioButton {
+                        required property var modelData
                         objectName: "where_" + modelData.name
                         text: modelData.label
                         Accessible.name: "Run " + modelData.label
-                        checked: workbench.where === modelData.name
-                        enabled: !workbench.running
-                        onClicked: workbench.setWhere(modelData.name)
+                        checked: view.workbench.where === modelData.name
+                        enabled: !view.workbench.running
+                        onClicked: view.workbench.setWhere(modelData.name)
                     }
                 }
                 Item { Layout.fillWidth: true }
@@ -235,21 +239,21 @@ Item {
                     text: "Run (Ctrl+R)"
                     Accessible.name: "Run kernel"
                     highlighted: true
-                    enabled: !workbench.running && workbench.kernel !== ""
-                    onClicked: workbench.run()
+                    enabled: !view.workbench.running && view.workbench.kernel !== ""
+                    onClicked: view.workbench.run()
                 }
                 Button {
                     objectName: "cancelButton"
                     text: "Cancel (Esc)"
                     Accessible.name: "Cancel job"
-                    enabled: workbench.running
-                    onClicked: workbench.cancel()
+                    enabled: view.workbench.running
+                    onClicked: view.workbench.cancel()
                 }
                 Button {
                     objectName: "saveButton"
                     text: "Save as\u2026"
                     Accessible.name: "Save result as"
-                    enabled: workbench.resultKind !== "" && !workbench.running
+                    enabled: view.workbench.resultKind !== "" && !view.workbench.running
                     onClicked: saveDialog.open()
                 }
             }
@@ -258,13 +262,13 @@ Item {
                 Accessible.name: "Progress"
                 Layout.fillWidth: true
                 from: 0; to: 1
-                value: workbench.progress
-                indeterminate: workbench.running && workbench.progress === 0
-                visible: workbench.running
+                value: view.workbench.progress
+                indeterminate: view.workbench.running && view.workbench.progress === 0
+                visible: view.workbench.running
             }
             Label {
                 objectName: "resultInfo"
-                text: workbench.resultInfo
+                text: view.workbench.resultInfo
                 visible: text !== ""
                 wrapMode: Text.Wrap
                 Layout.fillWidth: true
