@@ -34,6 +34,7 @@ from veraltheim.protocol.constants import (
 )
 from veraltheim.protocol.effects import CancelTimer, RefSource, Send, SetTimer
 from veraltheim.protocol.message import Message
+from veraltheim.protocol.reasons import Reason
 
 # A phx_close this shortly before the socket closes with 1001/1012 was the service stopping (it
 # closes channels, waits for in-flight work up to its grace period, then the sockets).
@@ -70,7 +71,7 @@ def reply_of(payload: Any) -> Reply:
     """A Reply from a phx_reply payload, tolerating a malformed one (status "error")."""
     if isinstance(payload, dict) and isinstance(payload.get("status"), str):
         return Reply(payload["status"], payload.get("response"))
-    return Reply("error", {"reason": "malformed reply", "payload": payload})
+    return Reply("error", {"reason": Reason.MALFORMED_REPLY, "payload": payload})
 
 
 # -- outputs of its own -------------------------------------------------------------------------
@@ -206,17 +207,25 @@ class ClientChannel:
         return len(self._buffer)
 
     @property
+    def may_revive(self) -> bool:
+        """Closed by the service: the socket closing with 1001/1012 soon would undo it."""
+        return self._closed_by_service_at is not None
+
+    @property
     def in_flight(self) -> int:
         """How many pushes on the wire wait for their reply."""
         return len(self._pending)
 
     # -- fed by the app ---------------------------------------------------------------------------
 
-    def join(self) -> list[Any]:
-        """The first join; rejoins after it are automatic."""
+    def join(self, timeout_s: float | None = None) -> list[Any]:
+        """The first join (`timeout_s`: the channel's timeout from now on); rejoins after it are
+        automatic."""
         if self._joined_once:
             raise RuntimeError(f"join() called twice on the channel {self.topic!r}")
         self._joined_once = True
+        if timeout_s is not None:
+            self.timeout_s = timeout_s
         self._rejoin()
         return self._take()
 
@@ -398,7 +407,7 @@ class ClientChannel:
         if not self._ever_joined:
             # the first join was refused: hand it to join()'s caller, stop trying
             self._out.append(JoinRefused(response))
-            self._close({"reason": "join refused", "response": response})
+            self._close({"reason": Reason.JOIN_REFUSED, "response": response})
             return
         self.state = ChannelState.ERRORED
         if self.connected:

@@ -34,13 +34,13 @@ from veraltheim.protocol.constants import (
 )
 from veraltheim.protocol.effects import Send
 from veraltheim.protocol.message import Message
+from veraltheim.protocol.reasons import Reason
 
 SERVER_EVENTS = frozenset({PHX_REPLY, PHX_ERROR, PHX_CLOSE})
-UNMATCHED_TOPIC = {"reason": "unmatched topic"}
-SHUTTING_DOWN = {"reason": "service is shutting down"}
-NOT_AN_OBJECT = {"reason": "join payload must be a JSON object"}
-TOPIC_TOO_LONG = {"reason": "topic too long", "limit": MAX_BINARY_FIELD_BYTES}
-TOO_MANY_CHANNELS = "too many channels"
+UNMATCHED_TOPIC = {"reason": Reason.UNMATCHED_TOPIC}
+SHUTTING_DOWN = {"reason": Reason.SERVICE_SHUTTING_DOWN}
+NOT_AN_OBJECT = {"reason": Reason.BAD_JOIN_PAYLOAD}
+TOPIC_TOO_LONG = {"reason": Reason.TOPIC_TOO_LONG, "limit": MAX_BINARY_FIELD_BYTES}
 
 
 class Joinable(Protocol):
@@ -157,7 +157,7 @@ class ServerSocket(Generic[C]):
             out.append(Stop(old, EndReason.DUPLICATE))
             out.append(Send(Message(old.join_ref, old.join_ref, msg.topic, PHX_CLOSE, {})))
         elif len(self.channels) >= self._max_channels:
-            limit = {"reason": TOO_MANY_CHANNELS, "limit": self._max_channels}
+            limit = {"reason": Reason.TOO_MANY_CHANNELS, "limit": self._max_channels}
             return [ChannelLimit(), _reply(msg, STATUS_ERROR, limit)]
         join_ref = msg.join_ref if msg.join_ref is not None else msg.ref
         out.append(Join(msg, join_ref, route))

@@ -12,7 +12,7 @@ from veraltheim.client.net.presence import Presence, list_presences, sync_diff, 
 from veraltheim.client.net.push import DEFAULT_TIMEOUT_S, JoinError, Push, PushTimeout, Reply
 from veraltheim.client.net.socket import FORBIDDEN_RETRY_S, Socket, SocketOffline, endpoint_url
 from veraltheim.client.net.state import ChannelState, ConnectionState
-from veraltheim.client.net.timer import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff, RetryTimer
+from veraltheim.protocol.backoff import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -29,7 +29,6 @@ __all__ = [
     "Push",
     "PushTimeout",
     "Reply",
-    "RetryTimer",
     "Socket",
     "SocketOffline",
     "endpoint_url",

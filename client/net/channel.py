@@ -1,85 +1,138 @@
-"""A joined topic on a Socket, with phoenix.js's rules: one join per Channel object, rejoin with
-backoff after an error or a reconnect (each with a new join_ref), pushes buffered until joined,
-replies matched by ref, messages for an outdated join_ref dropped."""
+"""A joined topic on a Socket: the asyncio driver of protocol/channel_client.py, which holds
+phoenix.js's rules (one join per Channel object, rejoin with backoff after an error or a
+reconnect, each with a new join_ref; pushes buffered until joined; replies matched by ref;
+messages for an outdated join_ref dropped). This file runs the machine's timers, keeps the
+futures the app awaits and calls the app's callbacks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol
 
 from veraltheim.client.net.callbacks import call_safely
-from veraltheim.client.net.push import (
-    JoinError,
-    PendingReplies,
-    Push,
-    PushTimeout,
-    Reply,
-    reply_of,
+from veraltheim.client.net.push import JoinError, Push, PushTimeout
+from veraltheim.protocol import Message
+from veraltheim.protocol.backoff import Backoff
+from veraltheim.protocol.channel_client import (
+    ChannelState,
+    ClientChannel,
+    Closed,
+    Deliver,
+    Errored,
+    Fail,
+    Joined,
+    JoinRefused,
+    LeaveOpenTopic,
+    Params,
+    Resolve,
+    Revived,
 )
-from veraltheim.client.net.state import ChannelState
-from veraltheim.client.net.timer import RetryTimer
-from veraltheim.protocol import PHX_CLOSE, PHX_ERROR, PHX_JOIN, PHX_LEAVE, PHX_REPLY, Message
-from veraltheim.protocol.reasons import Reason
+from veraltheim.protocol.effects import CancelTimer, Send, SetTimer
 
-if TYPE_CHECKING:
-    from veraltheim.client.net.socket import Socket
+__all__ = ["Channel", "ChannelClosed", "ChannelSocket", "Params"]
 
 log = logging.getLogger(__name__)
-
-Params = dict[str, Any] | Callable[[], dict[str, Any]]
 
 
 class ChannelClosed(PushTimeout):
     """The channel was left or closed, so the push will never get a reply."""
 
 
+class ChannelSocket(Protocol):
+    """What a Channel uses of its socket: its public surface, as phoenix.js's channel uses
+    socket.push / makeRef / remove / leaveOpenTopic / onOpen / onClose."""
+
+    timeout_s: float
+    rejoin_backoff: Backoff
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def channels(self) -> list[Any]: ...
+
+    def make_ref(self) -> str: ...
+
+    def push(self, msg: Message) -> bool: ...
+
+    def add(self, channel: Any) -> None: ...
+
+    def remove(self, channel: Any) -> None: ...
+
+    def leave_open_topic(self, channel: Any) -> None: ...
+
+    def on_open(self, callback: Callable[[], Any]) -> int: ...
+
+    def on_close(self, callback: Callable[[int | None, str], Any]) -> int: ...
+
+    def off(self, ref: int) -> None: ...
+
+
 class Channel:
     """Made by `Socket.channel(topic, params)`; `params` (a dict, or a callable asked on every
     join) is the join payload."""
 
-    def __init__(self, socket: Socket, topic: str, params: Params | None = None) -> None:
+    def __init__(self, socket: ChannelSocket, topic: str, params: Params | None = None) -> None:
         self.socket = socket
         self.topic = topic
-        self._params = params if params is not None else {}
-        self.state = ChannelState.CLOSED
-        self.join_ref: str | None = None
-        self.join_response: Any = None  # the response of the latest successful join
-        self.timeout_s = socket.timeout_s
-        self._joined_once = False
-        self._ever_joined = False
-        self._left = False  # leave() or a close: never rejoin (unless revived)
-        self._join_push: Push | None = None
+        self._machine = ClientChannel(
+            topic,
+            socket,
+            params=params,
+            timeout_s=socket.timeout_s,
+            rejoin_backoff=socket.rejoin_backoff,
+            connected=socket.connected,
+        )
+        self._pushes: dict[int, Push] = {}  # by the machine's push id
+        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._first_join: asyncio.Future[Any] | None = None
-        self._buffer: deque[Push] = deque()  # pushes waiting for the join
-        self._pending = PendingReplies()  # pushes on the wire waiting for their reply
         self._bindings: dict[str, list[tuple[int, Callable[[Any], Any]]]] = {}
         self._binding_ref = 0
         self._on_join: list[Callable[[Any], Any]] = []
         self._on_error: list[Callable[[Any], Any]] = []
         self._on_close: list[Callable[[Any], Any]] = []
-        self._rejoin_timer = RetryTimer(self._rejoin_if_connected, socket.rejoin_backoff)
+        self._hooks: list[int] = []
+        self._hook_socket()
 
     def __repr__(self) -> str:
         return f"<Channel {self.topic!r} {self.state.value} join_ref={self.join_ref}>"
 
     # -- public API ----------------------------------------------------------------------------
 
+    @property
+    def state(self) -> ChannelState:
+        return self._machine.state
+
+    @property
+    def join_ref(self) -> str | None:
+        return self._machine.join_ref
+
+    @property
+    def join_response(self) -> Any:
+        """The response of the latest successful join."""
+        return self._machine.join_response
+
+    @property
+    def timeout_s(self) -> float:
+        return self._machine.timeout_s
+
+    @timeout_s.setter
+    def timeout_s(self, value: float) -> None:
+        self._machine.timeout_s = value
+
     async def join(self, timeout: float | None = None) -> Any:
         """Join and return the service's response. Raises JoinError when the service refuses
         (the channel is then closed), PushTimeout when no answer came in time (the channel keeps
         trying, like phoenix.js; leave() to stop). Rejoins after that are automatic."""
-        if self._joined_once:
-            raise RuntimeError(f"join() called twice on the channel {self.topic!r}")
-        self._joined_once = True
-        if timeout is not None:
-            self.timeout_s = timeout
-        first = self._first_join = asyncio.get_running_loop().create_future()
+        first = asyncio.get_running_loop().create_future()
         first.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._rejoin()
+        out = self._machine.join(timeout)  # raises if called twice
+        self._first_join = first
+        self._run(out)
         try:
             return await asyncio.wait_for(asyncio.shield(first), self.timeout_s)
         except ChannelClosed:
@@ -93,36 +146,33 @@ class Channel:
         """Send `event` and return the Push; `await` it for the Reply. A dict payload goes as
         JSON, bytes as a binary frame. While the socket is down or the channel is not joined the
         push waits in a buffer; its timeout runs from now either way."""
-        if not self._joined_once:
-            raise RuntimeError(f"push {event!r} to {self.topic!r} before join()")
-        push = Push(event, {} if payload is None else payload, timeout or self.timeout_s)
-        if self.state in (ChannelState.CLOSED, ChannelState.LEAVING):
-            push.fail(ChannelClosed(f"the channel {self.topic!r} is {self.state.value}"))
-            return push
-        push.start_timeout(self._forget)
-        if self.can_push:
-            self._write(push)
-        else:
-            self._buffer.append(push)
+        payload = {} if payload is None else payload
+        push_id, out = self._machine.push(event, payload, timeout)
+        self._pushes[push_id] = Push(event, payload, timeout or self.timeout_s)
+        push = self._pushes[push_id]
+        self._run(out)
         return push
 
     async def leave(self, timeout: float | None = None) -> None:
         """Leave the topic on the service (waiting for its ok, at most `timeout`) and close."""
-        self._rejoin_timer.reset()
-        if self._join_push is not None:
-            self._join_push.cancel_timeout()
-        if self.state in (ChannelState.CLOSED, ChannelState.LEAVING):
+        done_already = self.state in (ChannelState.CLOSED, ChannelState.LEAVING)
+        push_id, out = self._machine.leave(timeout)
+        if push_id is not None:
+            self._pushes[push_id] = Push("phx_leave", {}, timeout or self.timeout_s)
+            leave = self._pushes[push_id]
+        self._run(out)
+        if done_already:
             return
-        was_joined = self.can_push or self.state == ChannelState.JOINING
-        self._left = True
-        self.state = ChannelState.LEAVING
-        if was_joined and self.socket.connected:
-            leave = Push(PHX_LEAVE, {}, timeout or self.timeout_s)
-            leave.start_timeout()
-            self._write(leave)
+        if push_id is not None:
             with contextlib.suppress(PushTimeout):
                 await leave
-        self._close("leave")
+        self._run(self._machine.close("leave"))
+
+    def leave_now(self) -> None:
+        """Leave without waiting for the service's answer (another channel object joins this
+        topic: the socket's `leave_open_topic`)."""
+        log.info("leaving duplicate channel %s", self.topic)
+        self._run(self._machine.abandon())
 
     def on(self, event: str, callback: Callable[[Any], Any]) -> int:
         """Call callback(payload) for every `event` pushed or broadcast on this topic; returns a
@@ -151,169 +201,115 @@ class Channel:
 
     @property
     def can_push(self) -> bool:
-        return self.state == ChannelState.JOINED and self.socket.connected
+        return self._machine.can_push
 
     @property
     def buffered(self) -> int:
         """How many pushes wait for the (re)join."""
-        return sum(1 for p in self._buffer if not p.done)
+        return self._machine.buffered
 
-    # -- called by the Socket --------------------------------------------------------------------
+    def receive(self, msg: Message) -> None:
+        """A message for this topic from the socket (one for an outdated join_ref is dropped)."""
+        self._run(self._machine.receive(msg, time.monotonic()))
 
-    def _is_member(self, msg: Message) -> bool:
-        if msg.join_ref is not None and msg.join_ref != self.join_ref:
-            log.debug("dropped outdated %s on %s (join_ref %s)", msg.event, msg.topic, msg.join_ref)
-            return False
-        return True
+    # -- the socket's open/close hooks ---------------------------------------------------------
 
-    def _trigger(self, msg: Message) -> None:
-        if msg.event == PHX_REPLY:
-            self._handle_reply(msg.ref, reply_of(msg.payload))
-            return
-        if msg.event == PHX_ERROR:
-            self._errored(msg.payload if msg.payload else {"source": "channel"})
-        elif msg.event == PHX_CLOSE:
-            if not self._left:  # not the answer to our own leave: maybe the service stopping
-                self.socket._closed_by_service(self)
-            self._close(msg.payload if msg.payload else "closed by the service")
-        for _ref, callback in list(self._bindings.get(msg.event, ())):
-            call_safely(callback, msg.payload)
+    def _hook_socket(self) -> None:
+        if not self._hooks:
+            self._hooks = [
+                self.socket.on_open(self._socket_opened),
+                self.socket.on_close(self._socket_closed),
+            ]
+
+    def _unhook_socket(self) -> None:
+        for ref in self._hooks:
+            self.socket.off(ref)
+        self._hooks = []
 
     def _socket_opened(self) -> None:
-        self._rejoin_timer.reset()
-        if self.state in (ChannelState.ERRORED, ChannelState.JOINING):
-            self._rejoin()
+        self._run(self._machine.socket_opened())
 
-    def _socket_closed(self, reason: str) -> None:
-        self._rejoin_timer.reset()
-        if self.state not in (ChannelState.ERRORED, ChannelState.LEAVING, ChannelState.CLOSED):
-            self._errored({"source": "transport", "reason": reason})
+    def _socket_closed(self, code: int | None, reason: str) -> None:
+        taken = any(c.topic == self.topic and c is not self for c in self.socket.channels)
+        now = time.monotonic()
+        self._run(self._machine.socket_closed("connection_closed", now, code, taken))
+        if self.state == ChannelState.CLOSED:
+            self._unhook_socket()  # closed for good: a closed channel is not kept alive
 
-    # -- joining -------------------------------------------------------------------------------
+    # -- running the machine's outputs ---------------------------------------------------------
 
-    def _params_now(self) -> dict[str, Any]:
-        return self._params() if callable(self._params) else self._params
-
-    def _rejoin_if_connected(self) -> None:
-        if self.socket.connected:
-            self._rejoin()
-
-    def _rejoin(self) -> None:
-        if self._left:
-            return
-        self.socket._leave_duplicate(self)
-        self.state = ChannelState.JOINING
-        if not self.socket.connected:
-            return  # the socket rejoins joining/errored channels when it opens
-        self.join_ref = self.socket.make_ref()
-        join = self._join_push = Push(PHX_JOIN, self._params_now(), self.timeout_s)
-        join.ref = self.join_ref
-        join.start_timeout(self._join_timed_out)
-        self.socket._send(Message(self.join_ref, self.join_ref, self.topic, PHX_JOIN, join.payload))
-
-    def _join_timed_out(self, join: Push) -> None:
-        if join is not self._join_push or self.state != ChannelState.JOINING:
-            return
-        log.info("join of %s timed out after %g s; retrying", self.topic, join.timeout_s)
-        self._join_push = None  # a late answer to it must not count as joined
-        # tell the service to drop the join it may still be working on, as phoenix.js does
-        self.socket._send(Message(self.join_ref, self.socket.make_ref(), self.topic, PHX_LEAVE, {}))
-        self.state = ChannelState.ERRORED
-        if self.socket.connected:
-            self._rejoin_timer.schedule()
-
-    def _handle_reply(self, ref: str | None, reply: Reply) -> None:
-        join = self._join_push
-        if join is not None and ref is not None and ref == join.ref:
-            self._join_push = None
-            join.resolve(reply)
-            if reply.ok:
-                self._joined(reply.response)
+    def _run(self, outputs: list[Any]) -> None:
+        for out in outputs:
+            kind = type(out)
+            if kind is Send:
+                self._send(out)
+            elif kind is SetTimer:
+                self._cancel_timer(out.key)
+                loop = asyncio.get_running_loop()
+                self._timers[out.key] = loop.call_later(out.delay_s, self._timeout, out.key)
+            elif kind is CancelTimer:
+                self._cancel_timer(out.key)
+            elif kind is Resolve:
+                self._pushes.pop(out.push).resolve(out.reply)
+            elif kind is Fail:
+                exc = PushTimeout(out.why) if out.timed_out else ChannelClosed(out.why)
+                self._pushes.pop(out.push).fail(exc)
+            elif kind is Deliver:
+                for _ref, callback in list(self._bindings.get(out.event, ())):
+                    call_safely(callback, out.payload)
             else:
-                self._join_refused(reply.response)
-            return
-        if self._pending.resolve(ref, reply) is None:
-            log.debug("reply %s on %s matches no push (late or unknown)", ref, self.topic)
+                self._lifecycle(out)
 
-    def _joined(self, response: Any) -> None:
-        self.state = ChannelState.JOINED
-        self._ever_joined = True
-        self.join_response = response
-        self._rejoin_timer.reset()
-        if self._first_join is not None and not self._first_join.done():
-            self._first_join.set_result(response)
-        # the buffered pushes go first, as phoenix.js flushes before the join's receive hooks
-        while self._buffer and self.can_push:
-            push = self._buffer.popleft()
-            if not push.done:
-                self._write(push)
-        for callback in list(self._on_join):
-            call_safely(callback, response)
-
-    def _join_refused(self, response: Any) -> None:
+    def _lifecycle(self, out: Any) -> None:
         first = self._first_join
-        if not self._ever_joined and first is not None and not first.done():
-            # the first join was refused: hand it to join()'s caller, stop trying
-            first.set_exception(JoinError(response))
-            self._close({"reason": Reason.JOIN_REFUSED, "response": response})
+        if isinstance(out, LeaveOpenTopic):
+            self.socket.leave_open_topic(self)
+        elif isinstance(out, Joined):
+            if first is not None and not first.done():
+                first.set_result(out.response)
+            for callback in list(self._on_join):
+                call_safely(callback, out.response)
+        elif isinstance(out, JoinRefused):
+            if first is not None and not first.done():
+                first.set_exception(JoinError(out.response))
+        elif isinstance(out, Errored):
+            log.info("channel %s errored: %r", self.topic, out.reason)
+            for callback in list(self._on_error):
+                call_safely(callback, out.reason)
+        elif isinstance(out, Closed):
+            self.socket.remove(self)
+            if not self._machine.may_revive:
+                self._unhook_socket()
+            if first is not None and not first.done():
+                first.set_exception(
+                    ChannelClosed(f"the channel {self.topic!r} closed: {out.reason!r}")
+                )
+            for callback in list(self._on_close):
+                call_safely(callback, out.reason)
+        elif isinstance(out, Revived):
+            self.socket.add(self)
+            self._hook_socket()
+        else:
+            raise TypeError(f"unknown channel output {out!r}")
+
+    def _send(self, out: Send) -> None:
+        push = self._pushes.get(out.push) if out.push is not None else None
+        if push is None:
+            self.socket.push(out.message)
             return
-        log.info("rejoin of %s refused: %r; retrying", self.topic, response)
-        self.state = ChannelState.ERRORED
-        if self.socket.connected:
-            self._rejoin_timer.schedule()
-
-    def _errored(self, reason: Any) -> None:
-        if self._join_push is not None:
-            self._join_push.cancel_timeout()
-            self._join_push = None
-        if self.state in (ChannelState.LEAVING, ChannelState.CLOSED):
-            return
-        self.state = ChannelState.ERRORED
-        for callback in list(self._on_error):
-            call_safely(callback, reason)
-        if self.socket.connected:
-            self._rejoin_timer.schedule()
-
-    def _close(self, reason: Any) -> None:
-        if self._left and self.state == ChannelState.CLOSED:
-            return  # closed already (a leave's reply and the service's phx_close both end it)
-        self._rejoin_timer.reset()
-        if self._join_push is not None:
-            self._join_push.cancel_timeout()
-            self._join_push = None
-        self._left = True
-        self.state = ChannelState.CLOSED
-        self.socket._remove(self)
-        closed = ChannelClosed(f"the channel {self.topic!r} closed: {reason!r}")
-        while self._buffer:
-            self._buffer.popleft().fail(closed)
-        self._pending.fail_all(closed)
-        if self._first_join is not None and not self._first_join.done():
-            self._first_join.set_exception(closed)
-        for callback in list(self._on_close):
-            call_safely(callback, reason)
-
-    def _revive(self) -> None:
-        """Undo a phx_close that was the service shutting down: rejoin after the reconnect."""
-        self._left = False
-        self.state = ChannelState.ERRORED
-        self.socket._add(self)
-
-    # -- pushing -------------------------------------------------------------------------------
-
-    def _write(self, push: Push) -> None:
-        push.ref = self.socket.make_ref()
-        self._pending.add(push)
+        push.ref = out.message.ref
         try:
-            self.socket._send(
-                Message(self.join_ref, push.ref, self.topic, push.event, push.payload)
-            )
+            self.socket.push(out.message)
         except ValueError as exc:  # ProtocolError: a payload that cannot be encoded
-            self._pending.discard(push)
+            self._run(self._machine.discard(out.push))  # type: ignore[arg-type]
+            self._pushes.pop(out.push, None)  # type: ignore[arg-type]
             push.fail(exc)
 
-    def _forget(self, push: Push) -> None:
-        """A push timed out: it must not be sent later nor wait for a reply."""
-        self._pending.discard(push)
-        with contextlib.suppress(ValueError):
-            self._buffer.remove(push)
+    def _timeout(self, key: Hashable) -> None:
+        self._timers.pop(key, None)
+        self._run(self._machine.timeout(key))
+
+    def _cancel_timer(self, key: Hashable) -> None:
+        handle = self._timers.pop(key, None)
+        if handle is not None:
+            handle.cancel()

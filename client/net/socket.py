@@ -20,15 +20,11 @@ from veraltheim.client.net.callbacks import call_safely
 from veraltheim.client.net.channel import Channel, Params
 from veraltheim.client.net.push import DEFAULT_TIMEOUT_S
 from veraltheim.client.net.state import ChannelState, ConnectionState
-from veraltheim.client.net.timer import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff
 from veraltheim.protocol import (
     AUTH_TOKEN_PREFIX,
-    CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
-    HEARTBEAT,
     HEARTBEAT_INTERVAL_S,
     PHOENIX_TOPIC,
-    PHX_LEAVE,
     SOCKET_PATH,
     SUBPROTOCOL,
     VSN,
@@ -37,6 +33,9 @@ from veraltheim.protocol import (
     decode,
     encode,
 )
+from veraltheim.protocol.backoff import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff
+from veraltheim.protocol.effects import Send, SetTimer
+from veraltheim.protocol.heartbeat import Dead, Heartbeat, Pong
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -48,13 +47,11 @@ OPEN_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 2.0
 MAX_FRAME_BYTES = 256 * 1024 * 1024  # compute results (images) come back in one frame
 RETRYABLE_STATUS = frozenset({408, 425, 429})  # 4xx answers worth retrying with the backoff
-SERVICE_RESTART = 1012  # RFC 6455 close code "service restart"; like 1001, not a final close
-# A phx_close this shortly before the socket closes with 1001/1012 was the service stopping (it
-# closes channels, waits for in-flight work up to its grace period, then the sockets).
-SHUTDOWN_WINDOW_S = 15.0
 
 TokenSource = str | Callable[[], str | Awaitable[str | None] | None] | None
 StateCallback = Callable[[ConnectionState], Any]
+OpenCallback = Callable[[], Any]
+CloseCallback = Callable[[int | None, str], Any]
 FrameCallback = Callable[[Literal["in", "out"], Message], Any]
 
 
@@ -86,17 +83,17 @@ def auth_subprotocols(token: str) -> list[str]:
 
 
 class _Connection:
-    """One open WebSocket: its outbox (sent in order by one writer task) and heartbeat."""
+    """One open WebSocket: its outbox (sent in order by one writer task) and its heartbeat (the
+    protocol/heartbeat.py machine, its timer, the ping() callers waiting)."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, heartbeat: Heartbeat) -> None:
         self.ws = ws
         self.outbox: deque[str | bytes] = deque()
         self.wake = asyncio.Event()
-        self.heartbeat_ref: str | None = None
-        self.heartbeat_sent_at = 0.0
-        self.pings: dict[str, tuple[asyncio.Future[float], float]] = {}
-        # (channel, when) for each phx_close seen on this connection
-        self.closed_by_service: list[tuple[Channel, float]] = []
+        self.heartbeat = heartbeat
+        self.tick: asyncio.TimerHandle | None = None
+        self.closing: asyncio.Task[None] | None = None
+        self.pings: dict[str, asyncio.Future[float]] = {}
 
 
 class Socket:
@@ -162,6 +159,8 @@ class Socket:
         self._callback_ref = 0
         self._state_callbacks: list[tuple[int, StateCallback]] = []
         self._frame_callbacks: list[tuple[int, FrameCallback]] = []
+        self._open_callbacks: list[tuple[int, OpenCallback]] = []
+        self._close_callbacks: list[tuple[int, CloseCallback]] = []
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -238,7 +237,7 @@ class Socket:
 
     def channel(self, topic: str, params: Params | None = None) -> Channel:
         ch = Channel(self, topic, params)
-        self._add(ch)
+        self.add(ch)
         return ch
 
     async def ping(self, timeout: float | None = None) -> float:
@@ -246,14 +245,15 @@ class Socket:
         conn = self._conn
         if conn is None or not self.connected:
             raise SocketOffline(f"not connected ({self.state.value})")
-        ref = self.make_ref()
+        ref, out = conn.heartbeat.ping(time.perf_counter())
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        conn.pings[ref] = (future, time.perf_counter())
-        self._send(Message(None, ref, PHOENIX_TOPIC, HEARTBEAT, {}))
+        conn.pings[ref] = future
+        self._run_heartbeat(conn, out)
         try:
             return await asyncio.wait_for(future, timeout or self.timeout_s)
         finally:
             conn.pings.pop(ref, None)
+            conn.heartbeat.forget_ping(ref)
 
     def on_state(self, callback: StateCallback) -> int:
         """callback(state) on every change of `state`; returns a ref for off()."""
@@ -267,13 +267,58 @@ class Socket:
         self._frame_callbacks.append((self._callback_ref, callback))
         return self._callback_ref
 
+    def on_open(self, callback: OpenCallback) -> int:
+        """callback() each time a connection opens (channels rejoin from it); returns a ref."""
+        self._callback_ref += 1
+        self._open_callbacks.append((self._callback_ref, callback))
+        return self._callback_ref
+
+    def on_close(self, callback: CloseCallback) -> int:
+        """callback(code, reason) each time an open connection closes; returns a ref."""
+        self._callback_ref += 1
+        self._close_callbacks.append((self._callback_ref, callback))
+        return self._callback_ref
+
     def off(self, ref: int) -> None:
         self._state_callbacks = [c for c in self._state_callbacks if c[0] != ref]
         self._frame_callbacks = [c for c in self._frame_callbacks if c[0] != ref]
+        self._open_callbacks = [c for c in self._open_callbacks if c[0] != ref]
+        self._close_callbacks = [c for c in self._close_callbacks if c[0] != ref]
 
     def make_ref(self) -> str:
         self._ref += 1
         return str(self._ref)
+
+    def push(self, msg: Message) -> bool:
+        """Queue msg on the open connection; False when there is none. Raises ProtocolError for
+        a message that cannot be encoded."""
+        conn = self._conn
+        if conn is None or self.state != ConnectionState.CONNECTED:
+            return False
+        conn.outbox.append(encode(msg, sender="client"))
+        conn.wake.set()
+        for _ref, callback in list(self._frame_callbacks):
+            call_safely(callback, "out", msg)
+        return True
+
+    def add(self, ch: Channel) -> None:
+        """Route the messages of ch's topic to ch (`channel()` does this)."""
+        chans = self._channels.setdefault(ch.topic, [])
+        if ch not in chans:
+            chans.append(ch)
+
+    def remove(self, ch: Channel) -> None:
+        chans = self._channels.get(ch.topic, [])
+        if ch in chans:
+            chans.remove(ch)
+        if not chans:
+            self._channels.pop(ch.topic, None)
+
+    def leave_open_topic(self, joining: Channel) -> None:
+        """phoenix.js leaves another channel object joined to the same topic first."""
+        for other in list(self._channels.get(joining.topic, ())):
+            if other is not joining and other.state in (ChannelState.JOINED, ChannelState.JOINING):
+                other.leave_now()
 
     # -- connection loop -----------------------------------------------------------------------
 
@@ -383,14 +428,14 @@ class Socket:
         return "served", f"closed {code} {reason}".strip()
 
     async def _serve(self, ws: ClientConnection) -> None:
-        conn = self._conn = _Connection(ws)
+        conn = self._conn = _Connection(ws, Heartbeat(self.heartbeat_interval_s, self))
         loop = asyncio.get_running_loop()
         writer = loop.create_task(self._write_loop(conn))
-        heartbeat = loop.create_task(self._heartbeat_loop(conn))
         self._set_state(ConnectionState.CONNECTED)
         self._finish_attempt()
-        for ch in self.channels:
-            ch._socket_opened()
+        for _ref, callback in list(self._open_callbacks):
+            call_safely(callback)
+        self._run_heartbeat(conn, conn.heartbeat.opened(time.perf_counter()))
         try:
             async for frame in ws:
                 try:
@@ -401,27 +446,19 @@ class Socket:
             pass
         finally:
             writer.cancel()
-            heartbeat.cancel()
+            conn.heartbeat.closed()
+            if conn.tick is not None:
+                conn.tick.cancel()
             self._conn = None
             self.last_close = (ws.close_code, ws.close_reason or "")
-            for future, _sent in conn.pings.values():
+            for future in conn.pings.values():
                 if not future.done():
                     future.set_exception(SocketOffline("connection closed"))
-            if ws.close_code in (CLOSE_GOING_AWAY, SERVICE_RESTART):
-                # the service went away: its phx_close was not "leave for good", rejoin later
-                now = time.monotonic()
-                for ch, closed_at in conn.closed_by_service:
-                    recent = now - closed_at <= SHUTDOWN_WINDOW_S
-                    if (
-                        recent
-                        and ch.state == ChannelState.CLOSED
-                        and ch.topic not in self._channels
-                    ):
-                        ch._revive()
+            # channels first (a closed channel may be revived: the service only restarted)
+            for _ref, callback in list(self._close_callbacks):
+                call_safely(callback, ws.close_code, ws.close_reason or "")
             if self.state == ConnectionState.CONNECTED and not self._stopping:
                 self._set_state(ConnectionState.RECONNECTING)
-            for ch in self.channels:
-                ch._socket_closed("connection_closed")
 
     async def _write_loop(self, conn: _Connection) -> None:
         try:
@@ -437,22 +474,32 @@ class Socket:
             log.exception("writing to the service failed; reconnecting")
             conn.ws.transport.abort()
 
-    async def _heartbeat_loop(self, conn: _Connection) -> None:
-        self._send_heartbeat(conn)  # at once, so rtt_ms is known right after connecting
-        while True:
-            await asyncio.sleep(self.heartbeat_interval_s)
-            if conn.heartbeat_ref is not None:
+    def _run_heartbeat(self, conn: _Connection, outputs: list[Any]) -> None:
+        for out in outputs:
+            if isinstance(out, Send):
+                self.push(out.message)
+            elif isinstance(out, SetTimer):
+                if conn.tick is not None:
+                    conn.tick.cancel()
+                loop = asyncio.get_running_loop()
+                conn.tick = loop.call_later(out.delay_s, self._heartbeat_tick, conn, out.key)
+            elif isinstance(out, Pong):
+                future = conn.pings.pop(out.ref, None)
+                if future is not None and not future.done():
+                    future.set_result(out.rtt_ms)
+            elif isinstance(out, Dead) and conn.closing is None:
                 log.warning(
-                    "no heartbeat reply within %g s; reconnecting", self.heartbeat_interval_s
+                    "no heartbeat reply within %g s; reconnecting", conn.heartbeat.interval_s
                 )
-                await conn.ws.close(CLOSE_NORMAL, "heartbeat timeout")
-                return
-            self._send_heartbeat(conn)
+                coro = conn.ws.close(CLOSE_NORMAL, out.reason)
+                conn.closing = asyncio.get_running_loop().create_task(coro)
+        if conn.heartbeat.rtt_ms is not None:
+            self.rtt_ms = conn.heartbeat.rtt_ms
 
-    def _send_heartbeat(self, conn: _Connection) -> None:
-        conn.heartbeat_ref = self.make_ref()
-        conn.heartbeat_sent_at = time.perf_counter()
-        self._send(Message(None, conn.heartbeat_ref, PHOENIX_TOPIC, HEARTBEAT, {}))
+    def _heartbeat_tick(self, conn: _Connection, key: Any) -> None:
+        conn.tick = None
+        if self._conn is conn:
+            self._run_heartbeat(conn, conn.heartbeat.timeout(key, time.perf_counter()))
 
     def _receive(self, conn: _Connection, frame: str | bytes) -> None:
         try:
@@ -463,59 +510,10 @@ class Socket:
             return
         for _ref, callback in list(self._frame_callbacks):
             call_safely(callback, "in", msg)
-        if msg.topic == PHOENIX_TOPIC and msg.ref is not None:
-            now = time.perf_counter()
-            if msg.ref == conn.heartbeat_ref:
-                conn.heartbeat_ref = None
-                self.rtt_ms = (now - conn.heartbeat_sent_at) * 1000
-            ping = conn.pings.pop(msg.ref, None)
-            if ping is not None and not ping[0].done():
-                self.rtt_ms = (now - ping[1]) * 1000
-                ping[0].set_result(self.rtt_ms)
+        if msg.topic == PHOENIX_TOPIC:
+            self._run_heartbeat(conn, conn.heartbeat.receive(msg, time.perf_counter()))
         for ch in list(self._channels.get(msg.topic, ())):
-            if ch._is_member(msg):
-                ch._trigger(msg)
-
-    # -- used by channels ----------------------------------------------------------------------
-
-    def _send(self, msg: Message) -> bool:
-        """Queue msg on the open connection; False when there is none. Raises ProtocolError for
-        a message that cannot be encoded."""
-        conn = self._conn
-        if conn is None or self.state != ConnectionState.CONNECTED:
-            return False
-        conn.outbox.append(encode(msg, sender="client"))
-        conn.wake.set()
-        for _ref, callback in list(self._frame_callbacks):
-            call_safely(callback, "out", msg)
-        return True
-
-    def _add(self, ch: Channel) -> None:
-        chans = self._channels.setdefault(ch.topic, [])
-        if ch not in chans:
-            chans.append(ch)
-
-    def _remove(self, ch: Channel) -> None:
-        chans = self._channels.get(ch.topic, [])
-        if ch in chans:
-            chans.remove(ch)
-        if not chans:
-            self._channels.pop(ch.topic, None)
-
-    def _closed_by_service(self, ch: Channel) -> None:
-        if self._conn is not None:
-            self._conn.closed_by_service.append((ch, time.monotonic()))
-
-    def _leave_duplicate(self, joining: Channel) -> None:
-        """phoenix.js leaves another channel object joined to the same topic first."""
-        for other in list(self._channels.get(joining.topic, ())):
-            if other is joining or other.state not in (ChannelState.JOINED, ChannelState.JOINING):
-                continue
-            log.info("leaving duplicate channel %s", other.topic)
-            if other.join_ref is not None:
-                self._send(Message(other.join_ref, self.make_ref(), other.topic, PHX_LEAVE, {}))
-            other._left = True
-            other._close("leave")
+            ch.receive(msg)
 
     # -- state ---------------------------------------------------------------------------------
 

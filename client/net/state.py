@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from veraltheim.protocol.channel_client import ChannelState
+
+__all__ = ["ChannelState", "ConnectionState"]
+
 
 class ConnectionState(StrEnum):
     """Where a Socket stands; `Socket.on_state` reports every change."""
@@ -12,13 +16,3 @@ class ConnectionState(StrEnum):
     CONNECTED = "connected"  # open, channels can join and push
     RECONNECTING = "reconnecting"  # lost or failed; retrying with backoff
     OFFLINE = "offline"  # not trying: never started, disconnect(), or refused (see offline_reason)
-
-
-class ChannelState(StrEnum):
-    """A channel's life, as phoenix.js names it."""
-
-    CLOSED = "closed"
-    ERRORED = "errored"
-    JOINED = "joined"
-    JOINING = "joining"
-    LEAVING = "leaving"

@@ -474,7 +474,7 @@ async def test_leave_answered_with_phx_close_closes_once_and_stays_closed(fake, 
 
 async def test_an_old_phx_close_is_not_undone_by_a_later_shutdown(fake, sockets, monkeypatch):
     monkeypatch.setattr(
-        "veraltheim.client.net.socket.SHUTDOWN_WINDOW_S", -1.0
+        "veraltheim.protocol.channel_client.SHUTDOWN_WINDOW_S", -1.0
     )  # every close is "old"
     sock = sockets(fake.url)
     await sock.connect()

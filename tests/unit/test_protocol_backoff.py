@@ -1,10 +1,9 @@
-"""Backoff bounds and jitter, and the retry timer (client/net/timer.py)."""
+"""Backoff bounds and jitter (protocol/backoff.py)."""
 
-import asyncio
 import random
 
 import pytest
-from veraltheim.client.net.timer import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff, RetryTimer
+from veraltheim.protocol.backoff import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff
 
 
 def test_bounds_grow_exponentially_then_cap():
@@ -46,28 +45,3 @@ def test_no_jitter_gives_the_exact_curve():
 def test_bad_backoff_is_refused(kwargs):
     with pytest.raises(ValueError, match="bad backoff"):
         Backoff(**kwargs)
-
-
-async def test_retry_timer_counts_tries_and_resets():
-    fired = asyncio.Queue()
-    timer = RetryTimer(lambda: fired.put_nowait(timer.tries), Backoff(0.001, 2.0, 0.002))
-    timer.schedule()
-    assert timer.pending
-    assert await asyncio.wait_for(fired.get(), 5) == 1
-    timer.schedule()
-    assert await asyncio.wait_for(fired.get(), 5) == 2
-    timer.reset()
-    assert timer.tries == 0 and not timer.pending
-
-
-async def test_cancelled_retry_timer_never_fires():
-    fired = []
-    timer = RetryTimer(lambda: fired.append(1), Backoff(0.001, 2.0, 0.001, jitter=0))
-    timer.schedule()
-    timer.cancel()
-    control = RetryTimer(lambda: None, Backoff(0.01, 2.0, 0.01, jitter=0))
-    done = asyncio.Event()
-    control._callback = done.set
-    control.schedule()  # fires well after the cancelled one would have
-    await asyncio.wait_for(done.wait(), 5)
-    assert fired == []
