@@ -27,6 +27,7 @@ from veraltheim.protocol.channel_client import (
     reply_of,
 )
 from veraltheim.protocol.effects import CancelTimer, Send, SetTimer
+from veraltheim.protocol.reasons import Reason
 
 T = "room:1"
 TIMEOUT = 10.0
@@ -297,7 +298,7 @@ CASES = [
             Fail(
                 2,
                 "the channel 'room:1' closed: "
-                + repr({"reason": "join refused", "response": {"reason": "no"}}),
+                + repr({"reason": Reason.JOIN_REFUSED, "response": {"reason": "no"}}),
                 timed_out=False,
             ),
             Closed({"reason": "join refused", "response": {"reason": "no"}}),
