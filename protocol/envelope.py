@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import struct
 from typing import Any
 
+from veraltheim.protocol import strictjson
 from veraltheim.protocol.errors import ProtocolError
 
 _LENGTH = struct.Struct(">I")
@@ -15,7 +15,7 @@ def pack_envelope(header: dict[str, Any], body: bytes | bytearray | memoryview =
     if not isinstance(header, dict):
         raise ProtocolError(f"envelope header must be a JSON object, not {type(header).__name__}")
     try:
-        raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+        raw = strictjson.dumps(header).encode()
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"envelope header is not JSON: {exc}") from None
     return b"".join((_LENGTH.pack(len(raw)), raw, body))
@@ -32,7 +32,7 @@ def unpack_envelope(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any
             f"envelope header length {size} runs past the end ({len(data) - 4} bytes left)"
         )
     try:
-        header = json.loads(data[_LENGTH.size : end].decode("utf-8"))
+        header = strictjson.loads(data[_LENGTH.size : end].decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"envelope header is not JSON: {exc}") from None
     if not isinstance(header, dict):

@@ -8,9 +8,9 @@ as Phoenix writes `to_string(nil)`.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
+from veraltheim.protocol import strictjson
 from veraltheim.protocol.constants import (
     KIND_BROADCAST,
     KIND_PUSH,
@@ -26,14 +26,6 @@ Frame = str | bytes
 
 _BINARY = (bytes, bytearray, memoryview)
 _KIND_NAMES = {KIND_PUSH: "push", KIND_REPLY: "reply", KIND_BROADCAST: "broadcast"}
-
-
-def _reject_constant(name: str) -> Any:
-    raise ProtocolError(f"{name} is not valid JSON")
-
-
-_decoder = json.JSONDecoder(parse_constant=_reject_constant)
-_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _check_sender(sender: str) -> None:
@@ -55,7 +47,7 @@ def encode(msg: Message, *, sender: Sender) -> Frame:
 def encode_text(msg: Message) -> str:
     _check_fields(msg.join_ref, msg.ref, msg.topic, msg.event, surrogates_possible=False)
     try:
-        return _encoder.encode([msg.join_ref, msg.ref, msg.topic, msg.event, msg.payload])
+        return strictjson.dumps([msg.join_ref, msg.ref, msg.topic, msg.event, msg.payload])
     except (TypeError, ValueError, RecursionError) as exc:
         raise ProtocolError(
             f"payload of {msg.event!r} on {msg.topic!r} is not JSON: {exc}"
@@ -152,9 +144,7 @@ def _check_fields(
 
 def _decode_text(frame: str, sender: Sender) -> Message:
     try:
-        data = _decoder.decode(frame)
-    except ProtocolError:
-        raise
+        data = strictjson.loads(frame)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"text frame is not JSON: {exc}") from None
     if not isinstance(data, list) or len(data) != 5:

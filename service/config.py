@@ -101,6 +101,23 @@ class DocsConfig:
     compact_every: int = field(
         default=1000, metadata=doc("snapshot a document after this many stored updates", min=1)
     )
+    max_loaded_docs: int = field(
+        default=1000,
+        metadata=doc(
+            "documents in memory at once; idle ones are unloaded early to make room", min=1
+        ),
+    )
+    max_awareness_states: int = field(
+        default=16,
+        metadata=doc("awareness client ids per message and per member", min=1),
+    )
+    max_awareness_state_bytes: int = field(
+        default=16 * 1024, metadata=doc("largest awareness state (JSON) of one client", min=2)
+    )
+    sync_bytes_per_s: float = field(
+        default=8.0 * MIB,
+        metadata=doc("sync step 2 bytes per second per member (one answer may exceed it)", min=0),
+    )
 
 
 @dataclass

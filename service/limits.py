@@ -14,17 +14,34 @@ class TokenBucket:
         self.tokens = float(burst)
         self.stamp = now
 
-    def take(self, now: float, n: float = 1.0) -> bool:
-        if self.rate <= 0:
-            return True
+    def _refill(self, now: float) -> None:
         elapsed = now - self.stamp
         if elapsed > 0:
             self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
             self.stamp = now
+
+    def take(self, now: float, n: float = 1.0) -> bool:
+        if self.rate <= 0:
+            return True
+        self._refill(now)
         if self.tokens >= n:
             self.tokens -= n
             return True
         return False
+
+    def affordable(self, now: float) -> bool:
+        """Whether the bucket is out of debt (see spend)."""
+        if self.rate <= 0:
+            return True
+        self._refill(now)
+        return self.tokens >= 0
+
+    def spend(self, now: float, n: float) -> None:
+        """Take n even if it is more than there is: for a cost known only after the work (one
+        answer may be larger than the whole burst), refused by `affordable` until paid off."""
+        if self.rate > 0:
+            self._refill(now)
+            self.tokens -= n
 
 
 class UserBuckets:

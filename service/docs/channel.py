@@ -9,6 +9,7 @@ bad_message, too_large, rate_limited, read_only, bad_update, store_failed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -26,6 +27,7 @@ from veraltheim.protocol.ysync import (
 from veraltheim.service.channel import Channel, JoinError, Reply
 from veraltheim.service.docs.registry import (
     DocRegistry,
+    DocumentUnavailable,
     LiveDoc,
     StoreFailed,
     TooManyDocuments,
@@ -39,6 +41,11 @@ BURST_SECONDS = 2.0  # the update rate limit allows bursts of this many seconds'
 
 def _error(reason: Reason, message: str) -> Reply:
     return Reply.error({"reason": reason, "message": message})
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # logged by whoever awaited it; none may be left
 
 
 def _count(counter: Any, **labels: str) -> None:
@@ -69,11 +76,17 @@ class DocChannel(Channel):
         self.bucket = TokenBucket(
             docs.updates_per_s, max(1.0, docs.updates_per_s * BURST_SECONDS), now
         )
+        # what sync answers cost: a step 1 of a few bytes asks for the whole document
+        self.sync_bytes = TokenBucket(
+            docs.sync_bytes_per_s, docs.sync_bytes_per_s * BURST_SECONDS, now
+        )
         self.registry: DocRegistry = self.service.components[COMPONENT]
         try:
-            self.live = self.registry.open(name, self.user)
+            self.live = await self.registry.open(name, self.user)
         except TooManyDocuments as exc:
             raise JoinError({"reason": Reason.TOO_MANY_DOCUMENTS, "message": str(exc)}) from None
+        except DocumentUnavailable as exc:
+            raise JoinError({"reason": Reason.DOCUMENT_UNAVAILABLE, "message": str(exc)}) from None
         self.track_presence(self.user, {"read_only": self.read_only})
         # the client keeps its batches under the limit it learns here
         return {"read_only": self.read_only, "max_update_bytes": self.max_update_bytes}
@@ -92,19 +105,23 @@ class DocChannel(Channel):
             message = parse_message(payload)
         except BadMessage as exc:
             return _error(Reason.BAD_MESSAGE, str(exc))
-        if message.kind is Kind.SYNC_STEP1:
-            return self._sync(message.data)
-        if not self.bucket.take(time.monotonic()):
+        now = time.monotonic()
+        if not self.bucket.take(now) or (
+            message.kind is Kind.SYNC_STEP1 and not self.sync_bytes.affordable(now)
+        ):
             _count(self.registry.refused, reason=Reason.RATE_LIMITED)
             return _error(Reason.RATE_LIMITED, "too many yjs messages per second; sync again later")
+        if message.kind is Kind.SYNC_STEP1:
+            return self._sync(message.data, now)
         if message.kind.carries_update:
-            return self._update(message.data)
+            return await self._update(message.data)
         if message.kind is Kind.AWARENESS:
             try:
-                self.live.apply_awareness(message.data, self)
+                taken = self.live.apply_awareness(message.data, self)
             except BadMessage as exc:
                 return _error(Reason.BAD_MESSAGE, str(exc))
-            self.broadcast_from(YJS_EVENT, bytes(payload))
+            if taken is not None:
+                self.broadcast_from(YJS_EVENT, taken)
             return Reply.ok({})
         # query awareness
         states = self.live.awareness_message()
@@ -112,12 +129,13 @@ class DocChannel(Channel):
             self.push(YJS_EVENT, states)
         return Reply.ok({})
 
-    def _sync(self, state_vector: bytes) -> Reply:
+    def _sync(self, state_vector: bytes, now: float) -> Reply:
         """Step 2 (what the client lacks), then our step 1 so the client sends what we lack."""
         try:
             step2 = self.live.sync_step2(state_vector)
         except BadMessage as exc:
             return _error(Reason.BAD_MESSAGE, str(exc))
+        self.sync_bytes.spend(now, len(step2))
         self.push(YJS_EVENT, step2)
         self.push(YJS_EVENT, self.live.sync_step1())
         states = self.live.awareness_message()
@@ -125,14 +143,21 @@ class DocChannel(Channel):
             self.push(YJS_EVENT, states)
         return Reply.ok({})
 
-    def _update(self, update: bytes) -> Reply:
+    async def _update(self, update: bytes) -> Reply:
         if self.read_only:
             _count(self.registry.refused, reason=Reason.READ_ONLY)
             return _error(
                 Reason.READ_ONLY, "this document is joined read-only; the update is dropped"
             )
+        # Once applied, an update is stored and broadcast even if this channel ends meanwhile
+        # (its client went away): the others must not miss what the store keeps.
+        commit = asyncio.ensure_future(self._commit(update))
+        commit.add_done_callback(_retrieve)
+        return await asyncio.shield(commit)
+
+    async def _commit(self, update: bytes) -> Reply:
         try:
-            changed = self.live.apply_update(update)
+            changed = await self.live.apply_update(update)
         except UpdateRejected as exc:
             _count(self.registry.refused, reason=Reason.BAD_UPDATE)
             return _error(Reason.BAD_UPDATE, str(exc))

@@ -19,7 +19,7 @@ async def test_an_update_is_stored_before_it_is_broadcast(tmp_path, monkeypatch)
     original = DocChannel.broadcast_from
 
     def recording(self, event, payload):
-        stored_at_broadcast.append(self.live._store.load(self.live.name).updates)
+        stored_at_broadcast.append(self.live._store.load_now(self.live.name).updates)
         return original(self, event, payload)
 
     monkeypatch.setattr(DocChannel, "broadcast_from", recording)

@@ -144,3 +144,17 @@ def test_envelope_round_trip_and_errors():
         unpack_envelope(b"\x00\x00\x00\x02[]")
     with pytest.raises(ProtocolError, match="JSON object"):
         pack_envelope([], b"")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_refused_everywhere(number):
+    """Issue 10, defects 9 and 10: JSON that decodes to infinity or NaN is refused by every
+    decoder (frames and compute envelope headers), so no reply fails to encode later."""
+    from veraltheim.protocol import ProtocolError, decode, unpack_envelope
+
+    frame = f'[null,"1","lobby","phx_join",{{"meta":{{"x":{number}}}}}]'
+    with pytest.raises(ProtocolError, match="not JSON"):
+        decode(frame, sender="client")
+    header = f'{{"kernel":"k","id":"1","deadline_s":{number}}}'.encode()
+    with pytest.raises(ProtocolError, match="not JSON"):
+        unpack_envelope(len(header).to_bytes(4, "big") + header)

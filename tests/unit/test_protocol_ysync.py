@@ -46,3 +46,41 @@ def test_malformed_messages_raise_bad_message(doc, message, reason):
     message = {None: full[:-2], "extra": full + b"x"}.get(message, message)
     with pytest.raises(BadMessage, match=reason):
         parse_message(message)
+
+
+def test_a_long_varint_is_refused_at_once():
+    """Issue 10, defect 3: a 1 MiB run of 0xff bytes as a length (it took minutes: every byte
+    grew one big integer) is refused after 10 bytes; a length past the end is refused too."""
+    from veraltheim.protocol.ysync import MAX_VARINT_BYTES, parse_awareness_update
+
+    for message in (b"\x01" + b"\xff" * (1 << 20), b"\x00\x02" + b"\x80" * (1 << 20)):
+        with pytest.raises(BadMessage, match=f"longer than {MAX_VARINT_BYTES} bytes"):
+            parse_message(message)
+    with pytest.raises(BadMessage, match="runs past the end"):
+        parse_message(b"\x01\xff\xff\x03")
+    with pytest.raises(BadMessage, match="longer than"):
+        parse_awareness_update(b"\x01" + b"\xff" * 1000, max_states=4, max_state_bytes=64)
+    with pytest.raises(BadMessage, match="at most"):
+        parse_awareness_update(b"\xff\xff\x03", max_states=4, max_state_bytes=64)
+
+
+def test_pending_updates_are_recognised(doc):
+    from pycrdt import Text
+    from veraltheim.protocol.ysync import update_is_pending
+
+    source = Doc()
+    updates: list[bytes] = []
+    source.observe(lambda e: updates.append(e.update))
+    text = source.get("t", type=Text)
+    text += "ab"
+    text += "cd"
+    del text[0:1]
+    first, second, deletion = updates
+    for update in (second, deletion):  # each one alone: its dependency is missing
+        alone = Doc()
+        alone.apply_update(update)
+        assert update_is_pending(update, alone.get_state())
+    alone = Doc()
+    alone.apply_update(first)
+    assert not update_is_pending(first, alone.get_state())
+    assert not any(update_is_pending(u, source.get_state()) for u in updates)
