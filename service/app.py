@@ -221,11 +221,12 @@ class Service:
         if self.cluster is not None:
             parts["pubsub"] = self.cluster.health()
         for name, component in self.components.items():
-            if hasattr(component, "cluster_health"):
-                parts[name] = component.cluster_health()
+            part = component.cluster_health() if hasattr(component, "cluster_health") else None
+            if part is not None:
+                parts[name] = part
         if parts:
             out["cluster"] = parts
-            if out["status"] == "ok" and any(p.get("redis") == "down" for p in parts.values()):
+            if out["status"] == "ok" and any("down" in p.values() for p in parts.values()):
                 out["status"] = "degraded"
         return out
 

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from veraltheim.service.compute.catalogue import Catalogue
+from veraltheim.service.compute.jobs import JobRunner
 from veraltheim.service.compute.pool import ComputePool
 
 log = logging.getLogger(__name__)
@@ -17,17 +18,18 @@ ENVELOPE_ROOM = 64 * 1024  # frame bytes kept for the Phoenix framing and the JS
 
 
 class ComputeComponent:
-    def __init__(self, config: Any | None = None) -> None:
+    def __init__(self, config: Any | None = None, dask_url: str = "") -> None:
         self.config = config  # ComputeConfig; None: take ctx.config.compute at start
+        self.dask_url = dask_url  # dask://SCHEDULER:PORT: jobs go to a Dask cluster
         self.runtime: Any = None
         self.max_input_bytes: int | None = None
         self.catalogue = Catalogue(None)
-        self.pool: ComputePool = None  # type: ignore[assignment]
+        self.pool: JobRunner = None  # type: ignore[assignment]
 
     @classmethod
     def from_config(cls, config: Any) -> ComputeComponent:
         """The factory service/app.py registers: takes the ServiceConfig."""
-        return cls(config.compute)
+        return cls(config.compute, config.cluster.compute_url)
 
     async def start(self, ctx: Any = None) -> None:
         cfg = self.config if self.config is not None else ctx.config.compute
@@ -46,6 +48,19 @@ class ComputeComponent:
             log.error("compute: wasm kernels unavailable (%s); serving native kernels only", exc)
             self.runtime = None
             self.catalogue = Catalogue(None)
+        if self.dask_url:
+            from veraltheim.service.cluster.dask_pool import DaskPool  # needs the cluster extra
+
+            self.pool = DaskPool(
+                self.dask_url,
+                queue_limit=cfg.queue_limit,
+                job_deadline_s=cfg.job_deadline_s,
+                memory_limit_bytes=memory,
+                max_tiles=getattr(cfg, "max_tiles", 0) or None,
+                tile_of=self.catalogue.tiles,
+            )
+            await self.pool.start()
+            return
         self.pool = ComputePool(
             workers=cfg.workers,
             queue_limit=cfg.queue_limit,
@@ -60,6 +75,12 @@ class ComputeComponent:
     async def stop(self) -> None:
         if self.pool is not None:
             await self.pool.stop()
+
+    def cluster_health(self) -> dict[str, Any] | None:
+        """For /healthz: the Dask cluster's state, or None with the local pool."""
+        if not self.dask_url or self.pool is None:
+            return None
+        return self.pool.health()  # type: ignore[attr-defined]
 
     def load(self) -> dict[str, Any]:
         return {**self.pool.load(), "max_input_bytes": self.max_input_bytes}

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from veraltheim.service.compute import tiles as tiling
 
@@ -58,3 +61,77 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.future.done()
+
+
+class JobRunner(Protocol):
+    """What ComputeChannel and ComputeComponent use of a pool: the local worker processes
+    (pool.ComputePool) or a Dask cluster (cluster.dask_pool.DaskPool)."""
+
+    @property
+    def size(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def ensure_started(self) -> None: ...
+
+    def submit(
+        self,
+        kernel: str,
+        data: bytes,
+        params: dict[str, Any],
+        *,
+        progress: Progress | None = None,
+        deadline_s: float | None = None,
+    ) -> Job: ...
+
+    def cancel(self, job: Job) -> bool: ...
+
+    def load(self) -> dict[str, Any]: ...
+
+
+RECENT_JOBS = 32  # jobs per kernel the throughput figures are taken over
+
+
+class Throughput:
+    """Recent run times per kernel, for the `kernels` reply's load (clients' cost models)."""
+
+    def __init__(self) -> None:
+        self.recent: dict[str, deque[tuple[int, float]]] = {}
+        self.jobs_done: dict[str, int] = {}
+
+    def record(self, kernel: str, nbytes: int, run_s: float) -> None:
+        self.recent.setdefault(kernel, deque(maxlen=RECENT_JOBS)).append((nbytes, run_s))
+        self.jobs_done[kernel] = self.jobs_done.get(kernel, 0) + 1
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for kernel, samples in self.recent.items():
+            nbytes = sum(b for b, _ in samples)
+            run_s = sum(s for _, s in samples)
+            out[kernel] = {
+                "jobs": self.jobs_done.get(kernel, 0),
+                "recent_run_ms": round(statistics.median(s for _, s in samples) * 1000, 3),
+                "mb_per_s": round(nbytes / run_s / 1e6, 3) if run_s > 0 else None,
+            }
+        return out
+
+
+def finish(job: Job, workers: list[int], throughput: Throughput) -> JobResult:
+    """Assemble a job whose pieces all have their output; raises ValueError (bad tile output)."""
+    outputs = [t.output or b"" for t in job.tasks]
+    output = tiling.assemble(job.tiles, outputs) if job.tiles else outputs[0]
+    end = time.monotonic()
+    run_s = end - job.started_at
+    throughput.record(job.kernel, len(job.data) + len(output), run_s)
+    if job.timer is not None:
+        job.timer.cancel()
+    return JobResult(
+        output=output,
+        workers=workers,
+        tiles=len(job.tasks),
+        queue_ms=(job.started_at - job.submitted_at) * 1000,
+        run_ms=run_s * 1000,
+        total_ms=(end - job.submitted_at) * 1000,
+    )

@@ -13,7 +13,6 @@ import asyncio
 import itertools
 import logging
 import os
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Any
 from veraltheim.protocol.reasons import Reason
 from veraltheim.service.compute import tiles as tiling
 from veraltheim.service.compute.errors import ComputeError
-from veraltheim.service.compute.jobs import Job, JobResult, Progress, Task
+from veraltheim.service.compute.jobs import Job, Progress, Task, Throughput, finish
 from veraltheim.service.compute.process import WorkerProcess
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,6 @@ READY_TIMEOUT_S = 60.0
 MAX_RESTART_DELAY_S = 30.0
 # How long to wait for a killed worker to be reaped (its exit code goes into the error).
 REAP_TIMEOUT_S = 0.5
-RECENT_JOBS = 32
 
 
 class ComputePool:
@@ -61,8 +59,7 @@ class ComputePool:
         self.queue: deque[Job] = deque()
         self.ids = itertools.count(1)
         self.tasks_by_id: dict[int, Task] = {}
-        self.recent: dict[str, deque[tuple[int, float]]] = {}
-        self.jobs_done: dict[str, int] = {}
+        self.throughput = Throughput()
         self.crashes = 0
         self.failed_starts = 0
         self.stopping = False
@@ -179,15 +176,6 @@ class ComputePool:
     def load(self) -> dict[str, Any]:
         now = time.monotonic()
         busy = sum(1 for w in self.workers if w.task is not None)
-        throughput = {}
-        for kernel, samples in self.recent.items():
-            nbytes = sum(b for b, _ in samples)
-            run_s = sum(s for _, s in samples)
-            throughput[kernel] = {
-                "jobs": self.jobs_done.get(kernel, 0),
-                "recent_run_ms": round(statistics.median(s for _, s in samples) * 1000, 3),
-                "mb_per_s": round(nbytes / run_s / 1e6, 3) if run_s > 0 else None,
-            }
         return {
             "workers": self.size,
             "started": bool(self.workers),
@@ -205,7 +193,7 @@ class ComputePool:
                 for w in self.workers
                 if w.task is not None
             ],
-            "throughput": throughput,
+            "throughput": self.throughput.summary(),
         }
 
     # --- scheduling ---------------------------------------------------------------------------
@@ -270,29 +258,13 @@ class ComputePool:
             worker.kill()
 
     def _succeed(self, job: Job) -> None:
-        outputs = [t.output or b"" for t in job.tasks]
+        workers = [t.worker.pid for t in job.tasks if t.worker is not None]
         try:
-            output = tiling.assemble(job.tiles, outputs) if job.tiles else outputs[0]
+            result = finish(job, workers, self.throughput)
         except ValueError as exc:
             self._fail(job, ComputeError(Reason.KERNEL_ERROR, str(exc)))
             return
-        end = time.monotonic()
-        run_s = end - job.started_at
-        samples = self.recent.setdefault(job.kernel, deque(maxlen=RECENT_JOBS))
-        samples.append((len(job.data) + len(output), run_s))
-        self.jobs_done[job.kernel] = self.jobs_done.get(job.kernel, 0) + 1
-        if job.timer is not None:
-            job.timer.cancel()
-        job.future.set_result(
-            JobResult(
-                output=output,
-                workers=[t.worker.pid for t in job.tasks if t.worker is not None],
-                tiles=len(job.tasks),
-                queue_ms=(job.started_at - job.submitted_at) * 1000,
-                run_ms=run_s * 1000,
-                total_ms=(end - job.submitted_at) * 1000,
-            )
-        )
+        job.future.set_result(result)
 
     # --- messages from workers (on the loop, via call_soon_threadsafe) ------------------------
 

@@ -16,6 +16,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from veraltheim.service.compute.native import NATIVE_KERNELS
 PROGRESS_INTERVAL_S = 0.05
 
 
-class _Job:
+class KernelJob:
     def __init__(self, task_id: int, kernel: str, params: dict, data: bytes, deadline_s: float):
         self.task_id = task_id
         self.kernel = kernel
@@ -44,9 +45,9 @@ class _Worker:
     def __init__(self, conn: Connection, manifest_path: str | None, memory_limit_bytes: int):
         self.conn = conn
         self.send_lock = threading.Lock()
-        self.jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.jobs: queue.Queue[KernelJob | None] = queue.Queue()
         # Received and not finished (a cancel may come before the runner takes the job).
-        self.pending: dict[int, _Job] = {}
+        self.pending: dict[int, KernelJob] = {}
         self.manifest_path = manifest_path
         self.memory_limit_bytes = memory_limit_bytes
         self.runtime: Any = None
@@ -67,7 +68,7 @@ class _Worker:
 
     def handle(self, msg: tuple) -> None:
         if msg[0] == "run":
-            job = self.pending[msg[1]] = _Job(*msg[1:])
+            job = self.pending[msg[1]] = KernelJob(*msg[1:])
             self.jobs.put(job)
         elif msg[0] == "cancel":
             job = self.pending.get(msg[1])
@@ -84,51 +85,15 @@ class _Worker:
                 output, run_s = self.run_one(job)
                 self.send(("done", job.task_id, output, run_s))
             except BaseException as exc:  # every failure becomes an error message, never a crash
-                reason = reason_for(exc)
-                message = str(exc) or type(exc).__name__
-                if reason == Reason.INTERNAL:
-                    message = f"{type(exc).__name__}: {message}"
-                self.send(("error", job.task_id, reason, message))
+                self.send(("error", job.task_id, *error_message(exc)))
             finally:
                 self.pending.pop(job.task_id, None)
 
-    def run_one(self, job: _Job) -> tuple[bytes, float]:
-        last = [0.0]
+    def run_one(self, job: KernelJob) -> tuple[bytes, float]:
+        def report(done: int, total: int) -> None:
+            self.send(("progress", job.task_id, done, total))
 
-        def progress(done: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last[0] >= PROGRESS_INTERVAL_S or done >= total:
-                last[0] = now
-                self.send(("progress", job.task_id, int(done), int(total)))
-
-        start = time.perf_counter()
-        native = NATIVE_KERNELS.get(job.kernel)
-        if native is not None:
-
-            def check() -> None:
-                if job.cancelled.is_set():
-                    raise ComputeError(Reason.CANCELLED, "job cancelled")
-                if time.monotonic() > job.deadline_at:
-                    raise ComputeError(
-                        Reason.DEADLINE, f"job exceeded its {job.deadline_s:.3g} s deadline"
-                    )
-
-            output = native.run(job.data, job.params, check, progress)
-            return output, time.perf_counter() - start
-        from veraltheim.wasm import CancelToken
-
-        job.token = CancelToken()
-        if job.cancelled.is_set():
-            job.token.cancel()
-        result = self.runtime_for().run(
-            job.kernel,
-            job.data,
-            job.params,
-            deadline_s=job.deadline_s,
-            cancel=job.token,
-            progress=progress,
-        )
-        return bytes(result.output), time.perf_counter() - start
+        return run_kernel(job, self.runtime_for, report)
 
     def warm_up(self) -> None:
         """Before saying ready, on the thread that runs the jobs: load every module (from the
@@ -146,6 +111,59 @@ class _Worker:
                 memory_limit_bytes=self.memory_limit_bytes,
             )
         return self.runtime
+
+
+def run_kernel(
+    job: KernelJob, runtime_for: Callable[[], Any], report: Callable[[int, int], None]
+) -> tuple[bytes, float]:
+    """Run one job on this thread: (output, run seconds). Raises ComputeError or the runtime's
+    errors. `report(done, total)` gets progress at most every PROGRESS_INTERVAL_S (and at the
+    end); a Dask worker (service/cluster/dask_task.py) runs jobs through here too."""
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_INTERVAL_S or done >= total:
+            last[0] = now
+            report(int(done), int(total))
+
+    start = time.perf_counter()
+    native = NATIVE_KERNELS.get(job.kernel)
+    if native is not None:
+
+        def check() -> None:
+            if job.cancelled.is_set():
+                raise ComputeError(Reason.CANCELLED, "job cancelled")
+            if time.monotonic() > job.deadline_at:
+                raise ComputeError(
+                    Reason.DEADLINE, f"job exceeded its {job.deadline_s:.3g} s deadline"
+                )
+
+        output = native.run(job.data, job.params, check, progress)
+        return output, time.perf_counter() - start
+    from veraltheim.wasm import CancelToken
+
+    job.token = CancelToken()
+    if job.cancelled.is_set():
+        job.token.cancel()
+    result = runtime_for().run(
+        job.kernel,
+        job.data,
+        job.params,
+        deadline_s=job.deadline_s,
+        cancel=job.token,
+        progress=progress,
+    )
+    return bytes(result.output), time.perf_counter() - start
+
+
+def error_message(exc: BaseException) -> tuple[str, str]:
+    """(reason, message) of the error reply for a failed run."""
+    reason = reason_for(exc)
+    message = str(exc) or type(exc).__name__
+    if reason == Reason.INTERNAL:
+        message = f"{type(exc).__name__}: {message}"
+    return reason, message
 
 
 def worker_main(conn: Connection, manifest_path: str | None, memory_limit_bytes: int) -> None:

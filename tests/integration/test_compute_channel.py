@@ -12,7 +12,7 @@ import pytest
 from veraltheim.client.net import Socket
 from veraltheim.protocol.envelope import pack_envelope, unpack_envelope
 
-from tests.support.compute import LONG_MANDELBROT
+from tests.support.compute import LONG_MANDELBROT, jobs, request, wait_for_progress
 
 COMPUTE_ENV = {
     "VERALTHEIM_COMPUTE_WORKERS": "2",
@@ -32,34 +32,6 @@ async def channel(service_factory):
     ch.svc = svc
     yield ch
     await sock.disconnect()
-
-
-def request(ch, kernel: str, params: dict, data: bytes = b"", job_id: str = "1", **header):
-    header = {"kernel": kernel, "params": params, "id": job_id, **header}
-    return ch.push("compute_request", pack_envelope(header, data), timeout=60)
-
-
-def image(w: int, h: int, seed: int = 7) -> bytes:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 4), np.uint8).tobytes()
-
-
-def jobs(runtime):
-    """One small job per kernel in the manifest (tileable ones big enough to be split)."""
-    f64 = np.random.default_rng(3).standard_normal(5000).astype("<f8").tobytes()
-    img = image(320, 240)
-    wh = {"width": 320, "height": 240}
-    cases = {
-        "image.grayscale": (img, wh),
-        "image.blur": (img, {**wh, "radius": 4}),
-        "image.edges": (img, wh),
-        "image.resize": (img, {**wh, "out_width": 101, "out_height": 77}),
-        "fractal.mandelbrot": (b"", {"width": 320, "height": 240, "max_iter": 300}),
-        "data.stats": (f64, {"bins": 16}),
-        "data.sort": (f64, {"dtype": "f64"}),
-        "hash.sha256": (bytes(range(256)) * 300, {}),
-    }
-    assert set(cases) == {s.name for s in runtime.catalogue()}, "a kernel has no case here"
-    return cases
 
 
 async def test_every_kernel_remote_is_byte_identical_to_local(channel, runtime):
@@ -157,20 +129,6 @@ async def test_bad_requests_get_clear_errors_and_change_nothing(channel):
     assert ok.ok
     load = (await channel.push("kernels", {})).response["load"]
     assert load["crashes"] == 0 and load["workers"] == 2
-
-
-async def wait_for_progress(channel, job_id: str) -> list[dict]:
-    seen: list[dict] = []
-    got = asyncio.Event()
-
-    def on_progress(payload):
-        if payload["id"] == job_id:
-            seen.append(payload)
-            got.set()
-
-    channel.on("progress", on_progress)
-    await asyncio.wait_for(got.wait(), 30)
-    return seen
 
 
 async def test_busy_cancel_queued_and_running_with_progress(channel):
