@@ -510,13 +510,13 @@ def test_progress_reports_reach_python_only_when_the_job_has_a_callback(
     from veraltheim.wasm import instance
 
     crossings = []
-    original = instance._JobSlot.on_progress
+    original = instance._JobSlot.progress
 
     def counting(self, *args):
         crossings.append(1)
         return original(self, *args)
 
-    monkeypatch.setattr(instance._JobSlot, "on_progress", counting)
+    monkeypatch.setattr(instance._JobSlot, "progress", counting)
     rt = Runtime(manifest, cache_dir=tmp_path / "cache")
     rt.run("test.progress", b"", {"n": 50})
     assert crossings == []
