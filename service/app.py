@@ -17,7 +17,7 @@ from typing import Any
 
 from veraltheim.protocol.constants import CLOSE_GOING_AWAY, CLOSE_IDLE_TIMEOUT, LOBBY_TOPIC
 from veraltheim.protocol.ysync import DOC_TOPIC_PREFIX
-from veraltheim.service.channel import CRASHED, SHUTDOWN, Channel
+from veraltheim.service.channel import SHUTDOWN, Channel
 from veraltheim.service.compute.channel import ComputeChannel
 from veraltheim.service.compute.component import ComputeComponent
 from veraltheim.service.config import ServiceConfig
@@ -25,13 +25,14 @@ from veraltheim.service.context import ServiceContext
 from veraltheim.service.docs.channel import DocChannel
 from veraltheim.service.docs.registry import DocRegistry
 from veraltheim.service.endpoint import CLOSE_TIMEOUT_S, Endpoint
+from veraltheim.service.lifecycle import Lifecycle
 from veraltheim.service.limits import UserBuckets
 from veraltheim.service.lobby import LobbyChannel
 from veraltheim.service.metrics import Metrics
 from veraltheim.service.presence import Presence
 from veraltheim.service.pubsub import PubSub
 from veraltheim.service.router import Router
-from veraltheim.service.socket import Socket
+from veraltheim.service.socket import Socket, SocketEnv, SocketLimits
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,17 @@ class Service:
         self.router = build_router()
         self.user_buckets = UserBuckets(config.user_rate, config.user_burst)
         self.sockets: set[Socket] = set()
-        self.channels: weakref.WeakSet[Channel] = weakref.WeakSet()
+        self.life = Lifecycle(self.stats.joins, self.stats.channel_crashes)
+        self.socket_env = SocketEnv(
+            limits=SocketLimits.from_config(config),
+            stats=self.stats,
+            buckets=self.user_buckets,
+            route=self.router.match,
+            book=self.life,
+            ctx=self.ctx,
+        )
         self.endpoint = Endpoint(self)
-        self.stopping = False
         self.started_at = time.monotonic()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.metrics.gauge("sockets", "open sockets", lambda: len(self.sockets))
         self.metrics.gauge("channels", "joined channels", lambda: len(self.channels))
@@ -130,6 +137,15 @@ class Service:
     def components(self) -> dict[str, Any]:
         return self.ctx.components
 
+    @property
+    def channels(self) -> weakref.WeakSet[Channel]:
+        """The joined channels."""
+        return self.life.channels
+
+    @property
+    def stopping(self) -> bool:
+        return self.life.stopping
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> tuple[str, int]:
@@ -149,7 +165,7 @@ class Service:
         """Refuse new sockets, end every channel (phx_close) after its in-flight work or the
         grace period, close every socket with 1001, then stop the components."""
         grace = self.config.shutdown_grace_s if grace_s is None else grace_s
-        self.stopping = True
+        self.life.stopping = True
         self.endpoint.stop_accepting()
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -177,12 +193,7 @@ class Service:
         self.components.clear()
         if self.cluster is not None:
             await self.cluster.stop()
-        for task in list(self._tasks):
-            task.cancel()
-
-    def track_task(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.life.cancel_tasks()
 
     # -- bookkeeping from sockets and channels -----------------------------------------------
 
@@ -192,15 +203,6 @@ class Service:
 
     def socket_closed(self, socket: Socket) -> None:
         self.sockets.discard(socket)
-
-    def channel_started(self, channel: Channel) -> None:
-        self.channels.add(channel)
-        self.stats.joins.inc()
-
-    def channel_ended(self, channel: Channel, reason: str) -> None:
-        self.channels.discard(channel)
-        if reason == CRASHED:
-            self.stats.channel_crashes.inc()
 
     # -- health ------------------------------------------------------------------------------
 

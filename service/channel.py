@@ -2,7 +2,8 @@
 
 Like a Phoenix channel process (a GenServer): messages for the channel are handled one at a
 time, in order, by its task. A subclass implements join / handle_in / handle_info / terminate.
-An exception in the channel ends that channel only and sends `phx_error` to its client.
+An exception in the channel ends that channel only and sends `phx_error` to its client. What
+goes out to the client, and when, is the rule of protocol/channel_server.py's ServerChannel.
 """
 
 from __future__ import annotations
@@ -11,27 +12,43 @@ import asyncio
 import collections
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from veraltheim.protocol import Message
+from veraltheim.protocol.channel_server import EndReason, ServerChannel
 from veraltheim.protocol.constants import PRESENCE_STATE, STATUS_ERROR, STATUS_OK
 from veraltheim.protocol.reasons import Reason
-
-if TYPE_CHECKING:
-    from veraltheim.service.context import ServiceContext
-    from veraltheim.service.socket import Socket
+from veraltheim.service.context import ServiceContext
 
 log = logging.getLogger(__name__)
 
 Response = dict[str, Any] | bytes
 
-# Why a channel ended; the socket tells the client with phx_close or phx_error (or not at all).
-LEFT = "left"  # the client sent phx_leave
-DUPLICATE = "duplicate"  # the client joined the same topic again
-SHUTDOWN = "shutdown"  # the service is stopping
-CLOSED = "closed"  # the socket is gone
-CRASHED = "crashed"  # an exception in the channel
-JOIN_REFUSED = "join_refused"  # join raised JoinError or failed
+# Why a channel ended (protocol/channel_server.py); the socket tells the client with phx_close
+# or phx_error (or not at all).
+LEFT = EndReason.LEFT
+DUPLICATE = EndReason.DUPLICATE
+SHUTDOWN = EndReason.SHUTDOWN
+CLOSED = EndReason.CLOSED
+CRASHED = EndReason.CRASHED
+JOIN_REFUSED = EndReason.JOIN_REFUSED
+
+
+class ChannelSocket(Protocol):
+    """What a channel uses of the socket it is joined on."""
+
+    user_id: str
+    claims: dict[str, Any]
+    params: dict[str, str]
+
+    @property
+    def ctx(self) -> ServiceContext: ...
+
+    def send_message(self, msg: Message) -> None: ...
+
+    def write_wire(self, wire: bytes) -> None: ...
+
+    def channel_ended(self, channel: Channel, reason: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,21 +106,21 @@ _IN, _INFO, _LEAVE, _STOP = range(4)
 class Channel:
     """Subclass me; register the class for a topic pattern in service/app.py."""
 
-    def __init__(self, socket: Socket, topic: str, join_ref: str | None, join_params: Any):
+    def __init__(
+        self, socket: ChannelSocket, topic: str, join_ref: str | None, join_params: Any
+    ) -> None:
         self._socket = socket
+        self._rules = ServerChannel(topic, join_ref)
         self.topic = topic
         self.join_ref = join_ref
         self.join_params = join_params
-        self.service: ServiceContext = socket.service.ctx
+        self.service: ServiceContext = socket.ctx
         self.user_id: str = socket.user_id
         self.claims: dict[str, Any] = socket.claims
         self.socket_params: dict[str, str] = socket.params
-        self.joined = False
         self._mailbox = _Mailbox()
         self._task: asyncio.Task[None] | None = None
-        self._reason = CLOSED
-        self._before_join: list[Message] = []
-        self._pending: set[str | None] = set()
+        self._reason: str = CLOSED
         self._pending_done: asyncio.Event | None = None
         self._tracked = False
         self._deferred_tracks: list[tuple[str, dict[str, Any] | None]] = []
@@ -124,19 +141,24 @@ class Channel:
 
     # -- what a channel can do ---------------------------------------------------------------
 
+    @property
+    def joined(self) -> bool:
+        return self._rules.joined
+
+    @property
+    def in_flight(self) -> int:
+        """How many of the client's pushes wait for their reply."""
+        return self._rules.in_flight
+
     def push(self, event: str, payload: Any) -> None:
         """Send event to this channel's client only."""
-        self._send(Message(self.join_ref, None, self.topic, event, payload))
+        self._emit(self._rules.push(event, payload))
 
     def reply(self, ref: str | None, status: str, response: Response | None = None) -> None:
         """Answer the push `ref` later (after handle_in returned None)."""
-        self._pending.discard(ref)
-        if not self._pending and self._pending_done is not None:
+        self._emit(self._rules.reply(ref, status, {} if response is None else response))
+        if self._rules.drained and self._pending_done is not None:
             self._pending_done.set()
-        msg = Message.reply(
-            self.join_ref, ref, self.topic, status, {} if response is None else response
-        )
-        self._send(msg)
 
     def broadcast(self, event: str, payload: Any) -> None:
         """Send event to every client joined to this topic, this one included."""
@@ -160,17 +182,15 @@ class Channel:
     # -- the socket side ---------------------------------------------------------------------
 
     def deliver_wire(self, wire: bytes) -> None:
-        if self.joined:
+        if self._rules.joined:
             self._socket.write_wire(wire)
 
     def deliver_info(self, message: Any) -> None:
         self._mailbox.put((_INFO, message))
 
-    def _send(self, msg: Message) -> None:
-        if self.joined:
+    def _emit(self, messages: list[Message]) -> None:
+        for msg in messages:
             self._socket.send_message(msg)
-        elif self._task is not None and not self._task.done():
-            self._before_join.append(msg)  # sent right after the join reply
 
     def start(self, ref: str | None, payload: Any) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(ref, payload))
@@ -214,7 +234,7 @@ class Channel:
                     await self.handle_info(item[1])
                 elif kind == _LEAVE:
                     self._reason = LEFT
-                    self._send(Message.reply(self.join_ref, item[1], self.topic, STATUS_OK, {}))
+                    self._emit(self._rules.leave(item[1]))
                     return
                 else:
                     self._reason = item[1]
@@ -233,29 +253,16 @@ class Channel:
             response = await self.join(payload)
         except JoinError as exc:
             self._reason = JOIN_REFUSED
-            self._socket.send_message(
-                Message.reply(self.join_ref, ref, self.topic, STATUS_ERROR, exc.response)
-            )
+            self._emit(self._rules.join_refused(ref, exc.response))
             return False
         except Exception:
             self._reason = JOIN_REFUSED
             log.exception("join of %s (user %s) failed", self.topic, self.user_id)
-            self._socket.send_message(
-                Message.reply(
-                    self.join_ref, ref, self.topic, STATUS_ERROR, {"reason": Reason.JOIN_CRASHED}
-                )
-            )
+            self._emit(self._rules.join_refused(ref, {"reason": Reason.JOIN_CRASHED}))
             return False
-        self.joined = True
+        out = self._rules.join_ok(ref, {} if response is None else response)
         self.service.pubsub.subscribe(self.topic, self)
-        self._send(
-            Message.reply(
-                self.join_ref, ref, self.topic, STATUS_OK, {} if response is None else response
-            )
-        )
-        queued, self._before_join = self._before_join, []
-        for msg in queued:
-            self._send(msg)
+        self._emit(out)
         tracks, self._deferred_tracks = self._deferred_tracks, []
         for key, meta in tracks:
             self.track_presence(key, meta)
@@ -263,22 +270,19 @@ class Channel:
 
     async def _handle_in(self, event: str, payload: Any, ref: str | None) -> None:
         # Pending from the start: a deferred reply may come before handle_in returns.
-        if ref is not None:
-            self._pending.add(ref)
+        self._rules.received(ref)
         result = await self.handle_in(event, payload, ref)
         if result is not None:
-            self._pending.discard(ref)
-            self._send(
-                Message.reply(self.join_ref, ref, self.topic, result.status, result.response)
-            )
+            self._emit(self._rules.reply(ref, result.status, result.response))
 
     async def _wait_pending(self) -> None:
-        if self._pending:
+        if not self._rules.drained:
             self._pending_done = asyncio.Event()
             await self._pending_done.wait()
 
     async def _cleanup(self) -> None:
-        was_joined, self.joined = self.joined, False
+        was_joined = self._rules.joined
+        self._rules.end()
         if was_joined:
             self.service.pubsub.unsubscribe(self.topic, self)
         if self._tracked:

@@ -14,19 +14,19 @@ import itertools
 import json
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from veraltheim.protocol.constants import AUTH_TOKEN_PREFIX, SOCKET_PATH, SUBPROTOCOL, VSN
 from veraltheim.service.auth import TokenError, verify_token
 from veraltheim.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from veraltheim.service.socket import Socket
+from veraltheim.service.socket import Counter, Socket, SocketEnv
 from veraltheim.service.tls import server_ssl_context
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 if TYPE_CHECKING:
-    from veraltheim.service.app import Service
+    from veraltheim.service.config import ServiceConfig
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,34 @@ def _json_response(conn: ServerConnection, status: http.HTTPStatus, body: Any) -
     return response
 
 
+class MetricsPage(Protocol):
+    def render(self) -> str: ...
+
+
+class HandshakeStats(Protocol):
+    refused: Counter
+
+
+class EndpointHost(Protocol):
+    """What the endpoint uses of the service."""
+
+    config: ServiceConfig
+    metrics: MetricsPage
+    stats: HandshakeStats
+    socket_env: SocketEnv
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def socket_opened(self, socket: Socket) -> None: ...
+
+    def socket_closed(self, socket: Socket) -> None: ...
+
+
 class Endpoint:
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: EndpointHost) -> None:
         self.service = service
         self.config = service.config
         self.server: Server | None = None
@@ -165,7 +191,7 @@ class Endpoint:
     async def _handle(self, conn: ServerConnection) -> None:
         user_id, claims, params = conn.veraltheim_auth  # type: ignore[attr-defined]
         del conn.veraltheim_auth  # type: ignore[attr-defined]
-        socket = Socket(self.service, conn, next(self._ids), user_id, claims, params)
+        socket = Socket(self.service.socket_env, conn, next(self._ids), user_id, claims, params)
         self.service.socket_opened(socket)
         try:
             await socket.run()

@@ -1,14 +1,20 @@
-"""One client connection: decode frames, route them to channels, enforce per-socket limits.
+"""One client connection: decode frames, enforce per-socket limits, and drive the socket's
+channel rules (protocol/socket_server.py: heartbeat, joins, duplicate joins, unmatched topics).
 
 Frames are written without awaiting (as websockets' broadcast does), so a broadcast never waits
 for one slow client; instead a socket whose unsent bytes pass `send_buffer_bytes` is evicted.
+
+A socket gets what it uses of the service as small values and interfaces (`SocketEnv`), not the
+service itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from veraltheim.protocol import Message, ProtocolError, decode, encode
 from veraltheim.protocol.constants import (
@@ -17,26 +23,28 @@ from veraltheim.protocol.constants import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_SLOW_READER,
-    HEARTBEAT,
-    MAX_BINARY_FIELD_BYTES,
-    PHOENIX_TOPIC,
-    PHX_CLOSE,
-    PHX_ERROR,
-    PHX_JOIN,
-    PHX_LEAVE,
-    PHX_REPLY,
     STATUS_ERROR,
-    STATUS_OK,
 )
+from veraltheim.protocol.effects import Send
 from veraltheim.protocol.reasons import Reason
-from veraltheim.service.channel import CLOSED, CRASHED, DUPLICATE, LEFT, SHUTDOWN, Channel
+from veraltheim.protocol.socket_server import (
+    ChannelLimit,
+    Deliver,
+    Join,
+    Leave,
+    ServerSocket,
+    Stop,
+)
+from veraltheim.service import ws_fastpath
+from veraltheim.service.channel import CLOSED, Channel
+from veraltheim.service.context import ServiceContext
 from veraltheim.service.limits import TokenBucket
 from veraltheim.service.wire import wire_frame
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 if TYPE_CHECKING:
-    from veraltheim.service.app import Service
+    from veraltheim.service.config import ServiceConfig
     from websockets.asyncio.server import ServerConnection
 
 log = logging.getLogger(__name__)
@@ -47,9 +55,6 @@ MAX_CLOSE_REASON = 123
 EVICT_ABORT_S = 2.0
 
 RATE_LIMITED = {"reason": Reason.RATE_LIMITED}
-SERVER_EVENTS = frozenset({PHX_REPLY, PHX_ERROR, PHX_CLOSE})
-UNMATCHED_TOPIC = {"reason": Reason.UNMATCHED_TOPIC}
-SHUTTING_DOWN = {"reason": Reason.SERVICE_SHUTTING_DOWN}
 
 
 def close_reason(text: str) -> str:
@@ -59,26 +64,97 @@ def close_reason(text: str) -> str:
     return raw[: MAX_CLOSE_REASON - 3].decode("utf-8", "ignore") + "..."
 
 
+# -- what a socket needs of the service ------------------------------------------------------
+
+
+class Counter(Protocol):
+    def inc(self, amount: float = 1.0, **labels: str) -> None: ...
+
+
+class SocketStats(Protocol):
+    """The link's counters a socket bumps."""
+
+    frames_in: Counter
+    frames_out: Counter
+    malformed: Counter
+    rate_limited: Counter
+    channel_limit: Counter
+    closed: Counter
+
+
+class UserBucketPool(Protocol):
+    """One rate-limit bucket per user, shared by their sockets."""
+
+    def acquire(self, user: str, now: float) -> TokenBucket: ...
+
+    def release(self, user: str) -> None: ...
+
+
+class ChannelBook(Protocol):
+    """Where sockets report their channels and hand over the tasks to cancel at the end."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def channel_started(self, channel: Channel) -> None: ...
+
+    def channel_ended(self, channel: Channel, reason: str) -> None: ...
+
+    def track_task(self, task: asyncio.Task[Any]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SocketLimits:
+    rate: float  # frames per second per socket (0: no limit)
+    burst: float
+    flood_close_after: int  # refused frames in a row before the socket is closed
+    max_channels: int
+    send_buffer_bytes: int  # unsent bytes past which the client counts as not reading
+
+    @classmethod
+    def from_config(cls, config: ServiceConfig) -> SocketLimits:
+        return cls(
+            config.socket_rate,
+            config.socket_burst,
+            config.flood_close_after,
+            config.max_channels_per_socket,
+            config.send_buffer_bytes,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SocketEnv:
+    """Everything a socket uses of the running service; one shared by all its sockets."""
+
+    limits: SocketLimits
+    stats: SocketStats
+    buckets: UserBucketPool
+    route: Callable[[str], type[Channel] | None]  # the channel class serving a topic
+    book: ChannelBook
+    ctx: ServiceContext  # what the channels see
+
+
 class Socket:
     __slots__ = (
         "__weakref__",
         "bucket",
-        "channels",
         "claims",
         "closing",
         "conn",
+        "env",
         "id",
         "last_seen",
+        "out",
         "params",
-        "service",
         "strikes",
+        "table",
         "user_bucket",
         "user_id",
     )
 
     def __init__(
         self,
-        service: Service,
+        env: SocketEnv,
         conn: ServerConnection,
         socket_id: int,
         user_id: str,
@@ -86,19 +162,29 @@ class Socket:
         params: dict[str, str],
     ) -> None:
         now = asyncio.get_running_loop().time()
-        config = service.config
-        self.service = service
+        limits = env.limits
+        self.env = env
         self.conn = conn
+        self.out = ws_fastpath.writer(conn)
         self.id = socket_id
         self.user_id = user_id
         self.claims = claims
         self.params = params
-        self.channels: dict[str, Channel] = {}
+        self.table: ServerSocket[Channel] = ServerSocket(env.route, limits.max_channels)
         self.last_seen = now
-        self.bucket = TokenBucket(config.socket_rate, config.socket_burst, now)
-        self.user_bucket = service.user_buckets.acquire(user_id, now)
+        self.bucket = TokenBucket(limits.rate, limits.burst, now)
+        self.user_bucket = env.buckets.acquire(user_id, now)
         self.strikes = 0
         self.closing = False
+
+    @property
+    def ctx(self) -> ServiceContext:
+        return self.env.ctx
+
+    @property
+    def channels(self) -> dict[str, Channel]:
+        """The joined channels by topic."""
+        return self.table.channels
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -110,17 +196,16 @@ class Socket:
             pass
         finally:
             self.closing = True
-            sent = self.conn.protocol.close_sent
-            if sent is not None and sent.code == CLOSE_MESSAGE_TOO_BIG:
-                self.service.stats.closed.inc(reason="frame_too_big")
+            if ws_fastpath.close_sent_code(self.conn) == CLOSE_MESSAGE_TOO_BIG:
+                self.env.stats.closed.inc(reason="frame_too_big")
             for channel in list(self.channels.values()):
                 channel.stop(CLOSED)
-            self.service.user_buckets.release(self.user_id)
+            self.env.buckets.release(self.user_id)
 
     def on_frame(self, frame: str | bytes) -> None:
-        now = self.conn.loop.time()
+        now = asyncio.get_running_loop().time()
         self.last_seen = now
-        stats = self.service.stats
+        stats = self.env.stats
         stats.frames_in.inc()
         if self.closing:
             return
@@ -146,10 +231,10 @@ class Socket:
             self.close(CLOSE_INTERNAL_ERROR, "internal error")
 
     def _over_limit(self, msg: Message) -> None:
-        stats = self.service.stats
+        stats = self.env.stats
         stats.rate_limited.inc()
         self.strikes += 1
-        if self.strikes >= self.service.config.flood_close_after:
+        if self.strikes >= self.env.limits.flood_close_after:
             stats.closed.inc(reason="flood")
             log.warning("socket %s (user %s) closed: kept flooding", self.id, self.user_id)
             self.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded: too many messages")
@@ -157,79 +242,33 @@ class Socket:
             self.reply(msg, STATUS_ERROR, RATE_LIMITED)
 
     def dispatch(self, msg: Message) -> None:
-        if msg.topic == PHOENIX_TOPIC:
-            if msg.event == HEARTBEAT:
-                self.reply(msg, STATUS_OK, {})
-            else:
-                self.reply(msg, STATUS_ERROR, UNMATCHED_TOPIC)
-            return
-        if msg.event == PHX_JOIN:
-            self.join(msg)
-            return
-        if msg.event in SERVER_EVENTS:
-            self.reply(msg, STATUS_ERROR, {"reason": f"{msg.event} is sent by the service only"})
-            return
-        channel = self.channels.get(msg.topic)
-        if channel is None or (msg.join_ref is not None and msg.join_ref != channel.join_ref):
-            # Phoenix answers a leave of a topic not joined with ok: the client wanted it gone.
-            status = STATUS_OK if msg.event == PHX_LEAVE else STATUS_ERROR
-            self.reply(msg, status, {} if msg.event == PHX_LEAVE else UNMATCHED_TOPIC)
-            return
-        if msg.event == PHX_LEAVE:
-            channel.leave(msg.ref)
-        else:
-            channel.handle_message(msg)
+        """Run what the socket's rules say for one message from the client."""
+        for out in self.table.receive(msg, accepting_joins=not self.env.book.stopping):
+            kind = type(out)
+            if kind is Deliver:
+                out.channel.handle_message(out.msg)
+            elif kind is Send:
+                self.send_message(out.message)
+            elif kind is Join:
+                self._start(out)
+            elif kind is Leave:
+                out.channel.leave(out.ref)
+            elif kind is Stop:
+                out.channel.stop(out.reason)
+            elif kind is ChannelLimit:
+                self.env.stats.channel_limit.inc()
 
-    def join(self, msg: Message) -> None:
-        service = self.service
-        if service.stopping:
-            # The stop drains the channels it found; one joined now would escape that drain.
-            self.reply(msg, STATUS_ERROR, SHUTTING_DOWN)
-            return
-        if not isinstance(msg.payload, dict):
-            self.reply(msg, STATUS_ERROR, {"reason": Reason.BAD_JOIN_PAYLOAD})
-            return
-        if len(msg.topic.encode()) > MAX_BINARY_FIELD_BYTES:
-            # Refused now rather than crashing the channel at its first binary frame.
-            self.reply(
-                msg,
-                STATUS_ERROR,
-                {"reason": Reason.TOPIC_TOO_LONG, "limit": MAX_BINARY_FIELD_BYTES},
-            )
-            return
-        channel_cls = service.router.match(msg.topic)
-        if channel_cls is None:
-            self.reply(msg, STATUS_ERROR, UNMATCHED_TOPIC)
-            return
-        old = self.channels.get(msg.topic)
-        if old is not None:
-            # Phoenix: a second join of a joined topic closes the old channel first.
-            del self.channels[msg.topic]
-            old.stop(DUPLICATE)
-            self.send_message(Message(old.join_ref, old.join_ref, msg.topic, PHX_CLOSE, {}))
-        elif len(self.channels) >= service.config.max_channels_per_socket:
-            service.stats.channel_limit.inc()
-            limit = service.config.max_channels_per_socket
-            self.reply(msg, STATUS_ERROR, {"reason": Reason.TOO_MANY_CHANNELS, "limit": limit})
-            return
-        join_ref = msg.join_ref if msg.join_ref is not None else msg.ref
-        channel = channel_cls(self, msg.topic, join_ref, msg.payload)
-        self.channels[msg.topic] = channel
-        service.channel_started(channel)
+    def _start(self, join: Join) -> None:
+        msg = join.msg
+        channel = join.route(self, msg.topic, join.join_ref, msg.payload)
+        self.table.add(channel)
+        self.env.book.channel_started(channel)
         channel.start(msg.ref, msg.payload)
 
     def channel_ended(self, channel: Channel, reason: str) -> None:
-        if self.channels.get(channel.topic) is channel:
-            del self.channels[channel.topic]
-        self.service.channel_ended(channel, reason)
-        if self.closing:
-            return
-        ref = channel.join_ref
-        if reason == CRASHED:
-            self.send_message(Message(ref, ref, channel.topic, PHX_ERROR, {}))
-        elif reason in (LEFT, SHUTDOWN):
-            self.send_message(Message(ref, ref, channel.topic, PHX_CLOSE, {}))
-        # DUPLICATE was announced at the new join; CLOSED has nobody to tell.
+        self.env.book.channel_ended(channel, reason)
+        for out in self.table.ended(channel, reason, closing=self.closing):
+            self.send_message(out.message)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -240,39 +279,32 @@ class Socket:
         self.write_wire(wire_frame(encode(msg, sender="server")))
 
     def write_wire(self, wire: bytes) -> None:
-        """Write one complete frame now, or evict the socket if its client is not reading.
-
-        Frames go straight to the transport: with compression off, an unmasked server frame
-        is the same bytes websockets would write, and writing whole frames synchronously
-        cannot interleave with the frames websockets itself writes (pong, close).
-        """
-        conn = self.conn
-        if self.closing or conn.protocol.state is not State.OPEN:
+        """Write one complete frame now (service/ws_fastpath.py), or evict the socket if its
+        client is not reading. Writing whole frames synchronously cannot interleave with the
+        frames websockets itself writes (pong, close)."""
+        if self.closing or self.conn.state is not State.OPEN:
             return
-        transport = conn.transport
-        if transport.get_write_buffer_size() > self.service.config.send_buffer_bytes:
+        out = self.out
+        if out.get_write_buffer_size() > self.env.limits.send_buffer_bytes:
             self.evict()
             return
         try:
-            transport.write(wire)
+            out.write(wire)
         except Exception as exc:  # the transport went away under us; run() will clean up
             log.debug("socket %s: write failed: %s", self.id, exc)
             return
-        self.service.stats.frames_out.inc()
+        self.env.stats.frames_out.inc()
 
     def evict(self) -> None:
         """Close a socket whose client does not read: its close frame queues behind the data,
         and the TCP connection is cut if the client has not answered it soon after."""
         self.closing = True
-        self.service.stats.closed.inc(reason="slow_reader")
+        self.env.stats.closed.inc(reason="slow_reader")
         log.warning("socket %s (user %s) evicted: too slow to read", self.id, self.user_id)
-        conn = self.conn
-        try:
-            conn.protocol.send_close(CLOSE_SLOW_READER, "send buffer full: client too slow to read")
-            conn.send_data()
-        except Exception as exc:
-            log.debug("socket %s: close frame not written: %s", self.id, exc)
-        conn.loop.call_later(EVICT_ABORT_S, conn.transport.abort)
+        why = "send buffer full: client too slow to read"
+        task = ws_fastpath.evict(self.conn, CLOSE_SLOW_READER, why, EVICT_ABORT_S)
+        if task is not None:
+            self.env.book.track_task(task)
 
     def close(self, code: int, reason: str) -> None:
         """Close with a code and a reason the client can read (the handshake runs in a task)."""
@@ -280,7 +312,7 @@ class Socket:
             return
         self.closing = True
         task = asyncio.get_running_loop().create_task(self.conn.close(code, close_reason(reason)))
-        self.service.track_task(task)
+        self.env.book.track_task(task)
 
     @property
     def open(self) -> bool:

@@ -39,7 +39,7 @@ class Task:
     done: int = 0
     total: int = 0
     output: bytes | None = None
-    worker: WorkerProcess | None = None
+    worker: WorkerProcess[Task] | None = None
 
 
 @dataclass

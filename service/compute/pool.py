@@ -55,7 +55,7 @@ class ComputePool:
         self.manifest_path = manifest_path
         self.max_tiles = max_tiles or workers
         self.tile_of = tile_of
-        self.workers: list[WorkerProcess] = []
+        self.workers: list[WorkerProcess[Task]] = []
         self.queue: deque[Job] = deque()
         self.ids = itertools.count(1)
         self.tasks_by_id: dict[int, Task] = {}
@@ -74,7 +74,7 @@ class ComputePool:
         """Spawn the workers; jobs may be submitted at once (they wait in the worker's pipe)."""
         self.ensure_started()
 
-    def _spawn(self, index: int) -> WorkerProcess:
+    def _spawn(self, index: int) -> WorkerProcess[Task]:
         return WorkerProcess(
             index, self.manifest_path, self.memory_limit_bytes, self._on_message, self._on_exit
         )
@@ -198,7 +198,7 @@ class ComputePool:
 
     # --- scheduling ---------------------------------------------------------------------------
 
-    def _idle(self) -> list[WorkerProcess]:
+    def _idle(self) -> list[WorkerProcess[Task]]:
         # Only ready workers: a job sent to one still starting would count its start-up
         # (seconds) as run time, and the clients' cost models would learn that.
         return [w for w in self.workers if w.task is None and w.alive and w.ready.is_set()]
@@ -252,7 +252,7 @@ class ComputePool:
                 worker.send(("cancel", task.id))
                 loop.call_later(KILL_GRACE_S, self._kill_if_stuck, worker, task)
 
-    def _kill_if_stuck(self, worker: WorkerProcess, task: Task) -> None:
+    def _kill_if_stuck(self, worker: WorkerProcess[Task], task: Task) -> None:
         if worker.task is task and worker.alive:
             log.warning("compute worker %d did not stop its job; killing it", worker.pid)
             worker.kill()
@@ -268,7 +268,7 @@ class ComputePool:
 
     # --- messages from workers (on the loop, via call_soon_threadsafe) ------------------------
 
-    def _on_message(self, worker: WorkerProcess, msg: tuple) -> None:
+    def _on_message(self, worker: WorkerProcess[Task], msg: tuple) -> None:
         kind = msg[0]
         if kind == "ready":
             worker.pid = msg[1]
@@ -298,10 +298,10 @@ class ComputePool:
             self._fail(job, ComputeError(msg[2], msg[3]))
         self._pump()
 
-    def _on_exit(self, worker: WorkerProcess) -> None:
+    def _on_exit(self, worker: WorkerProcess[Task]) -> None:
         self._worker_gone(worker)
 
-    def _worker_gone(self, worker: WorkerProcess) -> None:
+    def _worker_gone(self, worker: WorkerProcess[Task]) -> None:
         if not worker.alive:
             return
         worker.alive = False
@@ -328,7 +328,7 @@ class ComputePool:
         log.warning("compute worker %d exited; replacing it in %.2g s", worker.pid, delay)
         asyncio.get_running_loop().call_later(delay, self._replace, worker)
 
-    async def _fail_crashed(self, worker: WorkerProcess, task: Task) -> None:
+    async def _fail_crashed(self, worker: WorkerProcess[Task], task: Task) -> None:
         """Reap the dead or dying worker for its exit code, then fail its job. Reaping waits on
         the process (waitpid), so it runs on a thread: the loop keeps serving meanwhile."""
         await asyncio.to_thread(worker.proc.join, REAP_TIMEOUT_S)
@@ -341,7 +341,7 @@ class ComputePool:
             ),
         )
 
-    def _replace(self, worker: WorkerProcess) -> None:
+    def _replace(self, worker: WorkerProcess[Task]) -> None:
         if self.stopping or worker not in self.workers:
             return
         self.workers[self.workers.index(worker)] = self._spawn(worker.index)

@@ -13,15 +13,14 @@ import multiprocessing
 import queue
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
 from veraltheim.service.compute.worker import worker_main
 
-if TYPE_CHECKING:
-    from veraltheim.service.compute.jobs import Task
+T = TypeVar("T")  # what the pool runs on a worker (compute/jobs.py's Task)
 
 
-class WorkerProcess:
+class WorkerProcess(Generic[T]):
     """One worker process and the thread that reads its pipe into the event loop."""
 
     def __init__(
@@ -35,7 +34,7 @@ class WorkerProcess:
         self.index = index
         self.on_message = on_message
         self.on_exit = on_exit
-        self.task: Task | None = None
+        self.task: T | None = None  # the pool's bookkeeping: what runs here now
         self.pid = 0
         self.ready = asyncio.Event()
         self.alive = True

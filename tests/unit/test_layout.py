@@ -1,5 +1,5 @@
-"""The import rules of DESIGN.md: client and service never import each other, and only
-client/ui imports Qt."""
+"""The import rules of DESIGN.md: client and service never import each other, only client/ui
+imports Qt, and no file imports a file that imports it back (TYPE_CHECKING imports included)."""
 
 import ast
 from pathlib import Path
@@ -86,3 +86,92 @@ def test_our_packages_are_imported_only_through_veraltheim():
         if any(m.split(".")[0] in OUR_PACKAGES for m in imported_modules(p))
     }
     assert bad == {}
+
+
+# -- no file-level import cycles ---------------------------------------------------------------
+
+
+def module_names(root: Path, packages: set[str]) -> dict[str, Path]:
+    """`veraltheim.<folder>.<...>` -> file, for every module under the given top-level folders."""
+    names = {}
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            names[".".join(["veraltheim", *parts])] = path
+    return names
+
+
+def import_graph(root: Path, packages: set[str]) -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports, anywhere in the file (TYPE_CHECKING blocks and
+    function bodies included): `from veraltheim.a import b` counts `veraltheim.a` and, when
+    it is a module, `veraltheim.a.b`."""
+    names = module_names(root, packages)
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets.add(node.module)
+                targets |= {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {t for t in targets if t in names and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (its modules in import order, the first repeated at the end), or None."""
+    done: set[str] = set()
+    for start in sorted(graph):
+        if start in done:
+            continue
+        path: list[str] = []
+        on_path: set[str] = set()
+        stack = [(start, iter(sorted(graph[start])))]
+        path.append(start)
+        on_path.add(start)
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                path.pop()
+                on_path.discard(node)
+                done.add(node)
+            elif child in on_path:
+                return [*path[path.index(child) :], child]
+            elif child not in done:
+                stack.append((child, iter(sorted(graph[child]))))
+                path.append(child)
+                on_path.add(child)
+    return None
+
+
+def test_no_file_imports_a_file_that_imports_it_back():
+    graph = import_graph(ROOT, OUR_PACKAGES)
+    assert len(graph) > 100  # the whole tree was read
+    assert find_cycle(graph) is None
+
+
+def test_the_cycle_check_finds_a_cycle_through_type_checking_imports(tmp_path):
+    (tmp_path / "service" / "sub").mkdir(parents=True)
+    (tmp_path / "service" / "__init__.py").write_text("")
+    (tmp_path / "service" / "sub" / "__init__.py").write_text("")
+    (tmp_path / "service" / "a.py").write_text("from veraltheim.service.sub import b\n")
+    (tmp_path / "service" / "sub" / "b.py").write_text("import veraltheim.service.c\n")
+    back_edge = "from veraltheim.service.a import A"
+    (tmp_path / "service" / "c.py").write_text(
+        f"from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    {back_edge}\n"
+    )
+    graph = import_graph(tmp_path, {"service"})
+    assert graph["veraltheim.service.a"] == {"veraltheim.service.sub", "veraltheim.service.sub.b"}
+    assert find_cycle(graph) == [
+        "veraltheim.service.a",
+        "veraltheim.service.sub.b",
+        "veraltheim.service.c",
+        "veraltheim.service.a",
+    ]
+    (tmp_path / "service" / "c.py").write_text("import json\n")  # the back edge gone
+    assert find_cycle(import_graph(tmp_path, {"service"})) is None

@@ -210,7 +210,7 @@ async def test_graceful_stop_waits_for_in_flight_replies_then_closes_1001(svc):
     assert (await recv(ws)).payload["response"] == {"now": True}
     await send(ws, "1", None, "test:a", "now", {})  # no ref: nothing to wait for
     await recv(ws)
-    assert all(not c._pending for c in svc.channels)  # replies already sent are not in flight
+    assert all(not c.in_flight for c in svc.channels)  # replies already sent are not in flight
     await send(ws, "1", "job", "test:a", "held", {})
     await wait_for(lambda: RELEASES)
     stopping = asyncio.create_task(svc.stop(WAIT_S))
@@ -249,7 +249,7 @@ async def test_stop_cancels_work_still_busy_after_the_grace_period(svc):
     await send(ws, "1", "1", "test:a", "phx_join", {})
     await recv(ws), await recv(ws)
     await send(ws, "1", "stuck", "test:a", "later", {"delay": 60})  # never in time
-    await wait_for(lambda: any(c._pending for c in svc.channels))
+    await wait_for(lambda: any(c.in_flight for c in svc.channels))
     async with asyncio.timeout(WAIT_S):
         stopping = asyncio.create_task(svc.stop(0.2))
         close = await recv(ws)
