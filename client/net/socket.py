@@ -22,6 +22,7 @@ from veraltheim.client.net.push import DEFAULT_TIMEOUT_S
 from veraltheim.client.net.state import ChannelState, ConnectionState
 from veraltheim.protocol import (
     AUTH_TOKEN_PREFIX,
+    CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
     HEARTBEAT_INTERVAL_S,
     PHOENIX_TOPIC,
@@ -470,9 +471,11 @@ class Socket:
         except ConnectionClosed:
             pass
         except Exception:
-            # a connection that cannot write is useless: drop it, the run loop reconnects
+            # a connection that cannot write is useless: drop it (close() cuts the TCP
+            # connection after CLOSE_TIMEOUT_S if the service does not answer); we reconnect
             log.exception("writing to the service failed; reconnecting")
-            conn.ws.transport.abort()
+            with contextlib.suppress(Exception):
+                await conn.ws.close(CLOSE_INTERNAL_ERROR, "client write failed")
 
     def _run_heartbeat(self, conn: _Connection, outputs: list[Any]) -> None:
         for out in outputs:

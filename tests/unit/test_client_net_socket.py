@@ -489,3 +489,27 @@ async def test_an_old_phx_close_is_not_undone_by_a_later_shutdown(fake, sockets,
     await asyncio.wait_for(_until(sock, ConnectionState.RECONNECTING), WAIT_S)
     await asyncio.wait_for(_until(sock, ConnectionState.CONNECTED), WAIT_S)
     assert ch.state == ChannelState.CLOSED and ch not in sock.channels
+
+
+async def test_a_connection_that_cannot_write_is_closed_and_replaced(fake, sockets, monkeypatch):
+    from websockets.asyncio.client import ClientConnection
+
+    sock = sockets(fake.url)
+    await sock.connect()
+    await asyncio.wait_for(fake.next("heartbeat"), WAIT_S)
+    send = ClientConnection.send
+    failures = []
+
+    async def broken_send(self, message, *args, **kwargs):
+        if not failures:
+            failures.append(message)
+            raise RuntimeError("the transport is gone")
+        return await send(self, message, *args, **kwargs)
+
+    monkeypatch.setattr(ClientConnection, "send", broken_send)
+    with pytest.raises(SocketOffline):  # the heartbeat is never written: the link drops
+        await sock.ping(timeout=WAIT_S)
+    await asyncio.wait_for(_until(sock, ConnectionState.CONNECTED), WAIT_S)
+    assert fake.handshakes == 2 and len(failures) == 1
+    assert sock.last_close is not None and sock.last_close[0] == 1011
+    assert await sock.ping(timeout=WAIT_S) > 0
