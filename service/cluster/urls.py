@@ -35,6 +35,9 @@ def check_cluster_config(cluster: Any) -> None:
     _check_url("pubsub_url", cluster.pubsub_url, REDIS_SCHEMES)
     _check_url("store_url", cluster.store_url, REDIS_SCHEMES)
     _check_url("compute_url", cluster.compute_url, (DASK_SCHEME,))
+    if cluster.store_url and not cluster.pubsub_url:
+        # a document's updates reach the other nodes' clients as broadcasts
+        raise ValueError("'cluster.store_url' needs 'cluster.pubsub_url' (--pubsub) as well")
     if len(cluster.node_name) > MAX_NODE_NAME_CHARS:
         raise ValueError(f"bad value for 'cluster.node_name': over {MAX_NODE_NAME_CHARS} chars")
     if cluster.down_after_s < 2 * cluster.heartbeat_s:

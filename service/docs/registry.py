@@ -20,7 +20,7 @@ from veraltheim.protocol.ysync import (
     create_sync_step2_message,
 )
 from veraltheim.service.docs.awareness import AwarenessTable
-from veraltheim.service.docs.store import DocStore, StoredDoc, UpdateStore
+from veraltheim.service.docs.store import DocStore, StoredDoc, StoreError, UpdateStore
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ class LiveDoc:
         self._last_seq = 0
         self._since_snapshot = 0
         self._compaction: asyncio.Task[None] | None = None
+        self._held: list[bytes] | None = None
 
     @classmethod
     async def open(
@@ -109,6 +110,17 @@ class LiveDoc:
         return live
 
     async def _load(self) -> None:
+        # updates from other nodes that arrive while the stored state is read and built wait,
+        # then go on top of it (the state read may not hold them)
+        self._held = []
+        try:
+            await self._load_stored()
+        finally:
+            held, self._held = self._held, None
+            for update in held:
+                self.apply_remote(update)
+
+    async def _load_stored(self) -> None:
         stored = await self._store.load(self.name)
         if stored.quarantined is not None:
             raise DocumentUnavailable(
@@ -159,17 +171,33 @@ class LiveDoc:
             raise
         try:
             seq = await self._store.append(self.name, update)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
             # the Doc must not hold what the store does not: the sender keeps the update
             # pending and sends it again on its next sync
             log.error("storing an update of %r failed: %s; reloading it", self.name, exc)
-            await self._load()
+            try:
+                await self._load()
+            except (sqlite3.Error, StoreError) as again:
+                # the store is away: the Doc keeps the update, which is not acknowledged; the
+                # sender's next sync stores it
+                log.error("reloading %r failed too: %s", self.name, again)
             raise StoreFailed(f"the update could not be stored: {exc}") from exc
         self._last_seq = max(self._last_seq, seq)
         self._since_snapshot += 1
         if self._since_snapshot >= self._compact_every:
             self.start_compaction()
         return True
+
+    def apply_remote(self, update: bytes) -> None:
+        """An update another node stored (the store follows the log): apply it to this copy.
+        It was checked where it came in; one that no longer applies is logged and skipped."""
+        if self._held is not None:
+            self._held.append(update)
+            return
+        try:
+            _apply(self.doc, update)
+        except UpdateRejected as exc:
+            log.warning("document %r: an update from another node was refused: %s", self.name, exc)
 
     # -- compaction -----------------------------------------------------------------------
 
@@ -244,7 +272,7 @@ class DocRegistry:
         self.max_loaded_docs = max_loaded_docs
         self.max_awareness_states = max_awareness_states
         self.max_awareness_state_bytes = max_awareness_state_bytes
-        self.store: DocStore | None = None
+        self.store: UpdateStore | None = None
         self.loaded: dict[str, LiveDoc] = {}
         self._loading: dict[str, asyncio.Future[LiveDoc]] = {}
         self._unloading: set[asyncio.Task[None]] = set()
@@ -267,7 +295,13 @@ class DocRegistry:
         )
 
     async def start(self, ctx: Any) -> None:
-        self.open_store(Path(ctx.data_dir))
+        url = ctx.config.cluster.store_url
+        if url:
+            from veraltheim.service.cluster.redis_store import open_redis_store  # cluster extra
+
+            self.store = await open_redis_store(url, self._remote_update)
+        else:
+            self.open_store(Path(ctx.data_dir))
         metrics = ctx.metrics
         metrics.gauge("docs_loaded", "documents in memory", lambda: len(self.loaded))
         self.stored = metrics.counter("doc_updates_stored", "document updates committed")
@@ -278,6 +312,16 @@ class DocRegistry:
 
     def open_store(self, data_dir: Path) -> None:
         self.store = DocStore.in_data_dir(data_dir)
+
+    def _remote_update(self, name: str, update: bytes) -> None:
+        live = self.loaded.get(name)
+        if live is not None:
+            live.apply_remote(update)
+
+    def cluster_health(self) -> dict[str, Any] | None:
+        """For /healthz: the shared store's state, or None with SQLite."""
+        health = getattr(self.store, "health", None)
+        return health() if health is not None else None
 
     async def stop(self) -> None:
         for name in list(self.loaded):
@@ -374,6 +418,8 @@ class DocRegistry:
         if live is None or (live.members > 0 and not force):
             return None
         del self.loaded[name]
+        if self.store is not None:
+            self.store.forget(name)
         if live.unload_handle is not None:
             live.unload_handle.cancel()
         return live

@@ -78,8 +78,13 @@ class StoredDoc:
         return len(self.snapshot or b"") + sum(map(len, self.updates))
 
 
+class StoreError(Exception):
+    """A store backend could not do what it was asked (its server is unreachable, say)."""
+
+
 class UpdateStore(Protocol):
-    """What the documents need of a store (SQLite here; another backend implements the same)."""
+    """What the documents need of a store (SQLite here; Redis in service/cluster/redis_store.py
+    implements the same)."""
 
     async def load(self, doc: str) -> StoredDoc: ...
 
@@ -92,6 +97,9 @@ class UpdateStore(Protocol):
     async def quarantine(self, doc: str, reason: str) -> None: ...
 
     async def close(self) -> None: ...
+
+    def forget(self, doc: str) -> None:
+        """The document was unloaded (a store that follows other nodes' updates stops)."""
 
 
 class DocStore:
@@ -144,6 +152,9 @@ class DocStore:
 
     async def quarantine(self, doc: str, reason: str) -> None:
         await self._run(self.quarantine_now, doc, reason)
+
+    def forget(self, doc: str) -> None:
+        pass  # one node: nothing to follow
 
     async def names(self) -> list[str]:
         return await self._run(self.names_now)

@@ -30,6 +30,7 @@ def test_cluster_urls_are_checked():
         ClusterConfig(store_url="redis://h:notaport"),
         ClusterConfig(compute_url="redis://h:1"),
         ClusterConfig(heartbeat_s=1.0, down_after_s=1.5),
+        ClusterConfig(store_url="redis://h:1/0"),  # documents need the pubsub too
     ):
         with pytest.raises(ValueError):
             check_cluster_config(bad)
