@@ -63,9 +63,8 @@ class RawWs(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = time.monotonic_ns()
         if not self.buf and self.upgraded.done():
-            rest = self._frames(data, now)  # the common case: no copy into the buffer
-            if rest:
-                self.buf += data[rest:]
+            used = self._frames(data, now)  # the common case: no copy into the buffer
+            self.buf += data[used:]
             return
         buf = self.buf
         buf += data
@@ -81,13 +80,11 @@ class RawWs(asyncio.Protocol):
             self.upgraded.set_result(None)
         data = bytes(buf)
         buf.clear()
-        rest = self._frames(data, now)
-        if rest:
-            buf += data[rest:]
+        buf += data[self._frames(data, now) :]
 
     def _frames(self, data: bytes, now: int) -> int:
-        """Hand over every complete frame in data; returns where the incomplete rest starts
-        (0 when nothing is left)."""
+        """Hand over every complete frame in data; returns how many bytes they took (an
+        incomplete frame after them waits for more data)."""
         pos, size = 0, len(data)
         while size - pos >= 2:
             opcode, n = data[pos] & 0x0F, data[pos + 1] & 0x7F
@@ -104,7 +101,7 @@ class RawWs(asyncio.Protocol):
                 break
             self.on_frame(opcode, data[start : start + n], now)
             pos = start + n
-        return pos if pos < size else 0
+        return pos
 
     def send(self, frame: bytes) -> None:
         assert self.transport is not None

@@ -7,6 +7,11 @@
   edits of the two groups interleaved (5 by the pair per 1 by the hundred; one edit at a
   time). All clients live in this process (with their caches), so the figure includes
   client-side decoding, applying and caching, as the app would see it.
+- edit_latency_ms.clients_N (`--crowd`, 1000): N clients on one document in a separate light
+  process (bench/_crowd.py: raw V2 frames, no caches), each editing at a human rate (one edit
+  every `--edit-interval-s` on average, random gaps), for `--crowd-seconds`: the delay from the
+  push to each of the N - 1 others receiving the update (p50/p99/max), the writers' ack, the
+  edits per second, and the CPU seconds per second of the generator and of the service.
 - updates_per_s: small updates pushed (pipelined, with acknowledgement) by 4 writers to one
   document with one listener, until the listener received all of them.
 - reconnect_bytes: every frame byte in both directions on the reconnecting socket, from connect
@@ -42,6 +47,9 @@ from veraltheim.client.state import DocumentStore, SharedDoc  # noqa: E402
 from veraltheim.protocol import encode  # noqa: E402
 from veraltheim.protocol.constants import READY_LINE_PREFIX  # noqa: E402
 from veraltheim.protocol.ysync import DOC_TOPIC_PREFIX, YJS_EVENT  # noqa: E402
+from veraltheim.service.runner import new_event_loop  # noqa: E402
+
+from bench._crowd import Crowd  # noqa: E402
 
 THROUGHPUT_TOPIC = DOC_TOPIC_PREFIX + "throughput"
 SMALL_EDITS_PER_ROUND = 5  # edits by the 2-client group per edit by the 100-client group
@@ -165,6 +173,23 @@ async def edit_latency(url: str, cache: Path, edits: int) -> dict[str, Any]:
         await small.close()
         await large.close()
     return {k: {"p50": pct(v, 0.5), "p99": pct(v, 0.99), "n": len(v)} for k, v in samples.items()}
+
+
+async def crowd(svc: Service, args: argparse.Namespace) -> dict[str, Any]:
+    """The crowd in its own process (it must not share this one's loop or core)."""
+    cmd = [sys.executable, __file__, "--crowd-client", svc.url, str(svc.proc.pid), str(args.crowd)]
+    cmd += [str(args.edit_interval_s), str(args.crowd_seconds)]
+    out = await asyncio.to_thread(
+        subprocess.run, cmd, capture_output=True, text=True, check=True, cwd=ROOT, timeout=900
+    )
+    return json.loads(out.stdout)
+
+
+def crowd_client(url: str, service_pid: str, n: str, interval_s: str, duration_s: str) -> None:
+    port = int(url.split(":")[2].split("/")[0])
+    crowd = Crowd(port, DOC_TOPIC_PREFIX + "crowd", int(n), int(service_pid))
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        print(json.dumps(runner.run(crowd.run(float(interval_s), float(duration_s)))))
 
 
 async def throughput(url: str, writers: int = 4, per_writer: int = 2000) -> float:
@@ -299,6 +324,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             cache = Path(tmp) / "caches"
             cache.mkdir()
             latency = await edit_latency(svc.url, cache, args.edits)
+            if args.crowd:
+                latency[f"clients_{args.crowd}"] = await crowd(svc, args)
             updates_per_s = await throughput(svc.url)
             big = await reconnect_and_cold_open(svc.url, cache, args.entries)
         finally:
@@ -313,6 +340,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "entries": args.entries,
         "goals": {
             "p99_100_clients_under_50ms": latency["clients_100"]["p99"] < 50,
+            **(
+                {f"p99_{args.crowd}_clients_under_50ms": crowd_p99 < 50}
+                if (crowd_p99 := latency.get(f"clients_{args.crowd}", {}).get("p99")) is not None
+                else {}
+            ),
             "reconnect_under_1pct": big["reconnect_bytes"] < 0.01 * big["document_bytes"],
             "cold_open_under_300ms": big["cold_open_ms"] < 300,
         },
@@ -323,4 +355,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=60, help="edits per group (default 60)")
     parser.add_argument("--entries", type=int, default=100_000, help="map entries (100000)")
-    print(json.dumps(asyncio.run(main(parser.parse_args()))))
+    parser.add_argument("--crowd", type=int, default=1000, help="clients on one document; 0: none")
+    parser.add_argument(
+        "--edit-interval-s", type=float, default=20.0, help="mean seconds between a client's edits"
+    )
+    parser.add_argument("--crowd-seconds", type=float, default=30.0, help="how long they edit")
+    parser.add_argument("--crowd-client", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.crowd_client:
+        crowd_client(*args.crowd_client)
+    else:
+        print(json.dumps(asyncio.run(main(args))))

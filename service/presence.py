@@ -2,11 +2,14 @@
 
 Each track gets a unique phx_ref. A joining client gets `presence_state`
 {key: {"metas": [{phx_ref, ...}]}}; then every subscriber of the topic gets `presence_diff`
-{"joins": {...}, "leaves": {...}} as others come and go.
+{"joins": {...}, "leaves": {...}} as others come and go: one diff per topic per DIFF_WINDOW_S
+with every change of that window (a client applies joins, then leaves, as phoenix.js does, so a
+member who came and went within one window ends up gone).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 from collections.abc import Hashable
@@ -16,6 +19,24 @@ from veraltheim.protocol.constants import PRESENCE_DIFF
 from veraltheim.service.pubsub import PubSub
 
 Meta = dict[str, Any]
+# Every diff reaches every member of its topic: batched, a crowd joining at once costs one
+# broadcast per window instead of one per member.
+DIFF_WINDOW_S = 0.05
+
+
+class _Diff:
+    """The changes of one topic waiting for the end of the window, in diff shape."""
+
+    __slots__ = ("joins", "leaves")
+
+    def __init__(self) -> None:
+        self.joins: dict[str, Any] = {}
+        self.leaves: dict[str, Any] = {}
+
+    def add(self, joins: dict[str, Any], leaves: dict[str, Any]) -> None:
+        for merged, part in ((self.joins, joins), (self.leaves, leaves)):
+            for key, entry in part.items():
+                merged.setdefault(key, {"metas": []})["metas"].extend(entry["metas"])
 
 
 class Presence:
@@ -28,6 +49,7 @@ class Presence:
         # A per-process prefix keeps refs unique across restarts, a counter keeps them cheap.
         self._prefix = secrets.token_urlsafe(6)
         self._counter = itertools.count(1)
+        self._pending: dict[str, _Diff] = {}  # topic -> its diff of the current window
 
     def _ref(self) -> str:
         return f"{self._prefix}{next(self._counter)}"
@@ -46,9 +68,18 @@ class Presence:
         self.send_diff(topic, {key: {"metas": [meta]}}, {})
 
     def send_diff(self, topic: str, joins: dict[str, Any], leaves: dict[str, Any]) -> None:
-        """Tell topic's subscribers who came and went (a cluster presence also tells the other
-        nodes, which tell their own subscribers)."""
-        self.pubsub.broadcast(topic, PRESENCE_DIFF, {"joins": joins, "leaves": leaves})
+        """Tell topic's subscribers who came and went, in the window's diff (a cluster presence
+        also tells the other nodes, which tell their own subscribers)."""
+        if not self._pending:
+            asyncio.get_running_loop().call_later(DIFF_WINDOW_S, self._send_pending)
+        self._pending.setdefault(topic, _Diff()).add(joins, leaves)
+
+    def _send_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for topic, diff in pending.items():
+            self.pubsub.broadcast(
+                topic, PRESENCE_DIFF, {"joins": diff.joins, "leaves": diff.leaves}
+            )
 
     def track(self, owner: Hashable, topic: str, key: str, meta: Meta | None = None) -> str:
         """Add (key, meta) on topic for owner and broadcast the diff; returns the phx_ref."""

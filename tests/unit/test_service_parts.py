@@ -1,5 +1,7 @@
 """Sans-I/O parts of the service: token buckets, router, pubsub fan-out, presence, metrics."""
 
+import asyncio
+
 import pytest
 from veraltheim.protocol import decode
 from veraltheim.service import pubsub as pubsub_module
@@ -117,30 +119,70 @@ def test_unsubscribe_and_publish():
     assert ps.broadcast("t", "e", {}) == 0
 
 
-def test_presence_track_list_untrack_with_diffs():
+class DiffWatcher(Sub):
+    """A subscriber whose `next_diff()` waits for the next presence_diff frame."""
+
+    def __init__(self):
+        super().__init__()
+        self.arrived = asyncio.Event()
+
+    def deliver_wire(self, wire):
+        super().deliver_wire(wire)
+        self.arrived.set()
+
+    async def next_diff(self):
+        await asyncio.wait_for(self.arrived.wait(), 5)
+        self.arrived.clear()
+        msg = payload_of(self.wires[-1])
+        assert msg.event == "presence_diff"
+        return msg.payload
+
+
+async def test_presence_track_list_untrack_with_diffs():
     ps = PubSub()
-    watcher = Sub()
+    watcher = DiffWatcher()
     ps.subscribe("room", watcher)
     presence = Presence(ps)
     r1 = presence.track("owner1", "room", "alice", {"device": "laptop"})
+    assert await watcher.next_diff() == {
+        "joins": {"alice": {"metas": [{"device": "laptop", "phx_ref": r1}]}},
+        "leaves": {},
+    }
     r2 = presence.track("owner2", "room", "alice", {"device": "phone"})
     assert r1 != r2
     state = presence.list("room")
     assert [m["device"] for m in state["alice"]["metas"]] == ["laptop", "phone"]
-    diffs = [payload_of(w).payload for w in watcher.wires]
-    assert diffs[0] == {
-        "joins": {"alice": {"metas": [{"device": "laptop", "phx_ref": r1}]}},
-        "leaves": {},
-    }
+    assert (await watcher.next_diff())["joins"]["alice"]["metas"][0]["phx_ref"] == r2
     presence.untrack("owner1")
-    leave = payload_of(watcher.wires[-1]).payload
-    assert leave == {
+    assert await watcher.next_diff() == {
         "joins": {},
         "leaves": {"alice": {"metas": [{"device": "laptop", "phx_ref": r1}]}},
     }
     presence.untrack("owner2", "room")
     assert presence.list("room") == {}
-    assert payload_of(watcher.wires[-1]).payload["leaves"]["alice"]["metas"][0]["phx_ref"] == r2
+    assert (await watcher.next_diff())["leaves"]["alice"]["metas"][0]["phx_ref"] == r2
+    assert len(watcher.wires) == 4
+
+
+async def test_presence_changes_within_one_window_go_out_as_one_diff():
+    ps = PubSub()
+    watcher = DiffWatcher()
+    ps.subscribe("room", watcher)
+    presence = Presence(ps)
+    a = presence.track("owner-a", "room", "alice")
+    b = presence.track("owner-b", "room", "bob")
+    b2 = presence.track("owner-b2", "room", "bob")
+    presence.untrack("owner-a")
+    diff = await watcher.next_diff()
+    assert len(watcher.wires) == 1  # three joins and a leave: one broadcast
+    assert diff == {
+        "joins": {
+            "alice": {"metas": [{"phx_ref": a}]},
+            "bob": {"metas": [{"phx_ref": b}, {"phx_ref": b2}]},
+        },
+        "leaves": {"alice": {"metas": [{"phx_ref": a}]}},
+    }
+    assert list(presence.list("room")) == ["bob"]  # joins, then leaves: alice is gone
 
 
 def test_metrics_render_prometheus_text():
