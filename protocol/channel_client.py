@@ -207,6 +207,11 @@ class ClientChannel:
         return len(self._buffer)
 
     @property
+    def finished(self) -> bool:
+        """Left or closed: it never rejoins (unless revived)."""
+        return self._left and self.state == ChannelState.CLOSED
+
+    @property
     def may_revive(self) -> bool:
         """Closed by the service: the socket closing with 1001/1012 soon would undo it."""
         return self._closed_by_service_at is not None

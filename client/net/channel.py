@@ -233,7 +233,7 @@ class Channel:
         taken = any(c.topic == self.topic and c is not self for c in self.socket.channels)
         now = time.monotonic()
         self._run(self._machine.socket_closed("connection_closed", now, code, taken))
-        if self.state == ChannelState.CLOSED:
+        if self._machine.finished:
             self._unhook_socket()  # closed for good: a closed channel is not kept alive
 
     # -- running the machine's outputs ---------------------------------------------------------

@@ -513,3 +513,17 @@ async def test_a_connection_that_cannot_write_is_closed_and_replaced(fake, socke
     assert fake.handshakes == 2 and len(failures) == 1
     assert sock.last_close is not None and sock.last_close[0] == 1011
     assert await sock.ping(timeout=WAIT_S) > 0
+
+
+async def test_a_channel_made_before_a_reconnect_joins_after_it(fake, sockets):
+    sock = sockets(fake.url)
+    await sock.connect()
+    ch = sock.channel("room:1")  # not joined yet when the connection drops
+    await fake.connections[-1].close(1001, "restart")
+    await asyncio.wait_for(_until(sock, ConnectionState.RECONNECTING), WAIT_S)
+    await asyncio.wait_for(_until(sock, ConnectionState.CONNECTED), WAIT_S)
+    assert await ch.join(timeout=WAIT_S) == {"joined": "room:1"}
+    _, first = await fake.next("phx_join")
+    await fake.connections[-1].close(1001, "restart")  # and it still rejoins after a drop
+    _, rejoin = await fake.next("phx_join")
+    assert rejoin.topic == "room:1" and rejoin.join_ref != first.join_ref

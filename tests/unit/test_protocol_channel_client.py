@@ -524,3 +524,14 @@ def test_reply_of_reads_status_and_response_and_survives_garbage():
     assert reply_of({"status": "error", "response": {"reason": "x"}}).ok is False
     broken = reply_of(["not", "a", "reply"])
     assert broken.status == "error" and broken.response["reason"] == "malformed reply"
+
+
+def test_finished_means_closed_for_good_not_merely_unjoined():
+    ch = channel()
+    assert ch.state == S.CLOSED and not ch.finished  # made, not joined yet
+    ch.join()
+    ch.receive(reply("1", "1"), 0.0)
+    ch.receive(m("1", "1", "phx_close"), 100.0)
+    assert ch.finished and ch.may_revive
+    ch.socket_closed("connection_closed", 101.0, 1001)
+    assert not ch.finished and ch.state == S.ERRORED  # revived
