@@ -6,8 +6,8 @@ across emulated links and cases where each side wins. Prints ONE JSON object.
 - A real service (subprocess, --no-auth) with `--workers` worker processes, reached through
   tests/support/throttle.py's proxy set to each link: 1 ms / 1 Gbit/s, 20 ms / 100 Mbit/s,
   80 ms / 10 Mbit/s (added round trip / bandwidth per direction).
-- Per case, in rounds (at least `--reps`, more for quick cases, up to MAX_REPS within about
-  CASE_BUDGET_S), the order rotating each round: a forced-local and a forced-remote run (a
+- Per case, in rounds (at least `--reps`, in whole cycles of every order of the modes, more for
+  quick cases, up to MAX_REPS within about CASE_BUDGET_S): a forced-local and a forced-remote run (a
   measuring Dispatcher) and an auto run (a separate Dispatcher that learns only from its own
   runs, after `WARMUP` auto runs of the same case), with a short pause after each run so the
   in-process proxy thread is idle. Medians; oracle = min(local, remote).
@@ -49,7 +49,7 @@ LINKS = {
     "80ms_10mbit": (80.0, 10e6),
 }
 WARMUP = 2
-MAX_REPS = 15
+MAX_REPS = 18  # three cycles of the six orders
 SETTLE_S = 0.01
 CASE_BUDGET_S = 1.0
 INSIDE = {"center_x": 0.0, "center_y": 0.0, "scale": 0.01}  # every pixel runs max_iter
@@ -132,16 +132,21 @@ class Bench:
             _, decision = await auto.run(kernel, data, params)
             warm.append(decision.where)
         local, remote, dispatched, choices, decision_us = [], [], [], [], []
+        # Every order of the modes in turn: each mode runs right after each other one equally
+        # often (a rotation put auto after a remote run twice as often as local, and a remote run
+        # leaves work behind: the proxy thread, the reply's buffers).
+        orders = list(
+            itertools.permutations(["local", "remote", "auto"] if local_ok else ["remote", "auto"])
+        )
         started = time.perf_counter()
-        # At least `reps` rounds; quick cases get more (up to MAX_REPS), so jitter of a fraction
-        # of a millisecond does not decide their ratio.
-        while len(remote) < self.reps or (
-            len(remote) < MAX_REPS and time.perf_counter() - started < CASE_BUDGET_S
+        # At least `reps` rounds in whole cycles of the orders; quick cases get more (up to
+        # MAX_REPS), so jitter of a fraction of a millisecond does not decide their ratio.
+        while (
+            len(remote) < self.reps
+            or len(remote) % len(orders)
+            or (len(remote) < MAX_REPS and time.perf_counter() - started < CASE_BUDGET_S)
         ):
-            # Rotate the order each round, so no mode always runs right after another.
-            rnd = len(remote)
-            modes = ["local", "remote", "auto"] if local_ok else ["remote", "auto"]
-            for mode in modes[rnd % len(modes) :] + modes[: rnd % len(modes)]:
+            for mode in orders[len(remote) % len(orders)]:
                 t = time.perf_counter()
                 if mode == "auto":
                     _, decision = await auto.run(kernel, data, params)
