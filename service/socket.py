@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from veraltheim.protocol import Message, ProtocolError, decode, encode
@@ -39,6 +39,7 @@ from veraltheim.service import ws_fastpath
 from veraltheim.service.channel import CLOSED, Channel
 from veraltheim.service.context import ServiceContext
 from veraltheim.service.limits import TokenBucket
+from veraltheim.service.outbox import BatchedWriter, Outbox
 from veraltheim.service.wire import wire_frame
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
@@ -132,6 +133,7 @@ class SocketEnv:
     route: Callable[[str], type[Channel] | None]  # the channel class serving a topic
     book: ChannelBook
     ctx: ServiceContext  # what the channels see
+    outbox: Outbox = field(default_factory=Outbox)  # frames written once per loop turn
 
 
 class Socket:
@@ -165,7 +167,7 @@ class Socket:
         limits = env.limits
         self.env = env
         self.conn = conn
-        self.out = ws_fastpath.writer(conn)
+        self.out = BatchedWriter(conn, env.outbox)
         self.id = socket_id
         self.user_id = user_id
         self.claims = claims
@@ -279,20 +281,16 @@ class Socket:
         self.write_wire(wire_frame(encode(msg, sender="server")))
 
     def write_wire(self, wire: bytes) -> None:
-        """Write one complete frame now (service/ws_fastpath.py), or evict the socket if its
-        client is not reading. Writing whole frames synchronously cannot interleave with the
-        frames websockets itself writes (pong, close)."""
+        """Queue one complete frame for this loop turn's write (service/outbox.py), or evict the
+        socket if its client is not reading. Whole frames, written synchronously, cannot
+        interleave with the frames websockets itself writes (pong, close)."""
         if self.closing or self.conn.state is not State.OPEN:
             return
         out = self.out
         if out.get_write_buffer_size() > self.env.limits.send_buffer_bytes:
             self.evict()
             return
-        try:
-            out.write(wire)
-        except Exception as exc:  # the transport went away under us; run() will clean up
-            log.debug("socket %s: write failed: %s", self.id, exc)
-            return
+        out.write(wire)
         self.env.stats.frames_out.inc()
 
     def evict(self) -> None:
@@ -301,6 +299,7 @@ class Socket:
         self.closing = True
         self.env.stats.closed.inc(reason="slow_reader")
         log.warning("socket %s (user %s) evicted: too slow to read", self.id, self.user_id)
+        self.out.flush()  # the close frame goes behind the data
         why = "send buffer full: client too slow to read"
         task = ws_fastpath.evict(self.conn, CLOSE_SLOW_READER, why, EVICT_ABORT_S)
         if task is not None:
@@ -311,6 +310,7 @@ class Socket:
         if self.closing:
             return
         self.closing = True
+        self.out.flush()  # the close frame goes behind the data
         task = asyncio.get_running_loop().create_task(self.conn.close(code, close_reason(reason)))
         self.env.book.track_task(task)
 
