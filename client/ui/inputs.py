@@ -10,14 +10,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from veraltheim.client.ui.units import human_bytes
+
+if TYPE_CHECKING:
+    import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TEXT_SUFFIXES = (".csv", ".txt", ".tsv")
 NUMBER_SPLIT = re.compile(r"[,;\s]+")
-DTYPES = {"f64": np.dtype("<f8"), "i32": np.dtype("<i4")}
+DTYPES = {"f64": "<f8", "i32": "<i4"}  # numpy dtypes, named: numpy loads with the first file
 
 
 class InputError(ValueError):
@@ -86,9 +89,11 @@ def _load_image(path: Path) -> KernelInput:
 
 
 def _load_numbers(path: Path, dtype: str) -> KernelInput:
-    np_dtype = DTYPES.get(dtype)
-    if np_dtype is None:
+    import numpy as np  # here, not at start-up: it takes longer to import than the window
+
+    if dtype not in DTYPES:
         raise InputError(f"Unknown number type {dtype!r}.")
+    np_dtype = np.dtype(DTYPES[dtype])
     raw = path.read_bytes()
     if path.suffix.lower() in TEXT_SUFFIXES or _looks_like_text(raw):
         values = _parse_numbers(path.name, raw, np_dtype)
@@ -130,6 +135,8 @@ def _parse_numbers(name: str, raw: bytes, dtype: np.dtype) -> np.ndarray:
                     f"{name}, line {line_no}: {token[:40]!r} is not a number. "
                     "Fix the file or pick another one."
                 ) from None
+    import numpy as np
+
     try:
         return np.asarray(values, dtype=dtype)
     except OverflowError as exc:

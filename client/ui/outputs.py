@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
 
 PREVIEW_VALUES = 12
 
@@ -40,6 +42,8 @@ def describe_output(spec: Any, params: dict[str, Any], output: bytes) -> KernelO
         stats = decode_output(spec, output)
         return KernelOutput("stats", output, _stats_text(stats), value=stats)
     if kind in ("f64", "i32", "numeric"):
+        import numpy as np  # here, not at start-up: it takes longer to import than the window
+
         dtype = _output_dtype(kind, params)
         values = np.frombuffer(output, dtype=dtype)
         return KernelOutput("numbers", output, _numbers_text(values), value=values)
@@ -57,6 +61,8 @@ def save_output(result: KernelOutput, path: Path) -> Path:
     elif result.kind == "stats" and suffix != ".bin":
         path.write_text(json.dumps(result.value, indent=2), encoding="utf-8")
     elif result.kind == "numbers" and suffix in (".csv", ".txt"):
+        import numpy as np
+
         np.savetxt(
             path,
             result.value,
@@ -70,10 +76,10 @@ def save_output(result: KernelOutput, path: Path) -> Path:
     return path
 
 
-def _output_dtype(kind: str, params: dict[str, Any]) -> np.dtype:
+def _output_dtype(kind: str, params: dict[str, Any]) -> str:
     if kind == "numeric":
         kind = str(params.get("dtype", "f64"))
-    return np.dtype("<i4") if kind == "i32" else np.dtype("<f8")
+    return "<i4" if kind == "i32" else "<f8"
 
 
 def _numbers_text(values: np.ndarray) -> str:
