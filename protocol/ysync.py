@@ -9,6 +9,7 @@ length-prefixed payload.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import Enum
 
@@ -234,11 +235,18 @@ def parse_state_vector(data: bytes) -> dict[int, int]:
     return {reader.var_uint(): reader.var_uint() for _ in range(reader.count("clients", 1 << 32))}
 
 
+@functools.lru_cache(maxsize=4)
+def _clocks(state_vector: bytes) -> dict[int, int]:
+    """parse_state_vector, once per state vector: a compaction asks about every update it
+    drops against the same one, which lists every client that ever edited (read only)."""
+    return parse_state_vector(state_vector)
+
+
 def update_is_pending(update: bytes, state_vector: bytes) -> bool:
     """Whether a doc at `state_vector` lacks part of `update`: structs it could not integrate
     (their dependency has not arrived) or deletions of items it does not have. A document's
     encoded state leaves such pending parts out, so compaction must keep those updates."""
-    state = parse_state_vector(state_vector)
+    state = _clocks(bytes(state_vector))
     # pycrdt: the structs of `update` that `state_vector` does not cover, then its delete set
     reader = _Reader(get_update(update, state_vector))
     if reader.var_uint() != 0:

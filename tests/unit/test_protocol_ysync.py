@@ -84,3 +84,23 @@ def test_pending_updates_are_recognised(doc):
     alone.apply_update(first)
     assert not update_is_pending(first, alone.get_state())
     assert not any(update_is_pending(u, source.get_state()) for u in updates)
+
+
+def test_a_state_vector_is_parsed_once_for_many_updates(monkeypatch):
+    from veraltheim.protocol import ysync
+
+    calls = []
+    real = ysync.parse_state_vector
+    monkeypatch.setattr(ysync, "parse_state_vector", lambda data: calls.append(1) or real(data))
+    ysync._clocks.cache_clear()
+    docs = [Doc() for _ in range(50)]  # 50 clients: a state vector of 50 entries
+    updates, subs = [], []
+    for i, d in enumerate(docs):
+        subs.append(d.observe(lambda e: updates.append(e.update)))
+        d.get("m", type=Map)[f"k{i}"] = i
+    merged = Doc()
+    for u in updates:
+        merged.apply_update(u)
+    state = merged.get_state()
+    assert not any(ysync.update_is_pending(u, state) for u in updates)
+    assert len(calls) == 1
