@@ -7,6 +7,9 @@ SOCKET_PATH: Final = "/socket/websocket"
 DEFAULT_PORT: Final = 4000
 # The name the app and the service keep their files under (platformdirs).
 APP_NAME: Final = "veraltheim"
+# Overrides the app's data dir (its settings, caches and installed user kernels); not
+# VERALTHEIM_DATA_DIR, which is the service's data_dir.
+APP_DATA_DIR_ENV: Final = "VERALTHEIM_APP_DATA_DIR"
 # `veraltheim-service run` prints this, then its ws:// URL, on stdout once it accepts connections;
 # whoever starts a service (the app's launcher, tests, benchmarks) waits for that line.
 READY_LINE_PREFIX: Final = "listening "
@@ -20,6 +23,12 @@ PHOENIX_TOPIC: Final = "phoenix"
 LOBBY_TOPIC: Final = "lobby"
 # The compute topic (`compute:<pool>`, one pool so far); both ends name it.
 COMPUTE_TOPIC: Final = "compute:default"
+# Users' kernels on the compute topic: upload (binary envelope {spec} + module), removal and
+# download; installing or removing needs this grant in the token's `grants` claim.
+KERNEL_ADD: Final = "kernel_add"
+KERNEL_REMOVE: Final = "kernel_remove"
+KERNEL_FETCH: Final = "kernel_fetch"
+KERNELS_GRANT: Final = "kernels"
 
 PHX_JOIN: Final = "phx_join"
 PHX_LEAVE: Final = "phx_leave"

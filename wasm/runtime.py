@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import struct
 import threading
@@ -16,7 +17,7 @@ import wasmtime
 from .cache import CompiledCache
 from .engine import engine_key, shared_engine
 from .errors import BadInput, Cancelled, IntegrityError, KernelError, MemoryLimitExceeded
-from .instance import KernelInstance
+from .instance import KernelInstance, summarize_wasm_error
 from .job import CancelToken, Job, ProgressCallback
 from .limits import (
     DEFAULT_DEADLINE_S,
@@ -34,6 +35,7 @@ from .manifest import (
 )
 
 Buffer = bytes | bytearray | memoryview
+log = logging.getLogger(__name__)
 
 _I32 = wasmtime.ValType.i32()
 _KERNEL_SIGNATURE = ([_I32] * 5, [_I32])
@@ -74,22 +76,36 @@ class Runtime:
         memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
         default_deadline_s: float = DEFAULT_DEADLINE_S,
         retain_memory_bytes: int = RETAIN_MEMORY_BYTES,
+        user_kernels: str | Path | bool | None = None,
     ) -> None:
+        """user_kernels: the directory of installed user kernels (None: the default one,
+        False: built-in kernels only)."""
         if not 0 < memory_limit_bytes <= WASM32_MAX_BYTES:
             raise BadInput(f"memory_limit_bytes must be in (0, {WASM32_MAX_BYTES}]")
         _check_deadline(default_deadline_s)
-        self.manifest: Manifest = load_manifest(manifest_path)
+        self.builtin: Manifest = load_manifest(manifest_path)
+        self.manifest: Manifest = self.builtin
         self.memory_limit_bytes = memory_limit_bytes
         self.default_deadline_s = default_deadline_s
         self.retain_memory_bytes = retain_memory_bytes
         self._engine, self._ticker = shared_engine()
         self._cache = CompiledCache(cache_dir, engine_key())
         self._modules: dict[str, wasmtime.Module] = {}
-        self._module_locks = {name: threading.Lock() for name in self.manifest.modules}
+        self._locks_lock = threading.Lock()
+        self._module_locks: dict[str, threading.Lock] = {}
         self._local = threading.local()
-        self._param_structs = {
-            k.name: struct.Struct(f"<{len(k.params)}d") for k in self.manifest.kernels.values()
-        }
+        self._param_structs: dict[str, struct.Struct] = {}
+        # Users' installed kernels (wasm/user_kernels.py): a second manifest, re-read on change.
+        if user_kernels is None:
+            from .user_kernels import default_user_kernels_dir
+
+            user_kernels = default_user_kernels_dir()
+        self.user_manifest_path: Path | None = (
+            Path(user_kernels) / "manifest.json" if user_kernels is not False else None
+        )
+        self._user_stamp: tuple | None = None
+        self.user_kernel_names: frozenset[str] = frozenset()
+        self.reload_user_kernels()
 
     @property
     def cache_dir(self) -> Path:
@@ -122,21 +138,75 @@ class Runtime:
 
     # -- loading --
 
+    def reload_user_kernels(self) -> bool:
+        """Re-read the user kernels' manifest if it changed (a stat when it did not); True
+        when the catalogue changed. Safe from any thread: jobs see the old or the new one."""
+        path = self.user_manifest_path
+        if path is None:
+            return False
+        try:
+            st = path.stat()
+            stamp: tuple | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            stamp = None
+        if stamp == self._user_stamp:
+            return False
+        self._user_stamp = stamp
+        user = None
+        if stamp is not None:
+            try:
+                user = load_manifest(path)
+            except KernelError as e:  # a broken user manifest must not take the built-ins down
+                log.warning("ignoring the user kernels: %s", e)
+        kernels = dict(self.builtin.kernels)
+        modules = dict(self.builtin.modules)
+        names = set()
+        if user is not None:
+            for name, spec in user.kernels.items():
+                if name in kernels:
+                    log.warning("user kernel %s hides no built-in kernel: skipped", name)
+                    continue
+                kernels[name] = spec
+                modules[spec.module] = user.modules[spec.module]
+                names.add(name)
+        self.user_kernel_names = frozenset(names)
+        self.manifest = Manifest(path=self.builtin.path, modules=modules, kernels=kernels)
+        return True
+
+    def _module_lock(self, name: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._module_locks.setdefault(name, threading.Lock())
+
+    def compile_unchecked(self, name: str) -> wasmtime.Module:
+        """Verify a module's sha256 and compile it (or load it from the cache), without the
+        interface checks (the user-kernel install runs those one by one)."""
+        spec = self.manifest.modules[name]
+        wasm = _read_verified(spec)
+        try:
+            module, _ = self._cache.load(self._engine, wasm, spec.sha256)
+        except wasmtime.WasmtimeError as e:
+            raise IntegrityError(
+                f"module {name}: not valid WebAssembly: {summarize_wasm_error(str(e))}"
+            ) from None
+        return module
+
     def load_module(self, name: str) -> ModuleLoad:
         """Make a module ready now (normally lazy): verify, then compile or load from cache."""
-        if name not in self.manifest.modules:
+        manifest = self.manifest
+        if name not in manifest.modules:
             raise KernelError(f"unknown module {name!r}")
-        with self._module_locks[name]:
+        with self._module_lock(name):
             if name in self._modules:
                 return ModuleLoad(name, True, 0.0)
             t0 = time.perf_counter()
-            spec = self.manifest.modules[name]
+            spec = manifest.modules[name]
             wasm = _read_verified(spec)
             try:
                 module, from_cache = self._cache.load(self._engine, wasm, spec.sha256)
             except wasmtime.WasmtimeError as e:
                 raise IntegrityError(f"module {name}: not valid WebAssembly: {e}") from None
-            _check_interface(spec, module, self.manifest)
+            check_imports(spec, module)
+            check_exports(spec, module, manifest)
             self._modules[name] = module
             return ModuleLoad(name, from_cache, time.perf_counter() - t0)
 
@@ -202,7 +272,10 @@ class Runtime:
             _check_deadline(deadline_s)
         if cancel is not None and cancel.cancelled:
             raise Cancelled(f"{name}: cancelled")
-        packed = self._param_structs[name].pack(*spec.param_block(normalized))
+        packer = self._param_structs.get(name)
+        if packer is None or packer.size != 8 * len(spec.params):
+            packer = self._param_structs[name] = struct.Struct(f"<{len(spec.params)}d")
+        packed = packer.pack(*spec.param_block(normalized))
         inst = self._instance(spec.module)
         if inst.job is not None:
             raise KernelError(f"{name}: cannot start a kernel from a progress callback of a kernel")
@@ -249,17 +322,22 @@ def _read_verified(spec: ModuleSpec) -> bytes:
     return wasm
 
 
-def _check_interface(spec: ModuleSpec, module: wasmtime.Module, manifest: Manifest) -> None:
-    """Refuse imports the manifest does not grant; require the ABI and kernel exports."""
+def check_imports(spec: ModuleSpec, module: wasmtime.Module) -> None:
+    """Refuse imports the kernels' grants do not allow, or of the wrong type."""
     for imp in module.imports:
         name = f"{imp.module}.{imp.name}"
         if name not in spec.allowed_imports:
+            granted = ", ".join(sorted(spec.grants)) or "none"
             raise IntegrityError(
-                f"module {spec.name} imports {name}, which the manifest does not grant"
+                f"module {spec.name} imports {name}, which no grant allows (grants: {granted})"
             )
         ty = imp.type
         if not isinstance(ty, wasmtime.FuncType) or _signature(ty) != _IMPORT_SIGNATURES[name]:
             raise IntegrityError(f"module {spec.name}: import {name} has the wrong type")
+
+
+def check_exports(spec: ModuleSpec, module: wasmtime.Module, manifest: Manifest) -> None:
+    """Require the ABI exports and every kernel's export, with their exact types."""
     exports = {e.name: e.type for e in module.exports}
     for name in ABI_EXPORTS:
         if name not in exports:

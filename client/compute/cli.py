@@ -3,6 +3,8 @@
     veraltheim-kernel run KERNEL [--input F] --output F [--param N=V ...]
         [--where auto|local|remote] [--service ws://HOST:PORT] [--token T] [--json-decision]
 
+Users' own kernels (new, build, test, add, remove, fetch, list --user): kernel_commands.py.
+
 Without --service it is wasm/cli.py's `run` (local, nothing extra printed). With it, the
 dispatcher decides (or obeys --where) and one line on stderr says where the job ran and why;
 --json-decision prints the whole decision record as JSON on stderr instead.
@@ -19,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from veraltheim.client.compute import kernel_commands
 from veraltheim.client.compute.decision import Decision
 from veraltheim.client.compute.dispatcher import Dispatcher
 from veraltheim.client.compute.routes import Route
@@ -37,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=wasm_cli.OneLineParser)
     lister = sub.add_parser("list", help="list kernels with their params")
     lister.add_argument("--json", action="store_true", help="machine-readable catalogue")
+    lister.add_argument("--user", action="store_true", help="only the kernels users installed")
+    kernel_commands.add_service_arguments(lister)
     wasm_cli.add_runtime_arguments(lister)
+    kernel_commands.add_parsers(sub)
     run = sub.add_parser("run", help="run a kernel on files, here or on --service")
     wasm_cli.add_run_arguments(run)
     wasm_cli.add_runtime_arguments(run)
@@ -110,7 +116,18 @@ def kernel_spec(rt: Any, dispatcher: Dispatcher, name: str) -> KernelSpec:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if kernel_commands.is_user_command(args):
+        try:
+            kernel_commands.run(args)
+        except KernelError as e:
+            return wasm_cli.fail(str(e))
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            return wasm_cli.fail(f"{where}{e.strerror or e}")
+        return 0
     if args.command == "list":
+        if args.service:
+            return wasm_cli.fail("list --service needs --user (the service's user kernels)", 2)
         return wasm_cli.main(argv)
     if args.service is None and args.where == Route.REMOTE:
         return wasm_cli.fail("--where remote needs --service URL", 2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 from veraltheim.client.compute.errors import RemoteError, RemoteUnavailable
 from veraltheim.client.net.push import JoinError, PushTimeout
 from veraltheim.client.net.state import ChannelState, ConnectionState
+from veraltheim.protocol.constants import KERNEL_ADD, KERNEL_FETCH, KERNEL_REMOVE
 from veraltheim.protocol.envelope import pack_envelope, unpack_envelope
 from veraltheim.protocol.errors import ProtocolError
 from veraltheim.protocol.reasons import ComputeEvent, Reason
@@ -24,6 +26,7 @@ from veraltheim.wasm import Cancelled
 Progress = Callable[[int, int], None]
 JOIN_TIMEOUT_S = 5.0
 KERNELS_TIMEOUT_S = 5.0
+UPLOAD_TIMEOUT_S = 60.0  # the service compiles the module and runs its examples
 CANCEL_POLL_S = 0.01  # CancelToken is a plain flag (read by the wasm epoch callback): poll it
 
 
@@ -222,6 +225,45 @@ class RemoteCompute:
             self.load = {**self.load, **header["load"]}
             self.load_at = time.monotonic()
         return RemoteResult(output, header, wall_ms, len(payload) + len(reply.response))
+
+    # --- users' kernels -----------------------------------------------------------------------
+
+    async def upload_kernel(self, wasm: bytes, wire_spec: dict[str, Any]) -> dict[str, Any]:
+        """Install a kernel on the service (needs the token's `kernels` grant); its reply."""
+        payload = pack_envelope({"spec": wire_spec}, wasm)
+        return await self._admin(KERNEL_ADD, payload, UPLOAD_TIMEOUT_S)
+
+    async def remove_kernel(self, name: str) -> dict[str, Any]:
+        return await self._admin(KERNEL_REMOVE, {"name": name}, KERNELS_TIMEOUT_S)
+
+    async def fetch_kernel(self, name: str) -> tuple[bytes, dict[str, Any]]:
+        """A user kernel's module and wire spec, the module checked against the sha256 the
+        service gave in its catalogue and in the reply."""
+        reply = await self._admin(KERNEL_FETCH, {"name": name}, UPLOAD_TIMEOUT_S)
+        if not isinstance(reply, bytes):
+            raise RemoteError("bad_reply", f"{name}: the service answered without an envelope")
+        try:
+            header, wasm = unpack_envelope(reply)
+        except ProtocolError as exc:
+            raise RemoteError("bad_reply", f"{name}: {exc}") from None
+        actual = hashlib.sha256(wasm).hexdigest()
+        listed = (self.catalogue.get(name) or {}).get("sha256")
+        if actual != header.get("sha256") or (listed is not None and listed != actual):
+            raise RemoteError(
+                "integrity", f"{name}: the module received does not match its sha256; dropped"
+            )
+        return wasm, header.get("spec") or {}
+
+    async def _admin(self, event: str, payload: Any, timeout_s: float) -> Any:
+        if not self.joined:
+            raise RemoteUnavailable(f"not joined to {self.topic}")
+        reply = await self.channel.push(event, payload, timeout=timeout_s)
+        if not reply.ok:
+            resp = reply.response if isinstance(reply.response, dict) else {}
+            raise RemoteError(resp.get("reason", "error"), resp.get("message", str(resp)), resp)
+        if event != KERNEL_FETCH:
+            await self.refresh()  # the catalogue changed
+        return reply.response
 
     def _on_progress(self, payload: Any) -> None:
         if isinstance(payload, dict):

@@ -15,10 +15,10 @@ from pathlib import Path
 import platformdirs
 from veraltheim.client.compute.routes import Route
 from veraltheim.client.state.cache import CACHE_FILE
-from veraltheim.protocol.constants import APP_NAME, DEFAULT_PORT, SOCKET_PATH
+from veraltheim.protocol.constants import APP_DATA_DIR_ENV, APP_NAME, DEFAULT_PORT, SOCKET_PATH
 
 CONFIG_DIR_ENV = "VERALTHEIM_APP_CONFIG_DIR"
-DATA_DIR_ENV = "VERALTHEIM_APP_DATA_DIR"  # not VERALTHEIM_DATA_DIR: that is the service's data_dir
+DATA_DIR_ENV = APP_DATA_DIR_ENV
 SETTINGS_FILE = "settings.json"
 SERVICE_SCHEMES = ("ws://", "wss://")
 SERVICE_URL_HINT = "Use ws://HOST:PORT/socket/websocket (or wss:// for TLS)."

@@ -1,10 +1,28 @@
-/* Shared runtime for Veraltheim kernels: allocator, error message, params, progress.
+/* The Veraltheim kernel ABI, and the shared runtime of every kernel (built-in or yours).
  *
- * The same sources build two ways: for wasm32 (clang, -nostdlib, the kernel ABI of
- * README.md, "Kernels") and natively (gcc -O2 -shared -fPIC) as the benchmark's baseline.
- * A kernel is  int32_t name(const uint8_t *in, uint32_t in_len, const double *params,
- *                           int32_t n_params, vh_result *result)
+ * The same sources build two ways: for wasm32 (clang or zig cc, -nostdlib) and natively
+ * (gcc -O2 -shared -fPIC) as the benchmark's baseline. `veraltheim-kernel new NAME --lang c DIR`
+ * copies this header and vh.c into a starter project; README.md, "Your own kernels", has more.
+ *
+ * A kernel is one exported function
+ *     VH_EXPORT("my_kernel")
+ *     int32_t my_kernel(const uint8_t *in, uint32_t in_len, const double *params,
+ *                       int32_t n_params, vh_result *result)
  * which on wasm32 lowers to (i32, i32, i32, i32, i32) -> i32.
+ * - in / in_len: the input bytes (what the spec's input kind says: RGBA8 pixels, f64 values...).
+ *   The kernel may read it and, if it wants, overwrite it in place.
+ * - params: n_params f64 values in the order of the spec's params (an enum param arrives as the
+ *   index of its choice). The host has checked types and ranges; check them again anyway.
+ * - result: set it with `return vh_done(result, out, out_len);` where out lives in wasm memory
+ *   (from vh_alloc, or the input block itself).
+ * - return VH_OK, or vh_fail(VH_BAD_PARAMS | VH_BAD_INPUT | VH_NO_MEMORY, "why"): the host
+ *   shows "why" (vh_error) to the user. A trap (e.g. __builtin_trap) stops the job too.
+ * - memory: vh_alloc is a bump allocator; the host calls vh_begin before every job, which frees
+ *   everything the previous job allocated. The host caps the memory (1 GiB by default).
+ * - vh_progress(done, total): call it every few milliseconds of work in a long kernel; it is the
+ *   one import a module may have, and needs the "progress" grant in the spec.
+ * The module exports memory, vh_alloc, vh_reset, vh_begin, vh_error (all in vh.c) and its
+ * kernels; any other import is refused at install.
  */
 #ifndef VH_H
 #define VH_H
