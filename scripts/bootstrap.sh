@@ -2,7 +2,8 @@
 # Installs everything Veraltheim needs on a Debian machine with Python 3.11; safe to run again.
 #   scripts/bootstrap.sh          runtime: Qt's system libraries, a venv with the package
 #   scripts/bootstrap.sh --dev    also: clang/lld (kernel rebuild test), Node (interop tests), test deps,
-#                                 redis-server + haproxy + the [cluster] extra (cluster tests)
+#                                 redis-server + haproxy + the [cluster] extra (cluster tests),
+#                                 rustc for wasm32 (user-kernel SDK tests; zig comes from pip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,7 @@ apt_pkgs=(libgl1 libegl1 libfontconfig1 fonts-dejavu-core libglib2.0-0 libxkbcom
 $PYTHON -m venv --help >/dev/null 2>&1 && $PYTHON -c 'import ensurepip' 2>/dev/null || apt_pkgs+=(python3-venv)
 if [ $dev = 1 ]; then
   apt_pkgs+=(clang lld redis-server haproxy)  # redis/haproxy: the cluster tests and benchmark
+  apt_pkgs+=(rustc libstd-rust-dev-wasm32)  # user-kernel SDK tests: Rust to wasm32 (zig: pip)
   command -v node >/dev/null || apt_pkgs+=(nodejs)
   command -v npm >/dev/null || apt_pkgs+=(npm)
 fi

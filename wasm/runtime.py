@@ -329,7 +329,8 @@ def check_imports(spec: ModuleSpec, module: wasmtime.Module) -> None:
         if name not in spec.allowed_imports:
             granted = ", ".join(sorted(spec.grants)) or "none"
             raise IntegrityError(
-                f"module {spec.name} imports {name}, which no grant allows (grants: {granted})"
+                f"module {spec.name} imports {name}, which the manifest does not grant "
+                f"(grants: {granted})"
             )
         ty = imp.type
         if not isinstance(ty, wasmtime.FuncType) or _signature(ty) != _IMPORT_SIGNATURES[name]:

@@ -290,6 +290,7 @@ def check_kernel(
     reserved_names: frozenset[str] | set[str] = frozenset(),
     memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
     cache_dir: str | Path | None = None,
+    example_deadline_s: float = EXAMPLE_DEADLINE_S,
 ) -> CheckedKernel:
     """Every install check, in order; InstallRefused with the first that fails. Compiles the
     module and runs its examples: call it off the event loop."""
@@ -339,7 +340,7 @@ def check_kernel(
         t0 = time.perf_counter()
         for i, ex in enumerate(package.examples, 1):
             try:
-                out = rt.run(spec.name, ex.input, ex.params, deadline_s=EXAMPLE_DEADLINE_S).output
+                out = rt.run(spec.name, ex.input, ex.params, deadline_s=example_deadline_s).output
             except KernelError as e:
                 raise InstallRefused("examples", f"example {i}: {_tail(str(e))}") from None
             if out != ex.output:
@@ -544,6 +545,7 @@ def install(
     reserved_names: frozenset[str] | set[str] = frozenset(),
     memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
     cache_dir: str | Path | None = None,
+    example_deadline_s: float = EXAMPLE_DEADLINE_S,
 ) -> Installed:
     """check_kernel, then store: what `veraltheim-kernel add` and the service's upload do."""
     checked = check_kernel(
@@ -551,5 +553,6 @@ def install(
         reserved_names=reserved_names,
         memory_limit_bytes=memory_limit_bytes,
         cache_dir=cache_dir,
+        example_deadline_s=example_deadline_s,
     )
     return store.add(package, checked, installed_by)

@@ -49,6 +49,8 @@ _ABI = r"""
     (i32.store offset=4 (local.get $res) (local.get $len)))
 """
 
+ABI_WAT = _ABI  # the allocator, vh_* exports and the $param / $emit helpers
+
 _TEST_KERNELS = r"""
   ;; output = input
   (func (export "t_echo") (param $in i32) (param $len i32) (param $pp i32) (param $np i32)
