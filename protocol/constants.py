@@ -23,11 +23,7 @@ PHOENIX_TOPIC: Final = "phoenix"
 LOBBY_TOPIC: Final = "lobby"
 # The compute topic (`compute:<pool>`, one pool so far); both ends name it.
 COMPUTE_TOPIC: Final = "compute:default"
-# Users' kernels on the compute topic: upload (binary envelope {spec} + module), removal and
-# download; installing or removing needs this grant in the token's `grants` claim.
-KERNEL_ADD: Final = "kernel_add"
-KERNEL_REMOVE: Final = "kernel_remove"
-KERNEL_FETCH: Final = "kernel_fetch"
+# Installing or removing users' kernels on a service needs this in the token's `grants` claim.
 KERNELS_GRANT: Final = "kernels"
 
 PHX_JOIN: Final = "phx_join"

@@ -39,6 +39,8 @@ class Reason(StrEnum):
     INTERNAL = "internal"
     UNKNOWN_POOL = "unknown_pool"
     UNKNOWN_JOB = "unknown_job"
+    FORBIDDEN = "forbidden"  # installing or removing kernels without the token's grant
+    REFUSED = "refused"  # a user kernel failed an install check (the reply names the `check`)
     # doc:<name>
     BAD_NAME = "bad_name"
     TOO_MANY_DOCUMENTS = "too_many_documents"
@@ -60,3 +62,9 @@ class ComputeEvent(StrEnum):
     PROBE = "probe"  # client -> service: echo these bytes (the client times the link)
     KERNELS = "kernels"  # client -> service: the catalogue and the load
     PROGRESS = "progress"  # service -> client: {id, done, total} while a job runs
+    # Users' kernels: installing and removing need the token's `kernels` grant.
+    KERNEL_ADD = "kernel_add"  # client -> service: envelope {spec} + module; install it
+    KERNEL_REMOVE = "kernel_remove"  # client -> service: {name}
+    KERNEL_FETCH = (
+        "kernel_fetch"  # client -> service: {name}; reply: envelope {spec, sha256} + module
+    )

@@ -17,7 +17,11 @@ import math
 import time
 from typing import Any
 
+from veraltheim.protocol.constants import KERNELS_GRANT
+
 VERSION = "v1"
+# What a token's `grants` claim may hold (`token issue --grant NAME`).
+GRANTS = (KERNELS_GRANT,)
 _KEY_INFO = b"veraltheim user token v1"
 RESERVED_CLAIMS = ("user", "iat", "exp")
 
@@ -99,3 +103,9 @@ def verify_token(secret: str, token: str | None, now: float | None = None) -> di
     if (time.time() if now is None else now) >= exp:
         raise TokenError("token expired")
     return claims
+
+
+def has_grant(claims: dict[str, Any] | None, grant: str) -> bool:
+    """Whether verified claims carry `grant` in their `grants` list."""
+    grants = (claims or {}).get("grants")
+    return isinstance(grants, list) and grant in grants

@@ -17,6 +17,7 @@ from typing import Any
 
 from veraltheim.protocol.constants import READY_LINE_PREFIX
 from veraltheim.service import daemon
+from veraltheim.service.auth import GRANTS as TOKEN_GRANTS
 from veraltheim.service.config import LOG_LEVELS, ConfigError, ServiceConfig, load_config
 from veraltheim.service.secret import SecretError
 from veraltheim.service.tls import (
@@ -99,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--ttl", type=float, default=86400.0, help="seconds valid (default 86400)")
     issue.add_argument(
         "--read-only", action="store_true", help="add the claim read_only: true (documents)"
+    )
+    issue.add_argument(
+        "--grant",
+        action="append",
+        choices=TOKEN_GRANTS,
+        default=[],
+        help="add to the claim grants (repeatable); kernels: may install and remove kernels",
     )
 
     cert = sub.add_parser("cert", help="write a self-signed development certificate and key")
@@ -242,9 +250,11 @@ def cmd_token(config: ServiceConfig, args: argparse.Namespace) -> int:
     from veraltheim.service.auth import issue_token
     from veraltheim.service.secret import load_or_create_secret
 
-    claims = {"read_only": True} if args.read_only else None
+    claims: dict[str, Any] = {"read_only": True} if args.read_only else {}
+    if args.grant:
+        claims["grants"] = sorted(set(args.grant))
     try:
-        token = issue_token(load_or_create_secret(config), args.user, args.ttl, claims)
+        token = issue_token(load_or_create_secret(config), args.user, args.ttl, claims or None)
     except ValueError as e:
         raise CliError(str(e), EXIT_USAGE) from None
     print(token)

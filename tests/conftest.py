@@ -9,6 +9,14 @@ import pytest
 from tests.support.service import ServiceProcess, running_service, service_cli
 
 
+@pytest.fixture(autouse=True)
+def user_kernels_dir(tmp_path, monkeypatch) -> Path:
+    """Installed user kernels go to (and are read from) a temporary dir, never the user's own."""
+    path = tmp_path / "user-kernels"
+    monkeypatch.setenv("VERALTHEIM_USER_KERNELS_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def service_factory(tmp_path_factory):
     """Start services: `service_factory("--no-auth")`; each is stopped at the end of the test."""

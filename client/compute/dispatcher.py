@@ -83,6 +83,17 @@ class Dispatcher:
         self._probed = True
         return True
 
+    def sync_local_kernels(self) -> None:
+        """The Runtime's catalogue changed (a user kernel installed or removed): learn it. A
+        new kernel starts from the cost model's prior; a removed one is no longer local."""
+        names = set()
+        for spec in self.runtime.catalogue():
+            names.add(spec.name)
+            self.model.add_kernel(spec.name, spec.to_dict(), local=True)
+        for name, costs in self.model.kernels.items():
+            if name not in names:
+                costs.local = False
+
     async def refresh(self) -> None:
         """Fetch the service's load again; its round trip is one more RTT sample."""
         if self.remote is None:

@@ -17,7 +17,6 @@ from typing import Any
 from veraltheim.client.compute.errors import RemoteError, RemoteUnavailable
 from veraltheim.client.net.push import JoinError, PushTimeout
 from veraltheim.client.net.state import ChannelState, ConnectionState
-from veraltheim.protocol.constants import KERNEL_ADD, KERNEL_FETCH, KERNEL_REMOVE
 from veraltheim.protocol.envelope import pack_envelope, unpack_envelope
 from veraltheim.protocol.errors import ProtocolError
 from veraltheim.protocol.reasons import ComputeEvent, Reason
@@ -231,15 +230,15 @@ class RemoteCompute:
     async def upload_kernel(self, wasm: bytes, wire_spec: dict[str, Any]) -> dict[str, Any]:
         """Install a kernel on the service (needs the token's `kernels` grant); its reply."""
         payload = pack_envelope({"spec": wire_spec}, wasm)
-        return await self._admin(KERNEL_ADD, payload, UPLOAD_TIMEOUT_S)
+        return await self._admin(ComputeEvent.KERNEL_ADD, payload, UPLOAD_TIMEOUT_S)
 
     async def remove_kernel(self, name: str) -> dict[str, Any]:
-        return await self._admin(KERNEL_REMOVE, {"name": name}, KERNELS_TIMEOUT_S)
+        return await self._admin(ComputeEvent.KERNEL_REMOVE, {"name": name}, KERNELS_TIMEOUT_S)
 
     async def fetch_kernel(self, name: str) -> tuple[bytes, dict[str, Any]]:
         """A user kernel's module and wire spec, the module checked against the sha256 the
         service gave in its catalogue and in the reply."""
-        reply = await self._admin(KERNEL_FETCH, {"name": name}, UPLOAD_TIMEOUT_S)
+        reply = await self._admin(ComputeEvent.KERNEL_FETCH, {"name": name}, UPLOAD_TIMEOUT_S)
         if not isinstance(reply, bytes):
             raise RemoteError("bad_reply", f"{name}: the service answered without an envelope")
         try:
@@ -261,7 +260,7 @@ class RemoteCompute:
         if not reply.ok:
             resp = reply.response if isinstance(reply.response, dict) else {}
             raise RemoteError(resp.get("reason", "error"), resp.get("message", str(resp)), resp)
-        if event != KERNEL_FETCH:
+        if event != ComputeEvent.KERNEL_FETCH:
             await self.refresh()  # the catalogue changed
         return reply.response
 

@@ -154,7 +154,24 @@ class Shell(QObject):
             except Exception as exc:
                 self.notices.error(exc, "Loading the kernel catalogue: ")
         self.inspector.refreshCache()
+        self._watch_user_kernels()
         return self.window
+
+    def _watch_user_kernels(self) -> None:
+        path = getattr(self.runtime, "user_manifest_path", None)
+        if path is None:
+            return
+        from veraltheim.client.ui.kernel_watch import KernelWatcher
+
+        self.kernel_watcher = KernelWatcher(
+            path.parent, self.runtime.reload_user_kernels, self._user_kernels_changed, self
+        )
+        self.workbench.refresher = self.kernel_watcher.check
+
+    def _user_kernels_changed(self) -> None:
+        if self.jobs.dispatcher is not None:
+            self.jobs.dispatcher.sync_local_kernels()
+        self.workbench.load_catalogue()
 
     @property
     def window(self) -> QQuickWindow:

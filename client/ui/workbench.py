@@ -85,6 +85,12 @@ class Workbench(QObject):
         self._cancel: Any = None
         self._task: asyncio.Task | None = None
         self.last_outcome: JobOutcome | None = None
+        self.refresher: Callable[[], bool] | None = None  # re-reads installed user kernels
+
+    @Slot()
+    def refreshKernels(self) -> None:
+        if self.refresher is not None:
+            self.refresher()
 
     # --- the catalogue and the form -------------------------------------------------------
 
@@ -99,8 +105,10 @@ class Workbench(QObject):
             }
             for s in specs
         )
+        names = [s.name for s in specs]
+        if self._spec is not None and self._spec.name not in names and not self._running:
+            self._spec = None  # uninstalled
         if specs and self._spec is None:
-            names = [s.name for s in specs]
             self.selectKernel(FIRST_KERNEL if FIRST_KERNEL in names else names[0])
 
     @Slot(str)

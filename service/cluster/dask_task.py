@@ -49,7 +49,9 @@ def _runtime(memory_limit_bytes: int) -> Any:
 
             # The Runtime checks each module's sha256 against this manifest as it loads it.
             runtime = _runtimes[key] = Runtime(
-                manifest_path=manifest_path(), memory_limit_bytes=memory_limit_bytes
+                manifest_path=manifest_path(),
+                memory_limit_bytes=memory_limit_bytes,
+                user_kernels=False,  # users' kernels live on the service node, not on Dask
             )
         return runtime
 

@@ -17,12 +17,17 @@ def spec_entry(spec: Any) -> dict[str, Any]:
 class Catalogue:
     """Kernel entries by name and request validation, for the service process."""
 
-    def __init__(self, runtime: Any | None) -> None:
+    def __init__(self, runtime: Any | None, user_kernels: Any | None = None) -> None:
         self.runtime = runtime
         self.entries: dict[str, dict[str, Any]] = {}
+        installed = {k.name: k for k in user_kernels.list()} if user_kernels is not None else {}
         if runtime is not None:
             for spec in runtime.catalogue():
-                self.entries[spec.name] = spec_entry(spec)
+                self.entries[spec.name] = entry = spec_entry(spec)
+                info = installed.get(spec.name) if spec.name in runtime.user_kernel_names else None
+                if info is not None:  # who installed it and when; its module's sha256
+                    entry["installed"] = info.to_dict()
+                    entry["sha256"] = info.sha256
         for name, native in NATIVE_KERNELS.items():
             self.entries[name] = {**native.entry, "remote_only": True}
 
@@ -43,7 +48,8 @@ class Catalogue:
             ) from None
 
     def tiles(self, name: str) -> dict[str, Any] | None:
-        return self.entries[name].get("tiles")
+        entry = self.entries.get(name)
+        return entry.get("tiles") if entry is not None else None
 
     def output_kind(self, name: str) -> str:
         return self.entries[name]["output"]["kind"]

@@ -11,6 +11,9 @@ Events in:
 - `kernels {}`: {kernels: {name: manifest entry + remote_only}, load: {...}};
   `kernels {"catalogue": false}`: {load} only.
 - `probe` (binary, up to 1 MiB): echoed back, so a client can time the link's bandwidth.
+- `kernel_add` (binary envelope {spec} + module, bounded): install a user kernel after the same
+  checks as `veraltheim-kernel add`; `kernel_remove {name}`; both need the token's `kernels`
+  grant. `kernel_fetch {name}`: envelope {spec, sha256} + module, for any joined client.
 Events out: `progress {id, done, total}` while a job runs.
 """
 
@@ -29,6 +32,7 @@ from veraltheim.protocol.reasons import ComputeEvent, Reason
 from veraltheim.service.channel import Channel, JoinError, Reply
 from veraltheim.service.compute.errors import ComputeError
 from veraltheim.service.compute.jobs import Job, JobResult
+from veraltheim.service.compute.sharing import SHARING_EVENTS, KernelSharing
 
 MAX_ID_CHARS = 128
 MAX_PROBE_BYTES = 1024 * 1024
@@ -44,6 +48,7 @@ class ComputeChannel(Channel):
         self.compute.pool.ensure_started()  # warm up before the first job arrives
         self.jobs: dict[str, Job] = {}
         self.finishers: set[asyncio.Task] = set()
+        self.sharing = KernelSharing(self.compute, self.user_id, self.claims)
         return {"pool": pool, "workers": self.compute.pool.size}
 
     async def handle_in(self, event: str, payload: Any, ref: str | None) -> Reply | None:
@@ -56,6 +61,12 @@ class ComputeChannel(Channel):
             if isinstance(payload, bytes | bytearray) and len(payload) <= MAX_PROBE_BYTES:
                 return Reply.ok(bytes(payload))
             return Reply.error({"reason": Reason.BAD_REQUEST, "message": "probe takes up to 1 MiB"})
+        if event in SHARING_EVENTS:
+            # Compiling a module and running its examples takes a while: answer later.
+            task = asyncio.get_running_loop().create_task(self._share(event, payload, ref))
+            self.finishers.add(task)
+            task.add_done_callback(self.finishers.discard)
+            return None
         if event == ComputeEvent.KERNELS:
             # {"catalogue": false} asks for the load alone (a small reply, polled often).
             if isinstance(payload, dict) and payload.get("catalogue") is False:
@@ -200,6 +211,14 @@ class ComputeChannel(Channel):
             self.reply(ref, "ok", {**header, "result": self.compute.decode(kernel, result.output)})
         else:
             self.reply(ref, "ok", pack_envelope(header, result.output))
+
+    async def _share(self, event: str, payload: Any, ref: str | None) -> None:
+        try:
+            response = await self.sharing.handle(event, payload)
+        except ComputeError as exc:
+            self.reply(ref, "error", exc.response())
+            return
+        self.reply(ref, "ok", response)
 
     def _cancel(self, payload: Any) -> Reply:
         job_id = payload.get("id") if isinstance(payload, dict) else None

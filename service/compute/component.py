@@ -5,7 +5,9 @@ Registered in service/app.py as `components["compute"]`; ComputeChannel reaches 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from veraltheim.service.compute.catalogue import Catalogue
@@ -15,6 +17,7 @@ from veraltheim.service.compute.pool import ComputePool
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 ENVELOPE_ROOM = 64 * 1024  # frame bytes kept for the Phoenix framing and the JSON header
+USER_KERNELS_DIR = "kernels"  # under data_dir: users' uploaded kernels, by sha256
 
 
 class ComputeComponent:
@@ -22,6 +25,10 @@ class ComputeComponent:
         self.config = config  # ComputeConfig; None: take ctx.config.compute at start
         self.dask_url = dask_url  # dask://SCHEDULER:PORT: jobs go to a Dask cluster
         self.runtime: Any = None
+        self.user_kernels: Any = None  # UserKernelStore under <data_dir>/kernels
+        self.memory_limit_bytes = 0
+        # One user-kernel install or removal at a time (a compile and the examples' runs).
+        self.install_lock = asyncio.Lock()
         self.max_input_bytes: int | None = None
         self.catalogue = Catalogue(None)
         self.pool: JobRunner = None  # type: ignore[assignment]
@@ -37,11 +44,16 @@ class ComputeComponent:
         # The largest input a request can carry: a frame, less room for the envelope header.
         self.max_input_bytes = frame - ENVELOPE_ROOM if frame else None
         from veraltheim.wasm import Runtime
+        from veraltheim.wasm.user_kernels import UserKernelStore
 
-        memory = cfg.memory_limit_mib * MIB
+        memory = self.memory_limit_bytes = cfg.memory_limit_mib * MIB
+        data_dir = getattr(ctx, "data_dir", None)
+        if data_dir is not None and not self.dask_url:  # Dask workers run built-ins only
+            self.user_kernels = UserKernelStore(Path(data_dir) / USER_KERNELS_DIR)
+        user_dir = self.user_kernels.root if self.user_kernels is not None else False
         try:
-            self.runtime = Runtime(memory_limit_bytes=memory)
-            self.catalogue = Catalogue(self.runtime)
+            self.runtime = Runtime(memory_limit_bytes=memory, user_kernels=user_dir)
+            self.catalogue = Catalogue(self.runtime, self.user_kernels)
         except (
             Exception
         ) as exc:  # no manifest yet (`python -m veraltheim.wasm.build`): native kernels only
@@ -67,7 +79,8 @@ class ComputeComponent:
             job_deadline_s=cfg.job_deadline_s,
             memory_limit_bytes=memory,
             max_tiles=getattr(cfg, "max_tiles", 0) or None,
-            tile_of=self.catalogue.tiles,
+            tile_of=lambda kernel: self.catalogue.tiles(kernel),
+            user_kernels_dir=str(user_dir) if user_dir else None,
         )
         # Worker processes start on the first join of a compute topic (pool.ensure_started).
         log.info("compute pool: %d workers, queue limit %d", cfg.workers, cfg.queue_limit)
@@ -75,6 +88,12 @@ class ComputeComponent:
     async def stop(self) -> None:
         if self.pool is not None:
             await self.pool.stop()
+
+    def user_kernels_changed(self) -> None:
+        """After an install or removal: the catalogue served from now on (workers re-read the
+        manifest before their next job)."""
+        self.runtime.reload_user_kernels()
+        self.catalogue = Catalogue(self.runtime, self.user_kernels)
 
     def cluster_health(self) -> dict[str, Any] | None:
         """For /healthz: the Dask cluster's state, or None with the local pool."""

@@ -47,6 +47,7 @@ class ComputePool:
         manifest_path: str | None = None,
         max_tiles: int | None = None,
         tile_of: Callable[[str], dict[str, Any] | None] = lambda kernel: None,
+        user_kernels_dir: str | None = None,
     ) -> None:
         self.size = workers
         self.queue_limit = queue_limit
@@ -55,6 +56,7 @@ class ComputePool:
         self.manifest_path = manifest_path
         self.max_tiles = max_tiles or workers
         self.tile_of = tile_of
+        self.user_kernels_dir = user_kernels_dir
         self.workers: list[WorkerProcess[Task]] = []
         self.queue: deque[Job] = deque()
         self.ids = itertools.count(1)
@@ -76,7 +78,12 @@ class ComputePool:
 
     def _spawn(self, index: int) -> WorkerProcess[Task]:
         return WorkerProcess(
-            index, self.manifest_path, self.memory_limit_bytes, self._on_message, self._on_exit
+            index,
+            self.manifest_path,
+            self.memory_limit_bytes,
+            self._on_message,
+            self._on_exit,
+            self.user_kernels_dir,
         )
 
     def ensure_started(self) -> None:

@@ -30,6 +30,7 @@ class WorkerProcess(Generic[T]):
         memory_limit_bytes: int,
         on_message: Callable[[WorkerProcess, tuple], None],
         on_exit: Callable[[WorkerProcess], None],
+        user_kernels_dir: str | None = None,
     ) -> None:
         self.index = index
         self.on_message = on_message
@@ -43,7 +44,7 @@ class WorkerProcess(Generic[T]):
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(
             target=worker_main,
-            args=(child, manifest_path, memory_limit_bytes),
+            args=(child, manifest_path, memory_limit_bytes, user_kernels_dir),
             name=f"veraltheim-compute-{index}",
             daemon=True,
         )

@@ -42,8 +42,15 @@ class KernelJob:
 
 
 class _Worker:
-    def __init__(self, conn: Connection, manifest_path: str | None, memory_limit_bytes: int):
+    def __init__(
+        self,
+        conn: Connection,
+        manifest_path: str | None,
+        memory_limit_bytes: int,
+        user_kernels_dir: str | None = None,
+    ):
         self.conn = conn
+        self.user_kernels_dir = user_kernels_dir
         self.send_lock = threading.Lock()
         self.jobs: queue.Queue[KernelJob | None] = queue.Queue()
         # Received and not finished (a cancel may come before the runner takes the job).
@@ -109,7 +116,10 @@ class _Worker:
             self.runtime = Runtime(
                 manifest_path=Path(self.manifest_path) if self.manifest_path else None,
                 memory_limit_bytes=self.memory_limit_bytes,
+                user_kernels=self.user_kernels_dir or False,
             )
+        else:
+            self.runtime.reload_user_kernels()  # a stat; re-reads users' kernels installed since
         return self.runtime
 
 
@@ -166,9 +176,14 @@ def error_message(exc: BaseException) -> tuple[str, str]:
     return reason, message
 
 
-def worker_main(conn: Connection, manifest_path: str | None, memory_limit_bytes: int) -> None:
+def worker_main(
+    conn: Connection,
+    manifest_path: str | None,
+    memory_limit_bytes: int,
+    user_kernels_dir: str | None = None,
+) -> None:
     """Entry point of a worker process (spawned by the pool)."""
     # Ctrl-C or a SIGTERM to the whole process group is for the service, which stops us itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _Worker(conn, manifest_path, memory_limit_bytes).serve()
+    _Worker(conn, manifest_path, memory_limit_bytes, user_kernels_dir).serve()

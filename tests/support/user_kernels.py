@@ -52,3 +52,19 @@ def package(wasm: bytes | None = None, examples=(EXAMPLE,), **spec_changes: Any)
     spec = copy.deepcopy(SPEC)
     spec.update(spec_changes)
     return KernelPackage(module_wat() if wasm is None else wasm, spec, tuple(examples))
+
+
+# The starter projects, by toolchain: (language, toolchain).
+STARTERS = {"clang": "c", "zig": "c", "rustc": "rust"}
+
+
+def build_starter(root, toolchain: str, name: str | None = None) -> KernelPackage:
+    """Make and build a starter project (`veraltheim-kernel new` + `build`, in process);
+    its package (module, spec, example)."""
+    from veraltheim.wasm import sdk
+
+    name = name or f"user.invert_{toolchain}"
+    project = root / toolchain
+    sdk.new_project(name, STARTERS[toolchain], project)
+    sdk.build_project(project, toolchain)
+    return sdk.project_package(project)
