@@ -90,9 +90,11 @@ class Dispatcher:
         for spec in self.runtime.catalogue():
             names.add(spec.name)
             self.model.add_kernel(spec.name, spec.to_dict(), local=True)
-        for name, costs in self.model.kernels.items():
+        for name, costs in list(self.model.kernels.items()):
             if name not in names:
                 costs.local = False
+                if not costs.remote:
+                    del self.model.kernels[name]  # gone from both sides
 
     async def refresh(self) -> None:
         """Fetch the service's load again; its round trip is one more RTT sample."""

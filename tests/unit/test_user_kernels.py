@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from veraltheim.wasm import DeadlineExceeded, IntegrityError, KernelError, Runtime
+from veraltheim.client.compute import Dispatcher
+from veraltheim.client.compute.cost_model import DEFAULT_NS_PER_BYTE, LOCAL_OVERHEAD_MS
+from veraltheim.wasm import DeadlineExceeded, IntegrityError, KernelError, Runtime, UnknownKernel
 from veraltheim.wasm.user_kernels import (
     MAX_MODULE_BYTES,
     Example,
@@ -195,3 +197,37 @@ def test_misbehaving_at_run_time_is_stopped_with_one_message_and_the_runtime_goe
     # The same thread runs the kernel (a fresh instance) and a built-in one afterwards.
     assert rt.run("user.echo", b"again").output == b"again"
     assert len(rt.run("hash.sha256", b"abc").output) == 32
+
+
+async def test_the_dispatcher_learns_a_new_kernel_from_the_prior_then_measurements(tmp_path):
+    store = UserKernelStore(tmp_path)
+    rt = Runtime(user_kernels=tmp_path)
+    dispatcher = Dispatcher(rt)
+    assert "user.echo" not in dispatcher.model.kernels
+    install(package(), store, installed_by="alice")
+    assert rt.reload_user_kernels()
+    dispatcher.sync_local_kernels()
+    costs = dispatcher.model.kernels["user.echo"]
+    # No cost in its spec: the model's prior, per byte.
+    assert (costs.unit, costs.local_ns, costs.local, costs.local_runs) == (
+        "byte",
+        DEFAULT_NS_PER_BYTE,
+        True,
+        0,
+    )
+    data = bytes(1 << 20)
+    first = dispatcher.model.estimate("user.echo", len(data), {"mode": 0}).local_ms
+    assert first == pytest.approx(LOCAL_OVERHEAD_MS + DEFAULT_NS_PER_BYTE * len(data) / 1e6)
+    for _ in range(3):
+        output, decision = await dispatcher.run("user.echo", data, {"mode": 0})
+        assert output == data and decision.where == "local"
+    assert costs.local_runs == 3
+    assert costs.local_ns != DEFAULT_NS_PER_BYTE  # measured now
+    later = dispatcher.model.estimate("user.echo", len(data), {"mode": 0}).local_ms
+    assert later == pytest.approx(LOCAL_OVERHEAD_MS + costs.local_ns * len(data) / 1e6)
+    store.remove("user.echo")
+    assert rt.reload_user_kernels()
+    dispatcher.sync_local_kernels()
+    assert "user.echo" not in dispatcher.model.kernels
+    with pytest.raises(UnknownKernel):
+        await dispatcher.run("user.echo", data)
