@@ -104,6 +104,7 @@ class Runtime:
             Path(user_kernels) / "manifest.json" if user_kernels is not False else None
         )
         self._user_stamp: tuple | None = None
+        self._reload_lock = threading.Lock()
         self.user_kernel_names: frozenset[str] = frozenset()
         self.reload_user_kernels()
 
@@ -144,6 +145,10 @@ class Runtime:
         path = self.user_manifest_path
         if path is None:
             return False
+        with self._reload_lock:
+            return self._reload_user_kernels(path)
+
+    def _reload_user_kernels(self, path: Path) -> bool:
         try:
             st = path.stat()
             stamp: tuple | None = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -164,7 +169,7 @@ class Runtime:
         if user is not None:
             for name, spec in user.kernels.items():
                 if name in kernels:
-                    log.warning("user kernel %s hides no built-in kernel: skipped", name)
+                    log.warning("user kernel %s has a built-in kernel's name: skipped", name)
                     continue
                 kernels[name] = spec
                 modules[spec.module] = user.modules[spec.module]
@@ -180,15 +185,16 @@ class Runtime:
     def compile_unchecked(self, name: str) -> wasmtime.Module:
         """Verify a module's sha256 and compile it (or load it from the cache), without the
         interface checks (the user-kernel install runs those one by one)."""
-        spec = self.manifest.modules[name]
+        return self._compile(self.manifest.modules[name])[0]
+
+    def _compile(self, spec: ModuleSpec) -> tuple[wasmtime.Module, bool]:
         wasm = _read_verified(spec)
         try:
-            module, _ = self._cache.load(self._engine, wasm, spec.sha256)
+            return self._cache.load(self._engine, wasm, spec.sha256)
         except wasmtime.WasmtimeError as e:
             raise IntegrityError(
-                f"module {name}: not valid WebAssembly: {summarize_wasm_error(str(e))}"
+                f"module {spec.name}: not valid WebAssembly: {summarize_wasm_error(str(e))}"
             ) from None
-        return module
 
     def load_module(self, name: str) -> ModuleLoad:
         """Make a module ready now (normally lazy): verify, then compile or load from cache."""
@@ -200,11 +206,7 @@ class Runtime:
                 return ModuleLoad(name, True, 0.0)
             t0 = time.perf_counter()
             spec = manifest.modules[name]
-            wasm = _read_verified(spec)
-            try:
-                module, from_cache = self._cache.load(self._engine, wasm, spec.sha256)
-            except wasmtime.WasmtimeError as e:
-                raise IntegrityError(f"module {name}: not valid WebAssembly: {e}") from None
+            module, from_cache = self._compile(spec)
             check_imports(spec, module)
             check_exports(spec, module, manifest)
             self._modules[name] = module

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from veraltheim.protocol.reasons import Reason
 from veraltheim.service.compute.errors import ComputeError, reason_for
 from veraltheim.service.compute.native import NATIVE_KERNELS, validate_native
+
+log = logging.getLogger(__name__)
 
 
 def spec_entry(spec: Any) -> dict[str, Any]:
@@ -20,7 +23,7 @@ class Catalogue:
     def __init__(self, runtime: Any | None, user_kernels: Any | None = None) -> None:
         self.runtime = runtime
         self.entries: dict[str, dict[str, Any]] = {}
-        installed = {k.name: k for k in user_kernels.list()} if user_kernels is not None else {}
+        installed = _installed(user_kernels)
         if runtime is not None:
             for spec in runtime.catalogue():
                 self.entries[spec.name] = entry = spec_entry(spec)
@@ -53,3 +56,14 @@ class Catalogue:
 
     def output_kind(self, name: str) -> str:
         return self.entries[name]["output"]["kind"]
+
+
+def _installed(user_kernels: Any | None) -> dict[str, Any]:
+    """Who installed which user kernel; a broken store lists nothing (the Runtime skips it too)."""
+    if user_kernels is None:
+        return {}
+    try:
+        return {k.name: k for k in user_kernels.list()}
+    except Exception as exc:
+        log.warning("user kernels not listed: %s", exc)
+        return {}

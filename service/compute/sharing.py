@@ -18,6 +18,7 @@ from veraltheim.protocol.errors import ProtocolError
 from veraltheim.protocol.reasons import ComputeEvent, Reason
 from veraltheim.service.auth import has_grant
 from veraltheim.service.compute.errors import ComputeError
+from veraltheim.service.compute.native import NATIVE_KERNELS
 
 SHARING_EVENTS = (ComputeEvent.KERNEL_ADD, ComputeEvent.KERNEL_REMOVE, ComputeEvent.KERNEL_FETCH)
 MAX_NAME_CHARS = 64
@@ -78,7 +79,7 @@ class KernelSharing:
         except InstallRefused as exc:
             raise ComputeError(Reason.REFUSED, str(exc), check=exc.check) from None
         compute = self.compute
-        builtin = frozenset(compute.runtime.builtin.kernels)
+        builtin = frozenset(compute.runtime.builtin.kernels) | frozenset(NATIVE_KERNELS)
         async with self.compute.install_lock:
             try:
                 info = await asyncio.to_thread(
