@@ -55,7 +55,7 @@ def test_every_source_module_is_in_the_wheel(wheel_names):
 
 def test_package_data_is_in_the_wheel(wheel_names):
     tracked = subprocess.run(
-        ["git", "ls-files", "resources", "wasm/modules", "wasm/src"],
+        ["git", "ls-files", "resources", "wasm/modules", "wasm/src", "wasm/sdk"],
         cwd=ROOT,
         capture_output=True,
         text=True,
