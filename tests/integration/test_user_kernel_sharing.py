@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 from veraltheim.client.compute import RemoteError
 from veraltheim.client.compute.remote import RemoteCompute
-from veraltheim.protocol.constants import COMPUTE_TOPIC, KERNEL_ADD
+from veraltheim.protocol.constants import COMPUTE_TOPIC
 from veraltheim.protocol.envelope import pack_envelope
+from veraltheim.protocol.reasons import ComputeEvent
 
 from tests.support.user_kernels import MODES, STARTERS, build_starter, module_wat, package
 
@@ -128,7 +129,7 @@ async def test_bad_uploads_are_refused_and_misbehaving_kernels_stopped(service_f
     assert err.response["check"] == "name"
     # An upload over the bound is refused before anything is parsed.
     reply = await admin.channel.push(
-        KERNEL_ADD, pack_envelope({"spec": {}}, bytes(11 << 20)), timeout=30
+        ComputeEvent.KERNEL_ADD, pack_envelope({"spec": {}}, bytes(11 << 20)), timeout=30
     )
     assert reply.response["reason"] == "bad_request" and "is over" in reply.response["message"]
 
