@@ -33,6 +33,7 @@ from .manifest import (
     ModuleSpec,
     load_manifest,
 )
+from .user_dirs import default_user_kernels_dir
 
 Buffer = bytes | bytearray | memoryview
 log = logging.getLogger(__name__)
@@ -97,8 +98,6 @@ class Runtime:
         self._param_structs: dict[str, struct.Struct] = {}
         # Users' installed kernels (wasm/user_kernels.py): a second manifest, re-read on change.
         if user_kernels is None:
-            from .user_kernels import default_user_kernels_dir
-
             user_kernels = default_user_kernels_dir()
         self.user_manifest_path: Path | None = (
             Path(user_kernels) / "manifest.json" if user_kernels is not False else None

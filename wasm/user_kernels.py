@@ -26,12 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-from veraltheim.protocol.constants import APP_DATA_DIR_ENV, APP_NAME
-
 from .errors import IntegrityError, KernelError
 from .limits import DEFAULT_MEMORY_LIMIT_BYTES
 from .manifest import MANIFEST_FORMAT, KernelSpec, kernel_spec_from_dict
+from .user_dirs import default_user_kernels_dir
 
 # Limits of what a user may install (also what the service accepts in one upload).
 MAX_MODULE_BYTES = 8 << 20
@@ -52,7 +50,6 @@ SPEC_FIELDS = frozenset(
     {"name", "export", "description", "input", "output", "params", "tiles", "grants"}
     | {"cost_unit", "examples", "build"}
 )
-USER_KERNELS_ENV = "VERALTHEIM_USER_KERNELS_DIR"
 MANIFEST_NAME = "manifest.json"
 
 
@@ -64,15 +61,6 @@ class InstallRefused(IntegrityError):
     def __init__(self, check: str, detail: str) -> None:
         super().__init__(f"refused ({check}): {detail}")
         self.check = check
-
-
-def default_user_kernels_dir() -> Path:
-    """Where `veraltheim-kernel add` installs and the app looks: the app's data dir."""
-    explicit = os.environ.get(USER_KERNELS_ENV)
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get(APP_DATA_DIR_ENV) or platformdirs.user_data_dir(APP_NAME)
-    return Path(base) / "user-kernels"
 
 
 # ---- the spec ---------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import sys
@@ -24,12 +23,11 @@ from typing import Any
 from veraltheim.client.compute import kernel_commands
 from veraltheim.client.compute.decision import Decision
 from veraltheim.client.compute.dispatcher import Dispatcher
+from veraltheim.client.compute.remote import open_socket
 from veraltheim.client.compute.routes import Route
-from veraltheim.client.net import ConnectionState, Socket
+from veraltheim.client.net import ConnectionState
 from veraltheim.wasm import KernelError, KernelSpec, UnknownKernel, kernel_spec_from_dict
 from veraltheim.wasm import cli as wasm_cli
-
-CONNECT_TIMEOUT_S = 5.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,13 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--json-decision", action="store_true", help="print the decision record as JSON"
     )
     return parser
-
-
-async def open_socket(url: str, token: str | None) -> Socket:
-    sock = Socket(url, token=token, forbidden_retry_s=None)
-    with contextlib.suppress(TimeoutError):  # still down: the dispatcher treats it as offline
-        await asyncio.wait_for(sock.connect(), CONNECT_TIMEOUT_S)
-    return sock
 
 
 async def run_command(args: argparse.Namespace) -> Decision:

@@ -21,6 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from veraltheim.client.compute.remote import RemoteCompute, open_socket
+from veraltheim.client.net import ConnectionState
+from veraltheim.protocol.constants import COMPUTE_TOPIC
 from veraltheim.wasm import KernelError, sdk
 from veraltheim.wasm.manifest import load_manifest
 from veraltheim.wasm.user_kernels import (
@@ -160,11 +163,6 @@ def whoami() -> str:
 
 async def remote(args: argparse.Namespace, action: Callable[[Any], Any]) -> Any:
     """Connect to --service, join the compute topic, run `action(RemoteCompute)`."""
-    from veraltheim.client.compute.cli import open_socket
-    from veraltheim.client.compute.remote import RemoteCompute
-    from veraltheim.client.net import ConnectionState
-    from veraltheim.protocol.constants import COMPUTE_TOPIC
-
     sock = await open_socket(args.service, args.token)
     try:
         if sock.state != ConnectionState.CONNECTED:

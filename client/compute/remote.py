@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from veraltheim.client.compute.errors import RemoteError, RemoteUnavailable
+from veraltheim.client.net import Socket
 from veraltheim.client.net.push import JoinError, PushTimeout
 from veraltheim.client.net.state import ChannelState, ConnectionState
 from veraltheim.protocol.envelope import pack_envelope, unpack_envelope
@@ -25,8 +26,18 @@ from veraltheim.wasm import Cancelled
 Progress = Callable[[int, int], None]
 JOIN_TIMEOUT_S = 5.0
 KERNELS_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 5.0
 UPLOAD_TIMEOUT_S = 60.0  # the service compiles the module and runs its examples
 CANCEL_POLL_S = 0.01  # CancelToken is a plain flag (read by the wasm epoch callback): poll it
+
+
+async def open_socket(url: str, token: str | None) -> Socket:
+    """A Socket for a one-off command (no retry on 403); not connected after CONNECT_TIMEOUT_S:
+    its state says why, and the dispatcher treats it as offline."""
+    sock = Socket(url, token=token, forbidden_retry_s=None)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(sock.connect(), CONNECT_TIMEOUT_S)
+    return sock
 
 
 @dataclass
