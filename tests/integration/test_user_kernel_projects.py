@@ -102,3 +102,41 @@ def test_a_refused_module_gets_one_line_naming_the_check(projects, tmp_path):
         "(no \\0asm header)\n"
     )
     assert kernel_cli("list", "--user", env=env).stdout == "no user kernels installed\n"
+
+
+def test_a_user_kernel_reports_progress_and_is_cancelled_like_a_builtin(tmp_path):
+    from veraltheim.wasm import Cancelled, CancelToken, Runtime
+    from veraltheim.wasm.user_kernels import UserKernelStore, install
+
+    from tests.support.user_kernels import build_starter
+
+    package = build_starter(tmp_path / "projects", "clang")
+    store = UserKernelStore(tmp_path / "kernels")
+    install(package, store, installed_by="tester")
+    rt = Runtime(user_kernels=store.root)
+    w, h = 2048, 2048
+    image = bytes(w * h * 4)
+    seen: list[tuple[int, int]] = []
+    out = rt.run(
+        package.name, image, {"width": w, "height": h}, progress=lambda d, t: seen.append((d, t))
+    )
+    assert out.output == bytes([255, 255, 255, 0]) * (w * h)
+    assert seen[0] == (64, h) and seen[-1] == (h, h)  # every 64 rows, as the starter reports
+
+    token = CancelToken()
+    reports: list[int] = []
+
+    def cancel_on_first_report(done: int, total: int) -> None:
+        reports.append(done)
+        token.cancel()  # as Esc in the app or Ctrl-C in the CLI would, mid-run
+
+    with pytest.raises(Cancelled, match=f"{package.name}: cancelled"):
+        rt.run(
+            package.name,
+            image,
+            {"width": w, "height": h},
+            cancel=token,
+            progress=cancel_on_first_report,
+        )
+    assert reports == [64]  # stopped at the first report, 64 rows of 2048
+    assert len(rt.run(package.name, image[:64], {"width": 4, "height": 4}).output) == 64
