@@ -2,13 +2,18 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test setup setup-dev lint format wasm bench clean
+.PHONY: run test test-newest setup setup-dev lint format wasm bench clean
 
 run: setup
 	$(PY) -m veraltheim.client.ui.launch
 
 test: setup-dev
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+# The suite with the newest release of every dependency, upper bounds ignored, in a scratch venv
+# (build/newest-venv): whether the bounds in pyproject.toml can move up. Not part of CI.
+test-newest:
+	scripts/test-newest.sh
 
 setup:
 	scripts/bootstrap.sh
