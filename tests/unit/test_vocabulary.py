@@ -98,7 +98,7 @@ def test_no_error_reason_is_spelled_out_twice():
     """Every fixed reason on the wire comes from protocol.reasons.Reason."""
     found = [
         hit
-        for package in ("service", "client", "wasm")
+        for package in ("protocol", "service", "client", "wasm")
         for path in sorted((ROOT / package).rglob("*.py"))
         for hit in _reason_literals(path)
     ]
