@@ -12,7 +12,8 @@ rm -rf "$VENV"
 $PYTHON -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip packaging
 # The project itself without its dependencies, then every dependency by name alone.
-"$VENV/bin/python" -m pip install -q --no-deps -e .
+"$VENV/bin/python" -m pip install -q --no-deps -e . > "$VENV/install.log" 2>&1 ||
+  { cat "$VENV/install.log"; exit 1; }
 mapfile -t names < <("$VENV/bin/python" - <<'PY'
 import tomllib
 from packaging.requirements import Requirement
