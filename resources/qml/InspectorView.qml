@@ -33,7 +33,7 @@ Item {
                     Label { text: "Newest last; binary payloads show their size."; opacity: 0.7; Layout.fillWidth: true }
                     CheckBox {
                         objectName: "inspectorFollow"
-                        id: follow
+                        id: followFrames
                         text: "Follow"
                         checked: true
                         Accessible.name: "Follow new frames"
@@ -47,7 +47,7 @@ Item {
                     Layout.fillHeight: true
                     model: view.inspector.frames
                     columns: [["time", "Time", 90], ["direction", "Dir", 40], ["topic", "Topic", 160], ["event", "Event", 140], ["size", "Bytes", 70], ["summary", "Payload", -1]]
-                    follow: follow.checked
+                    follow: followFrames.checked
                 }
             }
             Table {

@@ -5,7 +5,7 @@ import QtQuick.Layouts
 import Veraltheim
 
 ApplicationWindow {
-    id: window
+    id: appWindow
     objectName: "mainWindow"
     // The bridge objects, given by the app (client/ui/shell.py), and the view names in tab order.
     required property Notices notices
@@ -27,16 +27,16 @@ ApplicationWindow {
     // The application palette, which the desktop sets (light or dark) and changes at run time;
     // the Controls style alone keeps a fixed palette of its own. Copied per colour group so
     // disabled controls still look disabled.
-    SystemPalette { id: systemActive; colorGroup: SystemPalette.Active; onPaletteChanged: window.followSystemPalette() }
+    SystemPalette { id: systemActive; colorGroup: SystemPalette.Active; onPaletteChanged: appWindow.followSystemPalette() }
     SystemPalette { id: systemDisabled; colorGroup: SystemPalette.Disabled }
     function followSystemPalette() {
         const roles = ["window", "windowText", "base", "alternateBase", "text", "button",
                        "buttonText", "highlight", "highlightedText", "light", "midlight", "mid",
                        "dark", "shadow", "placeholderText", "toolTipBase", "toolTipText"]
         for (const role of roles) {
-            window.palette.active[role] = systemActive[role]
-            window.palette.inactive[role] = systemActive[role]
-            window.palette.disabled[role] = systemDisabled[role]
+            appWindow.palette.active[role] = systemActive[role]
+            appWindow.palette.inactive[role] = systemActive[role]
+            appWindow.palette.disabled[role] = systemDisabled[role]
         }
     }
     Component.onCompleted: followSystemPalette()
@@ -48,10 +48,10 @@ ApplicationWindow {
         if (i >= 0) nav.currentIndex = i
     }
 
-    Shortcut { sequence: "Ctrl+R"; context: Qt.ApplicationShortcut; onActivated: window.workbench.run() }
-    Shortcut { sequence: "Esc"; context: Qt.ApplicationShortcut; onActivated: window.workbench.cancel() }
+    Shortcut { sequence: "Ctrl+R"; context: Qt.ApplicationShortcut; onActivated: appWindow.workbench.run() }
+    Shortcut { sequence: "Esc"; context: Qt.ApplicationShortcut; onActivated: appWindow.workbench.cancel() }
     Repeater {
-        model: window.viewNames.length
+        model: appWindow.viewNames.length
         Item {
             id: shortcutHolder
             required property int index
@@ -71,7 +71,7 @@ ApplicationWindow {
             Layout.fillWidth: true
             Accessible.name: "Views"
             Repeater {
-                model: window.viewNames
+                model: appWindow.viewNames
                 TabButton {
                     id: tab
                     required property string modelData
@@ -84,7 +84,7 @@ ApplicationWindow {
                 }
             }
         }
-        MessageBar { notices: window.notices; Layout.fillWidth: true }
+        MessageBar { notices: appWindow.notices; Layout.fillWidth: true }
     }
 
     StackLayout {
@@ -92,12 +92,12 @@ ApplicationWindow {
         objectName: "views"
         anchors.fill: parent
         currentIndex: nav.currentIndex
-        WorkbenchView { workbench: window.workbench }
-        RunsView { runs: window.runs }
-        NotesView { notes: window.notes }
-        ConnectionView { connection: window.connection; settings: window.settings }
-        InspectorView { inspector: window.inspector }
-        SettingsView { settings: window.settings }
+        WorkbenchView { workbench: appWindow.workbench }
+        RunsView { runs: appWindow.runs }
+        NotesView { notes: appWindow.notes }
+        ConnectionView { connection: appWindow.connection; settings: appWindow.settings }
+        InspectorView { inspector: appWindow.inspector }
+        SettingsView { settings: appWindow.settings }
     }
 
     footer: ToolBar {
@@ -108,20 +108,20 @@ ApplicationWindow {
             anchors.rightMargin: 10
             Rectangle {
                 implicitWidth: 10; implicitHeight: 10; radius: 5
-                color: window.connection.state === "connected" ? "#2e9d4c"
-                     : window.connection.state === "offline" ? "#c0392b"
-                     : window.connection.state === "disconnected" ? "#888888" : "#d39e00"
+                color: appWindow.connection.state === "connected" ? "#2e9d4c"
+                     : appWindow.connection.state === "offline" ? "#c0392b"
+                     : appWindow.connection.state === "disconnected" ? "#888888" : "#d39e00"
             }
             Label {
                 objectName: "statusConnection"
-                text: window.connection.summary
+                text: appWindow.connection.summary
                 Accessible.name: "Connection status: " + text
                 elide: Text.ElideRight
                 Layout.fillWidth: true
             }
             Label {
                 objectName: "statusJob"
-                text: window.workbench.running ? window.workbench.status + " " + Math.round(window.workbench.progress * 100) + "%" : window.workbench.status
+                text: appWindow.workbench.running ? appWindow.workbench.status + " " + Math.round(appWindow.workbench.progress * 100) + "%" : appWindow.workbench.status
                 Accessible.name: "Job status: " + text
             }
         }
