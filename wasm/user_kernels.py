@@ -209,7 +209,8 @@ def parse_spec(spec: dict[str, Any]) -> KernelSpec:
     tiles = spec.get("tiles")
     if tiles is not None:
         halo = tiles.get("halo", 0) if isinstance(tiles, dict) else None
-        names = {p.get("name") for p in params if isinstance(p, dict)}
+        # a halo named by a param must be an int param (the service reads it as rows)
+        names = {p.get("name") for p in params if isinstance(p, dict) and p.get("type") == "int"}
         if (
             not isinstance(tiles, dict)
             or set(tiles) - {"axis", "halo"}
@@ -220,7 +221,7 @@ def parse_spec(spec: dict[str, Any]) -> KernelSpec:
             )
         ):
             raise InstallRefused(
-                "spec", f'tiles must be {{ axis = "rows", halo = 0..{MAX_HALO} or a param }}'
+                "spec", f'tiles must be {{ axis = "rows", halo = 0..{MAX_HALO} or an int param }}'
             )
     entry = {
         "name": name,

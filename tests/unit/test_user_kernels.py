@@ -116,6 +116,15 @@ def test_a_good_kernel_passes_every_check():
         (lambda: package(export="vh_alloc"), "spec", "is an ABI name"),
         (lambda: package(grants=["files"]), "spec", "unknown grant 'files'"),
         (lambda: package(tiles={"axis": "cols"}), "spec", "tiles must be"),
+        (lambda: package(tiles={"axis": "rows", "halo": "nothere"}), "spec", "or an int param"),
+        (
+            lambda: package(
+                tiles={"axis": "rows", "halo": "kind"},
+                params=[{"name": "kind", "type": "enum", "choices": ["a", "b"], "default": "a"}],
+            ),
+            "spec",
+            "or an int param",
+        ),
         (lambda: package(colour="blue"), "spec", "unknown field 'colour'"),
     ],
 )
