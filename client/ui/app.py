@@ -20,6 +20,7 @@ from typing import Any
 from veraltheim.client.ui.views import VIEWS, View
 from veraltheim.protocol.constants import APP_NAME
 
+LINK_AFTER_FRAME_MAX_S = 0.5
 FIRST_FRAME_ENV = "VERALTHEIM_REPORT_FIRST_FRAME"  # bench/ui.py: print the time of the first frame
 
 
@@ -107,6 +108,15 @@ async def run_window(args: argparse.Namespace) -> int:
             lambda: first_frame.done() or first_frame.set_result(time.monotonic())
         )
         window.update()
+        # Closing the window ends the app, whenever it happens (not `closing`: PySide cannot
+        # pass its QQuickCloseEvent to a Python slot)
+        window.visibleChanged.connect(
+            lambda visible: visible or closed.done() or closed.set_result(None)
+        )
+        # The link (connecting, opening the documents) starts once the window has drawn, so it
+        # never delays the first frame; a window that does not draw (minimized) waits no longer
+        # than LINK_AFTER_FRAME_MAX_S.
+        await asyncio.wait({first_frame}, timeout=LINK_AFTER_FRAME_MAX_S)
         if not args.local_only:
             await shell.start(args.service, args.token)
         else:
@@ -119,10 +129,6 @@ async def run_window(args: argparse.Namespace) -> int:
             if args.screenshot:
                 print(f"screenshot: {shell.screenshot(args.screenshot)}")
                 return 0
-        # (not `closing`: PySide cannot pass its QQuickCloseEvent to a Python slot)
-        window.visibleChanged.connect(
-            lambda visible: visible or closed.done() or closed.set_result(None)
-        )
         await closed
         return 0
     finally:
