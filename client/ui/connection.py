@@ -7,12 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
+from veraltheim.client.net.state import ConnectionState
 from veraltheim.client.ui.models import DictListModel
 from veraltheim.client.ui.notices import Notices
 from veraltheim.client.ui.qml import qml_type
 from veraltheim.client.ui.settings import SERVICE_URL_HINT, service_url_problem
 from veraltheim.protocol.constants import LOBBY_TOPIC
 
+# The window's link states: the socket's (ConnectionState values), and this one with no socket.
+DISCONNECTED = "disconnected"
 RTT_REFRESH_MS = 1000
 PING_EVERY = 5  # a heartbeat round trip every 5 refreshes keeps the shown RTT fresh
 
@@ -35,7 +38,7 @@ class Connection(QObject):
         self.lobby: Any = None
         self.presence: Any = None
         self._address = ""
-        self._state = "disconnected"
+        self._state: str = DISCONNECTED
         self._detail = ""
         self._user = ""
         self._rtt = -1.0
@@ -58,7 +61,7 @@ class Connection(QObject):
             lambda state: self._on_state(state) if socket is self.socket else None
         )
         # a new Socket is OFFLINE until connect() (which the shell calls next): say connecting
-        self._set_state("connecting", "")
+        self._set_state(ConnectionState.CONNECTING, "")
         self._rtt_timer.start()
         self.notices.spawn(self._join_lobby(socket), "Lobby: ")
 
@@ -72,7 +75,7 @@ class Connection(QObject):
         self._rtt_timer.stop()
         self._people.reset([])
         self._rtt = -1.0
-        self._set_state("disconnected", "")
+        self._set_state(DISCONNECTED, "")
 
     async def _join_lobby(self, socket: Any) -> None:
         from veraltheim.client.net import JoinError, Presence, PushTimeout
@@ -109,16 +112,17 @@ class Connection(QObject):
     def _on_state(self, state: Any) -> None:
         name = state_name(state)
         detail = ""
-        if name == "offline":
+        if name == ConnectionState.OFFLINE:
             reason = getattr(self.socket, "offline_reason", None) or "it cannot be reached"
             detail = f"Not trying now: {reason}. Check the address and token, then connect again."
-        elif name == "reconnecting":
+        elif name == ConnectionState.RECONNECTING:
             detail = (
                 "No link to it now; reconnecting on its own. Local runs and notes keep working."
             )
         self._set_state(name, detail)
 
     def _set_state(self, name: str, detail: str) -> None:
+        name = str(name)  # a plain string for Qt, whether a ConnectionState or DISCONNECTED
         changed = name != self._state
         self._state, self._detail = name, detail
         self.changed.emit()
@@ -126,17 +130,21 @@ class Connection(QObject):
             self.stateChanged.emit(name)
             for listener in list(self.state_listeners):
                 listener(name)
-        if name == "connected":
+        if name == ConnectionState.CONNECTED:
             self.notices.clear("warning")
             if changed and self.socket is not None:  # a first round trip at once
                 self.notices.spawn(self._ping(self.socket), "Ping: ")
-        elif name in ("reconnecting", "offline") and changed:
+        elif name in (ConnectionState.RECONNECTING, ConnectionState.OFFLINE) and changed:
             self.notices.show("warning", f"The service at {self._address} is {name}.", detail)
 
     def _refresh_rtt(self) -> None:
         self._rtt_ticks += 1
         socket = self.socket
-        if socket is not None and self._state == "connected" and self._rtt_ticks % PING_EVERY == 1:
+        if (
+            socket is not None
+            and self._state == ConnectionState.CONNECTED
+            and self._rtt_ticks % PING_EVERY == 1
+        ):
             self.notices.spawn(self._ping(socket), "Ping: ")
         rtt = getattr(socket, "rtt_ms", None) if socket is not None else None
         value = float(rtt) if rtt is not None else -1.0
@@ -167,14 +175,24 @@ class Connection(QObject):
         self.reconnectRequested.emit("", "")
 
     def _summary(self) -> str:
-        if self._state == "disconnected":
+        if self._state == DISCONNECTED:
             return "Not connected (local only)"
-        rtt = f", {self._rtt:.1f} ms" if self._rtt >= 0 and self._state == "connected" else ""
+        rtt = (
+            f", {self._rtt:.1f} ms"
+            if self._rtt >= 0 and self._state == ConnectionState.CONNECTED
+            else ""
+        )
         who = f" as {self._user}" if self._user else ""
         return f"{self._state.capitalize()}{who} \u2014 {self._address}{rtt}"
 
     address = Property(str, lambda self: self._address, notify=changed)
     state = Property(str, lambda self: self._state, notify=changed)
+    # what the views test, so they never spell a state out
+    connected = Property(
+        bool, lambda self: self._state == ConnectionState.CONNECTED, notify=changed
+    )
+    offline = Property(bool, lambda self: self._state == ConnectionState.OFFLINE, notify=changed)
+    linked = Property(bool, lambda self: self._state != DISCONNECTED, notify=changed)
     detail = Property(str, lambda self: self._detail, notify=changed)
     user = Property(str, lambda self: self._user, notify=changed)
     rttMs = Property(float, lambda self: self._rtt, notify=changed)

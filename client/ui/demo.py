@@ -106,7 +106,7 @@ async def run_demo(shell: Any, out: Path) -> list[Path]:
     if shell.socket is not None:
         try:
             await wait_until(
-                lambda: conn.state == "connected", [conn.changed], CONNECT_TIMEOUT_S, "connection"
+                lambda: conn.connected, [conn.changed], CONNECT_TIMEOUT_S, "connection"
             )
             online = True
             say(f"connected to {conn.address}")

@@ -20,9 +20,9 @@ from PySide6.QtGui import QImage
 from PySide6.QtQml import QQmlApplicationEngine
 from PySide6.QtQuick import QQuickWindow
 from veraltheim.client.compute import Dispatcher
-from veraltheim.client.net import Socket
+from veraltheim.client.net import ConnectionState, Socket
 from veraltheim.client.state import DocumentStore, Notes, RunHistory
-from veraltheim.client.ui.connection import Connection
+from veraltheim.client.ui.connection import DISCONNECTED, Connection
 from veraltheim.client.ui.images import PROVIDER_ID, PreviewImages
 from veraltheim.client.ui.inspector import Inspector
 from veraltheim.client.ui.jobs import Jobs
@@ -328,8 +328,8 @@ class Shell(QObject):
 
 def document_status(connection_state: str) -> str:
     """What the Runs and Notes headers say about where their content comes from."""
-    if connection_state == "connected":
+    if connection_state == ConnectionState.CONNECTED:
         return "live"
-    if not connection_state or connection_state == "disconnected":
+    if not connection_state or connection_state == DISCONNECTED:
         return "local copy (not connected)"
     return f"local copy ({connection_state}; changes are sent when the service is back)"

@@ -59,7 +59,7 @@ Item {
                             objectName: "disconnectButton"
                             text: "Disconnect"
                             Accessible.name: "Disconnect"
-                            enabled: view.connection.state !== "disconnected"
+                            enabled: view.connection.linked
                             onClicked: view.connection.disconnectNow()
                         }
                     }

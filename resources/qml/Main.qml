@@ -108,9 +108,9 @@ ApplicationWindow {
             anchors.rightMargin: 10
             Rectangle {
                 implicitWidth: 10; implicitHeight: 10; radius: 5
-                color: appWindow.connection.state === "connected" ? "#2e9d4c"
-                     : appWindow.connection.state === "offline" ? "#c0392b"
-                     : appWindow.connection.state === "disconnected" ? "#888888" : "#d39e00"
+                color: appWindow.connection.connected ? "#2e9d4c"
+                     : appWindow.connection.offline ? "#c0392b"
+                     : !appWindow.connection.linked ? "#888888" : "#d39e00"
             }
             Label {
                 objectName: "statusConnection"

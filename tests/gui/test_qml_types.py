@@ -49,3 +49,19 @@ def test_qmllint_with_our_types_is_clean_and_catches_a_typo(tmp_path):
     view.write_text(view.read_text().replace(".kernelDescription", ".kernelDescriptoin"))
     typo = lint(view)
     assert typo.returncode == 1 and "kernelDescriptoin" in typo.stdout
+
+
+def test_the_views_read_the_link_state_as_flags_not_words(qapp):
+    from veraltheim.client.net import ConnectionState
+    from veraltheim.client.ui.connection import DISCONNECTED, Connection
+    from veraltheim.client.ui.notices import Notices
+
+    conn = Connection(Notices())
+    flags = lambda: (conn.state, conn.linked, conn.connected, conn.offline)  # noqa: E731
+    assert flags() == (DISCONNECTED, False, False, False)
+    conn._set_state(ConnectionState.CONNECTED, "")
+    assert flags() == ("connected", True, True, False) and type(conn.state) is str
+    conn._set_state(ConnectionState.OFFLINE, "refused")
+    assert flags() == ("offline", True, False, True)
+    for qml in qml_dir().glob("*.qml"):  # the words stay in Python
+        assert '"connected"' not in qml.read_text() and '"disconnected"' not in qml.read_text()
