@@ -82,3 +82,13 @@ def tls_service(service_factory, tmp_path):
         return svc, cert
 
     return start
+
+
+@pytest.fixture
+def redis(tmp_path):
+    """A real redis-server (Debian's) on a free port, killed at the end of the test."""
+    from tests.support.cluster import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()

@@ -28,7 +28,16 @@ from veraltheim.service.cluster.dask_task import cancel_job, manifest_sha256, ru
 from veraltheim.service.cluster.urls import dask_address
 from veraltheim.service.compute import tiles as tiling
 from veraltheim.service.compute.errors import ComputeError
-from veraltheim.service.compute.jobs import Job, Progress, Task, Throughput, finish
+from veraltheim.service.compute.jobs import (
+    Job,
+    Progress,
+    Task,
+    Throughput,
+    deadline_error,
+    finish,
+    new_job,
+    settle_failed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,21 +147,8 @@ class DaskPool:
                 queue_depth=max(0, len(self.jobs) - self.size),
             )
         limit = min(deadline_s or self.job_deadline_s, self.job_deadline_s)
-        now = time.monotonic()
-        loop = asyncio.get_running_loop()
-        job = Job(
-            next(self.ids),
-            kernel,
-            params,
-            data,
-            limit,
-            now,
-            now + limit,
-            progress,
-            loop.create_future(),
-        )
-        job.started_at = now
-        job.timer = loop.call_at(loop.time() + limit, self._expire, job)
+        job = new_job(next(self.ids), kernel, params, data, limit, progress, self._expire)
+        job.started_at = job.submitted_at
         pieces = tiling.plan(self.tile_of(kernel), params, data, self.max_tiles)
         if pieces is None:
             job.tasks = [Task(next(self.ids), job, params, data)]
@@ -230,19 +226,11 @@ class DaskPool:
             job.progress(sum(t.done for t in job.tasks), sum(t.total for t in job.tasks))
 
     def _expire(self, job: Job) -> None:
-        if not job.finished:
-            self._fail(
-                job,
-                ComputeError(Reason.DEADLINE, f"job exceeded its {job.deadline_s:.3g} s deadline"),
-            )
+        self._fail(job, deadline_error(job))
 
     def _fail(self, job: Job, error: ComputeError) -> None:
-        if job.finished:
+        if not settle_failed(job, error):
             return
-        job.future.set_exception(error)
-        job.future.exception()  # mark retrieved: a caller that went away must not log noise
-        if job.timer is not None:
-            job.timer.cancel()
         key = f"{self.prefix}-{job.id}"
         futures = self.futures.get(key)
         if futures and self.client is not None:

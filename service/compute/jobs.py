@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from veraltheim.protocol.reasons import Reason
 from veraltheim.service.compute import tiles as tiling
+from veraltheim.service.compute.errors import ComputeError
 
 if TYPE_CHECKING:
     from veraltheim.service.compute.process import WorkerProcess
@@ -135,3 +137,45 @@ def finish(job: Job, workers: list[int], throughput: Throughput) -> JobResult:
         run_ms=run_s * 1000,
         total_ms=(end - job.submitted_at) * 1000,
     )
+
+
+def new_job(
+    job_id: int,
+    kernel: str,
+    params: dict[str, Any],
+    data: bytes,
+    deadline_s: float,
+    progress: Progress | None,
+    expire: Callable[[Job], None],
+) -> Job:
+    """A job whose `expire(job)` runs when its deadline passes (unless it finished before)."""
+    now = time.monotonic()
+    loop = asyncio.get_running_loop()
+    job = Job(
+        job_id,
+        kernel,
+        params,
+        data,
+        deadline_s,
+        now,
+        now + deadline_s,
+        progress,
+        loop.create_future(),
+    )
+    job.timer = loop.call_at(loop.time() + deadline_s, expire, job)
+    return job
+
+
+def deadline_error(job: Job) -> ComputeError:
+    return ComputeError(Reason.DEADLINE, f"job exceeded its {job.deadline_s:.3g} s deadline")
+
+
+def settle_failed(job: Job, error: ComputeError) -> bool:
+    """Fail the job's future (False if it had finished already) and stop its deadline timer."""
+    if job.finished:
+        return False
+    job.future.set_exception(error)
+    job.future.exception()  # mark retrieved: a caller that went away must not log noise
+    if job.timer is not None:
+        job.timer.cancel()
+    return True

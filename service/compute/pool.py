@@ -21,7 +21,16 @@ from typing import Any
 from veraltheim.protocol.reasons import Reason
 from veraltheim.service.compute import tiles as tiling
 from veraltheim.service.compute.errors import ComputeError
-from veraltheim.service.compute.jobs import Job, Progress, Task, Throughput, finish
+from veraltheim.service.compute.jobs import (
+    Job,
+    Progress,
+    Task,
+    Throughput,
+    deadline_error,
+    finish,
+    new_job,
+    settle_failed,
+)
 from veraltheim.service.compute.process import WorkerProcess
 
 log = logging.getLogger(__name__)
@@ -155,20 +164,7 @@ class ComputePool:
                 queue_depth=len(self.queue),
             )
         limit = min(deadline_s or self.job_deadline_s, self.job_deadline_s)
-        now = time.monotonic()
-        loop = asyncio.get_running_loop()
-        job = Job(
-            next(self.ids),
-            kernel,
-            params,
-            data,
-            limit,
-            now,
-            now + limit,
-            progress,
-            loop.create_future(),
-        )
-        job.timer = loop.call_at(loop.time() + limit, self._expire, job)
+        job = new_job(next(self.ids), kernel, params, data, limit, progress, self._expire)
         self.queue.append(job)
         self._pump()
         return job
@@ -237,19 +233,11 @@ class ComputePool:
                 worker.send(("run", task.id, job.kernel, task.params, task.data, remaining))
 
     def _expire(self, job: Job) -> None:
-        if not job.finished:
-            self._fail(
-                job,
-                ComputeError(Reason.DEADLINE, f"job exceeded its {job.deadline_s:.3g} s deadline"),
-            )
+        self._fail(job, deadline_error(job))
 
     def _fail(self, job: Job, error: ComputeError) -> None:
-        if job.finished:
+        if not settle_failed(job, error):
             return
-        job.future.set_exception(error)
-        job.future.exception()  # mark retrieved: a caller that went away must not log noise
-        if job.timer is not None:
-            job.timer.cancel()
         if job in self.queue:
             self.queue.remove(job)
         loop = asyncio.get_running_loop()

@@ -14,7 +14,7 @@ from veraltheim.protocol.envelope import unpack_envelope
 from veraltheim.wasm import DEFAULT_MANIFEST_PATH
 
 from tests.support.cluster import DaskCluster
-from tests.support.compute import LONG_MANDELBROT, jobs, request, wait_for_progress
+from tests.support.compute import LONG_MANDELBROT, compute_channel, jobs, request, wait_for_progress
 from tests.support.phx_frames import http_get
 
 pytestmark = pytest.mark.slow
@@ -31,14 +31,8 @@ def dask(tmp_path_factory):
 
 @pytest.fixture
 async def channel(service_factory, dask):
-    svc = service_factory("--no-auth", "--compute", dask.url, env=ENV)
-    sock = Socket(svc.ws_url)
-    await sock.connect()
-    ch = sock.channel("compute:default")
-    await ch.join()
-    ch.svc = svc
-    yield ch
-    await sock.disconnect()
+    async with compute_channel(service_factory("--no-auth", "--compute", dask.url, env=ENV)) as ch:
+        yield ch
 
 
 async def test_every_kernel_on_dask_is_byte_identical_to_local(channel, runtime):

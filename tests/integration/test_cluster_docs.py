@@ -23,19 +23,11 @@ from veraltheim.protocol.ysync import (
     parse_message,
 )
 
-from tests.support.cluster import RedisServer
 from tests.support.phx_frames import WAIT_S, http_get, join, open_socket, send, until
 
 pytestmark = pytest.mark.slow
 
 ENV = {"VERALTHEIM_COMPUTE_WORKERS": "1", "VERALTHEIM_DOCS_COMPACT_EVERY": "7"}
-
-
-@pytest.fixture
-def redis(tmp_path):
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pycrdt import Array
 from veraltheim.client.net import Backoff, Presence
 from veraltheim.client.state import DocumentStore
 
-from tests.support.cluster import Haproxy, RedisServer
+from tests.support.cluster import Haproxy
 from tests.support.phx_frames import http_get
 
 pytestmark = pytest.mark.slow
@@ -33,8 +33,7 @@ ENV = {
 
 
 @pytest.fixture
-def cluster(tmp_path, service_factory):
-    redis = RedisServer(tmp_path / "redis").start()
+def cluster(tmp_path, service_factory, redis):
     nodes = [
         service_factory("--no-auth", "--pubsub", redis.url, "--store", redis.url, env=ENV)
         for _ in range(3)
@@ -44,7 +43,6 @@ def cluster(tmp_path, service_factory):
     lb.stop()
     for node in nodes:
         node.kill()
-    redis.kill()
 
 
 def sockets_on(node) -> int:

@@ -14,7 +14,6 @@ import time
 import pytest
 from veraltheim.protocol import Message
 
-from tests.support.cluster import RedisServer
 from tests.support.phx_frames import http_get, join, open_socket, send, until
 
 pytestmark = pytest.mark.slow
@@ -23,13 +22,6 @@ HEARTBEAT_S, DOWN_AFTER_S = 0.2, 1.0
 # presence.py's bound: down_after_s + heartbeat_s / 2 after the last heartbeat; the margin is
 # for a loaded 2-core machine (the socket read, the subprocess being scheduled)
 LEAVE_BOUND_S = DOWN_AFTER_S + HEARTBEAT_S / 2 + 2.0
-
-
-@pytest.fixture
-def redis(tmp_path):
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture

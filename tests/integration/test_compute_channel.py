@@ -12,7 +12,7 @@ import pytest
 from veraltheim.client.net import Socket
 from veraltheim.protocol.envelope import pack_envelope, unpack_envelope
 
-from tests.support.compute import LONG_MANDELBROT, jobs, request, wait_for_progress
+from tests.support.compute import LONG_MANDELBROT, compute_channel, jobs, request, wait_for_progress
 
 COMPUTE_ENV = {
     "VERALTHEIM_COMPUTE_WORKERS": "2",
@@ -24,14 +24,8 @@ LONG = LONG_MANDELBROT
 
 @pytest.fixture
 async def channel(service_factory):
-    svc = service_factory("--no-auth", env=COMPUTE_ENV)
-    sock = Socket(svc.ws_url)
-    await sock.connect()
-    ch = sock.channel("compute:default")
-    await ch.join()
-    ch.svc = svc
-    yield ch
-    await sock.disconnect()
+    async with compute_channel(service_factory("--no-auth", env=COMPUTE_ENV)) as ch:
+        yield ch
 
 
 async def test_every_kernel_remote_is_byte_identical_to_local(channel, runtime):

@@ -99,11 +99,12 @@ class Process:
 
 
 class RedisServer:
-    """redis-server on a free port; `restart()` keeps the port and the data (AOF, fsync always:
-    every write Redis acknowledged survives a SIGKILL)."""
+    """redis-server on a free port; `restart()` keeps the port and the data (AOF; fsync always by
+    default: every write Redis acknowledged survives even an OS crash)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, appendfsync: str = "always") -> None:
         self.data_dir = data_dir
+        self.appendfsync = appendfsync
         self.port = free_port()
         self.proc: Process | None = None
 
@@ -130,7 +131,7 @@ class RedisServer:
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "always",
+                self.appendfsync,
                 "--daemonize",
                 "no",
             ]
@@ -166,6 +167,7 @@ def haproxy_config(port: int, backends: list[int], template: Path = HAPROXY_CFG)
 class Haproxy:
     def __init__(self, work_dir: Path, backends: list[int]) -> None:
         self.port = free_port()
+        work_dir.mkdir(parents=True, exist_ok=True)
         self.config = work_dir / "haproxy.cfg"
         self.config.write_text(haproxy_config(self.port, backends))
         self.proc: Process | None = None

@@ -1,6 +1,7 @@
 """What the compute tests share."""
 
 import asyncio
+import contextlib
 
 import numpy as np
 from veraltheim.protocol.envelope import pack_envelope
@@ -57,3 +58,19 @@ async def wait_for_progress(channel, job_id: str) -> list[dict]:
     channel.on("progress", on_progress)
     await asyncio.wait_for(got.wait(), 30)
     return seen
+
+
+@contextlib.asynccontextmanager
+async def compute_channel(svc):
+    """A client.net channel joined to compute:default on `svc` (as `ch.svc`)."""
+    from veraltheim.client.net import Socket
+
+    sock = Socket(svc.ws_url)
+    await sock.connect()
+    try:
+        ch = sock.channel("compute:default")
+        await ch.join()
+        ch.svc = svc
+        yield ch
+    finally:
+        await sock.disconnect()
