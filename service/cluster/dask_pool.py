@@ -237,10 +237,12 @@ class DaskPool:
             self._spawn(self._cancel_remote(key, futures))
 
     async def _cancel_remote(self, key: str, futures: list[Any]) -> None:
+        # First trip the running pieces' CancelToken on every worker (and wait for it: a
+        # fire-and-forget run was seen not to arrive), then drop the pieces not started.
+        with contextlib.suppress(Exception):
+            await self.client.run(cancel_job, key)
         with contextlib.suppress(Exception):
             await self.client.cancel(futures)
-        with contextlib.suppress(Exception):
-            await self.client.run(cancel_job, key, wait=False)
 
     def _succeed(self, job: Job, pids: list[int]) -> None:
         try:
