@@ -323,6 +323,7 @@ def start_service(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
         VERALTHEIM_USER_RATE="1000000",
         VERALTHEIM_USER_BURST="1000000",
         VERALTHEIM_IDLE_TIMEOUT_S="3600",
+        VERALTHEIM_MAX_SOCKETS_PER_IP="0",  # every bench socket comes from 127.0.0.1
         VERALTHEIM_LOG_LEVEL="WARNING",
         VERALTHEIM_COMPUTE_WORKERS="1",
         PYTHONUNBUFFERED="1",

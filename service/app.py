@@ -105,12 +105,14 @@ class Service:
         )
         self.router = build_router()
         self.user_buckets = UserBuckets(config.user_rate, config.user_burst)
+        self.user_byte_buckets = UserBuckets(config.user_bytes_per_s, config.user_bytes_per_s)
         self.sockets: set[Socket] = set()
         self.life = Lifecycle(self.stats.joins, self.stats.channel_crashes)
         self.socket_env = SocketEnv(
             limits=SocketLimits.from_config(config),
             stats=self.stats,
             buckets=self.user_buckets,
+            byte_buckets=self.user_byte_buckets,
             route=self.router.match,
             book=self.life,
             ctx=self.ctx,

@@ -183,6 +183,26 @@ class ServiceConfig:
     max_frame_bytes: int = field(
         default=16 * MIB, metadata=doc("largest WebSocket message accepted", min=1)
     )
+    max_text_frame_bytes: int = field(
+        default=1 * MIB,
+        metadata=doc(
+            "largest text (JSON) message accepted; bulk data goes in binary frames", min=1
+        ),
+    )
+    max_sockets: int = field(
+        default=0,
+        metadata=doc(
+            "open sockets in all; 0: the descriptor limit less 256 kept for files and workers",
+            min=0,
+        ),
+    )
+    max_sockets_per_user: int = field(
+        default=100, metadata=doc("open sockets of one user (token); 0: no limit", min=0)
+    )
+    max_sockets_per_ip: int = field(
+        default=2000,
+        metadata=doc("open sockets from one client address; 0: no limit (behind a proxy)", min=0),
+    )
     max_channels_per_socket: int = field(
         default=100, metadata=doc("topics one socket may join", min=1)
     )
@@ -194,6 +214,16 @@ class ServiceConfig:
         default=200.0, metadata=doc("messages per second per user, all sockets", min=0)
     )
     user_burst: int = field(default=400, metadata=doc("bucket size per user", min=1))
+    socket_bytes_per_s: float = field(
+        default=16.0 * MIB,
+        metadata=doc(
+            "frame bytes per second per socket; one frame may exceed it; 0: no limit", min=0
+        ),
+    )
+    user_bytes_per_s: float = field(
+        default=32.0 * MIB,
+        metadata=doc("frame bytes per second per user, all sockets; 0: no limit", min=0),
+    )
     flood_close_after: int = field(
         default=50, metadata=doc("over-limit messages in a row before the socket is closed", min=1)
     )

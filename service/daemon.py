@@ -9,6 +9,7 @@ daemon process.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import select
 import signal
@@ -61,6 +62,22 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+# How the service's process is started: the console script (or a frozen build of it), or
+# `python -m veraltheim.service`.
+SERVICE_PROGRAM = "veraltheim-service"
+SERVICE_MODULE = "veraltheim.service"
+
+
+def is_service_command(argv: list[str]) -> bool:
+    """Whether a command line runs our service: its program (or the script the interpreter
+    runs) is `veraltheim-service`, or it is `python -m veraltheim.service`. Not merely a word
+    "service" anywhere in it (issue 10: `stop` signalled any such process)."""
+    names = [Path(arg).name for arg in argv[:2]]
+    if SERVICE_PROGRAM in names:
+        return True
+    return any(a == "-m" and b == SERVICE_MODULE for a, b in itertools.pairwise(argv))
+
+
 def runs_service(pid: int) -> bool:
     """Whether pid's command line is ours: a pidfile left by a killed daemon may name a pid
     the system has since given to an unrelated process, which `stop` must not signal."""
@@ -68,7 +85,7 @@ def runs_service(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc (macOS): trust the pidfile
-    return b"service" in cmdline
+    return is_service_command(cmdline.decode("utf-8", "replace").split("\0"))
 
 
 def running_pid(pidfile: Path) -> int | None:

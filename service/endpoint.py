@@ -17,10 +17,17 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from veraltheim.protocol.constants import AUTH_TOKEN_PREFIX, SOCKET_PATH, SUBPROTOCOL, VSN
+from veraltheim.protocol.constants import (
+    AUTH_TOKEN_PREFIX,
+    CLOSE_TRY_AGAIN_LATER,
+    SOCKET_PATH,
+    SUBPROTOCOL,
+    VSN,
+)
+from veraltheim.service.admission import SocketCaps, auto_max_sockets, descriptor_limit
 from veraltheim.service.auth import TokenError, verify_token
 from veraltheim.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from veraltheim.service.socket import Counter, Socket, SocketEnv
+from veraltheim.service.socket import Counter, Socket, SocketEnv, close_reason
 from veraltheim.service.tls import server_ssl_context
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -105,6 +112,9 @@ class Endpoint:
         self.config = service.config
         self.server: Server | None = None
         self._ids = itertools.count(1)
+        config = service.config
+        total = config.max_sockets or auto_max_sockets(descriptor_limit())
+        self.caps = SocketCaps(total, config.max_sockets_per_user, config.max_sockets_per_ip)
         self._anonymous = itertools.count(1)
 
     async def start(self) -> tuple[str, int]:
@@ -151,7 +161,11 @@ class Endpoint:
         if url.path != SOCKET_PATH:
             return conn.respond(http.HTTPStatus.NOT_FOUND, f"not found: {url.path}\n")
         try:
-            conn.veraltheim_auth = self._admit(request, dict(parse_qsl(url.query)))  # type: ignore[attr-defined]
+            auth = self._admit(request, dict(parse_qsl(url.query)))
+            refusal = self.caps.refusal(auth[0], _address(conn))
+            if refusal is not None:
+                raise Refused(http.HTTPStatus.TOO_MANY_REQUESTS, refusal)
+            conn.veraltheim_auth = auth  # type: ignore[attr-defined]
         except Refused as exc:
             self.service.stats.refused.inc(status=str(exc.status.value))
             log.info("handshake refused (%d): %s", exc.status.value, exc.text)
@@ -191,9 +205,21 @@ class Endpoint:
     async def _handle(self, conn: ServerConnection) -> None:
         user_id, claims, params = conn.veraltheim_auth  # type: ignore[attr-defined]
         del conn.veraltheim_auth  # type: ignore[attr-defined]
+        address = _address(conn)
+        refusal = self.caps.refusal(user_id, address)  # again: handshakes ran side by side
+        if refusal is not None:
+            await conn.close(CLOSE_TRY_AGAIN_LATER, close_reason(refusal))
+            return
+        self.caps.add(user_id, address)
         socket = Socket(self.service.socket_env, conn, next(self._ids), user_id, claims, params)
         self.service.socket_opened(socket)
         try:
             await socket.run()
         finally:
+            self.caps.remove(user_id, address)
             self.service.socket_closed(socket)
+
+
+def _address(conn: ServerConnection) -> str:
+    peer = conn.remote_address
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)

@@ -52,10 +52,19 @@ log = logging.getLogger(__name__)
 
 # A close reason must fit a control frame: 123 bytes of UTF-8.
 MAX_CLOSE_REASON = 123
+# Text frames longer than this are decoded on a worker thread, not on the event loop.
+OFFLOAD_TEXT_CHARS = 64 * 1024
 # An evicted client that never reads its close frame is cut off after this long.
 EVICT_ABORT_S = 2.0
 
 RATE_LIMITED = {"reason": Reason.RATE_LIMITED}
+
+
+def _decode(frame: str | bytes) -> Message | ProtocolError:
+    try:
+        return decode(frame, sender="client")
+    except ProtocolError as exc:
+        return exc
 
 
 def close_reason(text: str) -> str:
@@ -111,6 +120,8 @@ class SocketLimits:
     flood_close_after: int  # refused frames in a row before the socket is closed
     max_channels: int
     send_buffer_bytes: int  # unsent bytes past which the client counts as not reading
+    bytes_per_s: float  # frame bytes per second per socket (0: no limit)
+    max_text_frame_bytes: int  # JSON frames; bulk data goes binary
 
     @classmethod
     def from_config(cls, config: ServiceConfig) -> SocketLimits:
@@ -120,6 +131,8 @@ class SocketLimits:
             config.flood_close_after,
             config.max_channels_per_socket,
             config.send_buffer_bytes,
+            config.socket_bytes_per_s,
+            config.max_text_frame_bytes,
         )
 
 
@@ -130,6 +143,7 @@ class SocketEnv:
     limits: SocketLimits
     stats: SocketStats
     buckets: UserBucketPool
+    byte_buckets: UserBucketPool  # the same per user, counting frame bytes
     route: Callable[[str], type[Channel] | None]  # the channel class serving a topic
     book: ChannelBook
     ctx: ServiceContext  # what the channels see
@@ -140,6 +154,7 @@ class Socket:
     __slots__ = (
         "__weakref__",
         "bucket",
+        "byte_bucket",
         "claims",
         "closing",
         "conn",
@@ -151,6 +166,7 @@ class Socket:
         "strikes",
         "table",
         "user_bucket",
+        "user_byte_bucket",
         "user_id",
     )
 
@@ -176,6 +192,9 @@ class Socket:
         self.last_seen = now
         self.bucket = TokenBucket(limits.rate, limits.burst, now)
         self.user_bucket = env.buckets.acquire(user_id, now)
+        # bytes too, not only frames: one 16 MiB frame costs what thousands of small ones do
+        self.byte_bucket = TokenBucket(limits.bytes_per_s, limits.bytes_per_s, now)
+        self.user_byte_bucket = env.byte_buckets.acquire(user_id, now)
         self.strikes = 0
         self.closing = False
 
@@ -193,7 +212,10 @@ class Socket:
     async def run(self) -> None:
         try:
             async for frame in self.conn:
-                self.on_frame(frame)
+                if isinstance(frame, str) and len(frame) > OFFLOAD_TEXT_CHARS:
+                    await self._on_large_text(frame)
+                else:
+                    self.on_frame(frame)
         except ConnectionClosed:
             pass
         finally:
@@ -203,25 +225,57 @@ class Socket:
             for channel in list(self.channels.values()):
                 channel.stop(CLOSED)
             self.env.buckets.release(self.user_id)
+            self.env.byte_buckets.release(self.user_id)
 
-    def on_frame(self, frame: str | bytes) -> None:
+    async def _on_large_text(self, frame: str) -> None:
+        """Decode a big JSON frame on a worker thread, so the loop serves every other socket
+        meanwhile; the frames after it wait in websockets' bounded queue (order is kept)."""
+        now = asyncio.get_running_loop().time()
+        if (
+            self.closing
+            or len(frame) > self.env.limits.max_text_frame_bytes
+            or not self._bytes_affordable(now)
+        ):
+            self.on_frame(frame)  # refused there, without decoding
+            return
+        self.on_frame(frame, await asyncio.to_thread(_decode, frame))
+
+    def _bytes_affordable(self, now: float) -> bool:
+        return self.byte_bucket.affordable(now) and self.user_byte_bucket.affordable(now)
+
+    def on_frame(self, frame: str | bytes, decoded: Message | ProtocolError | None = None) -> None:
         now = asyncio.get_running_loop().time()
         self.last_seen = now
         stats = self.env.stats
         stats.frames_in.inc()
         if self.closing:
             return
-        try:
-            msg = decode(frame, sender="client")
-        except ProtocolError as exc:
+        size, limit = len(frame), self.env.limits.max_text_frame_bytes
+        text = isinstance(frame, str)
+        if text and size > limit:
+            stats.closed.inc(reason="frame_too_big")
+            self.close(
+                CLOSE_MESSAGE_TOO_BIG,
+                f"text frame over {limit} (max_text_frame_bytes): send bulk data as binary",
+            )
+            return
+        if text and size > OFFLOAD_TEXT_CHARS and not self._bytes_affordable(now):
+            self._over_limit(None)  # a big JSON frame is not even decoded: no ref to answer
+            return
+        msg = _decode(frame) if decoded is None else decoded
+        if isinstance(msg, ProtocolError):
             stats.malformed.inc()
             stats.closed.inc(reason="malformed")
-            log.info("socket %s (user %s): malformed frame: %s", self.id, self.user_id, exc)
-            self.close(CLOSE_PROTOCOL_ERROR, f"malformed frame: {exc}")
+            log.info("socket %s (user %s): malformed frame: %s", self.id, self.user_id, msg)
+            self.close(CLOSE_PROTOCOL_ERROR, f"malformed frame: {msg}")
             return
-        if not (self.bucket.take(now) and self.user_bucket.take(now)):
+        if not (
+            self.bucket.take(now) and self.user_bucket.take(now) and self._bytes_affordable(now)
+        ):
             self._over_limit(msg)
             return
+        self.byte_bucket.spend(now, size)
+        self.user_byte_bucket.spend(now, size)
         self.strikes = 0
         try:
             self.dispatch(msg)
@@ -232,7 +286,7 @@ class Socket:
             )
             self.close(CLOSE_INTERNAL_ERROR, "internal error")
 
-    def _over_limit(self, msg: Message) -> None:
+    def _over_limit(self, msg: Message | None) -> None:
         stats = self.env.stats
         stats.rate_limited.inc()
         self.strikes += 1
@@ -240,7 +294,7 @@ class Socket:
             stats.closed.inc(reason="flood")
             log.warning("socket %s (user %s) closed: kept flooding", self.id, self.user_id)
             self.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded: too many messages")
-        elif msg.ref is not None:
+        elif msg is not None and msg.ref is not None:
             self.reply(msg, STATUS_ERROR, RATE_LIMITED)
 
     def dispatch(self, msg: Message) -> None:

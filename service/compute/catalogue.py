@@ -11,6 +11,10 @@ from veraltheim.service.compute.native import NATIVE_KERNELS, validate_native
 
 log = logging.getLogger(__name__)
 
+RGBA = 4
+F64 = 8
+STATS_BYTES = 5 * F64  # count, mean, std, min, max; then one f64 per histogram bin
+
 
 def spec_entry(spec: Any) -> dict[str, Any]:
     """A wasm KernelSpec as the manifest-shaped JSON entry the `kernels` reply lists."""
@@ -56,6 +60,25 @@ class Catalogue:
 
     def output_kind(self, name: str) -> str:
         return self.entries[name]["output"]["kind"]
+
+    def output_bytes(self, name: str, input_bytes: int, params: dict[str, Any]) -> int | None:
+        """How big a job's output will be, from its validated params (None: not known before
+        it runs)."""
+        kind = self.output_kind(name)
+        if kind == "numeric":
+            return input_bytes
+        if kind == "stats":
+            return STATS_BYTES + F64 * int(params.get("bins", 0))
+        if kind != "rgba8":
+            return None
+        width = params.get("out_width", params.get("width"))
+        height = params.get("out_height", params.get("height"))
+        if not isinstance(width, int | float) or not isinstance(height, int | float):
+            return None
+        rows = int(height)
+        if "row_start" in params and "row_end" in params:  # a band of rows (mandelbrot)
+            rows = (int(params["row_end"]) or rows) - int(params["row_start"])
+        return int(width) * max(0, rows) * RGBA
 
 
 def _installed(user_kernels: Any | None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import math
 import struct
 from typing import Any
 
@@ -90,9 +91,13 @@ class ComputeChannel(Channel):
             job_id = header["id"]
             kernel = header["kernel"]
             params = self.compute.catalogue.validate(kernel, data, header.get("params") or {})
+            self._check_output_size(kernel, len(data), params)
             deadline = header.get("deadline_s")
             if deadline is not None and (
-                not isinstance(deadline, int | float) or isinstance(deadline, bool) or deadline <= 0
+                not isinstance(deadline, int | float)
+                or isinstance(deadline, bool)
+                or not math.isfinite(deadline)
+                or deadline <= 0
             ):
                 raise ComputeError(Reason.BAD_REQUEST, "deadline_s must be a positive number")
 
@@ -128,19 +133,35 @@ class ComputeChannel(Channel):
                 Reason.BAD_REQUEST, "compute_request takes a JSON object or an envelope"
             )
         kernel, job_id = header.get("kernel"), header.get("id")
-        if not isinstance(kernel, str) or not kernel:
-            raise ComputeError(Reason.BAD_REQUEST, "the request header needs a kernel name")
         if isinstance(job_id, int) and not isinstance(job_id, bool):
             job_id = str(job_id)
         if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_ID_CHARS:
             raise ComputeError(
                 Reason.BAD_REQUEST, f"the request needs an id (a string of 1-{MAX_ID_CHARS})"
             )
-        if job_id in self.jobs:
-            raise ComputeError(Reason.BAD_REQUEST, f"job id {job_id!r} is already running")
-        if not binary:
-            data = self._json_input(kernel, header.get("input"), header.get("params"))
+        try:  # from here on every error names the request's id
+            if not isinstance(kernel, str) or not kernel:
+                raise ComputeError(Reason.BAD_REQUEST, "the request header needs a kernel name")
+            if job_id in self.jobs:
+                raise ComputeError(Reason.BAD_REQUEST, f"job id {job_id!r} is already running")
+            if not binary:
+                data = self._json_input(kernel, header.get("input"), header.get("params"))
+        except ComputeError as exc:
+            exc.extra.setdefault("id", job_id)
+            raise
         return {**header, "id": job_id}, data
+
+    def _check_output_size(self, kernel: str, input_bytes: int, params: dict[str, Any]) -> None:
+        """Refuse a job whose reply could not be sent (a frame holds max_frame_bytes), before
+        it runs: a 155-byte request may ask for a 64 MiB picture."""
+        limit = self.compute.max_output_bytes
+        expected = self.compute.catalogue.output_bytes(kernel, input_bytes, params)
+        if limit is not None and expected is not None and expected > limit:
+            raise ComputeError(
+                Reason.TOO_LARGE,
+                f"the output would be {expected} bytes; a reply holds at most {limit}",
+                limit=limit,
+            )
 
     def _input_dtype(self, kernel: str, params: Any) -> str:
         """ "f64" or "i32": a "numeric" input is what its `dtype` param (or default) says."""
@@ -182,6 +203,11 @@ class ComputeChannel(Channel):
             return
         finally:
             self.jobs.pop(job_id, None)
+        limit = self.compute.max_output_bytes
+        if limit is not None and len(result.output) > limit:  # a kernel the catalogue can't size
+            message = f"the output is {len(result.output)} bytes; a reply holds at most {limit}"
+            self.reply(ref, "error", {"reason": Reason.TOO_LARGE, "message": message, "id": job_id})
+            return
         load = self.compute.load()
         header = {
             "id": job_id,

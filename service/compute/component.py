@@ -30,6 +30,7 @@ class ComputeComponent:
         # One user-kernel install or removal at a time (a compile and the examples' runs).
         self.install_lock = asyncio.Lock()
         self.max_input_bytes: int | None = None
+        self.max_output_bytes: int | None = None
         self.catalogue = Catalogue(None)
         self.pool: JobRunner = None  # type: ignore[assignment]
 
@@ -43,6 +44,8 @@ class ComputeComponent:
         frame = getattr(getattr(ctx, "config", None), "max_frame_bytes", None)
         # The largest input a request can carry: a frame, less room for the envelope header.
         self.max_input_bytes = frame - ENVELOPE_ROOM if frame else None
+        # and the largest output a reply can carry
+        self.max_output_bytes = self.max_input_bytes
         from veraltheim.wasm import Runtime
         from veraltheim.wasm.user_kernels import UserKernelStore
 

@@ -105,9 +105,13 @@ def test_stale_pidfile_is_reported_and_replaced(data_dir):
     assert not (data_dir / "service.pid").exists()
 
 
-def test_stop_never_signals_an_unrelated_process_named_by_a_stale_pidfile(data_dir):
-    """A daemon killed with SIGKILL leaves its pidfile; the pid may be reused by then."""
-    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+@pytest.mark.parametrize(
+    "words", [[], ["my-service"], ["-m", "service"], ["veraltheim.service"]], ids=repr
+)
+def test_stop_never_signals_an_unrelated_process_named_by_a_stale_pidfile(data_dir, words):
+    """A daemon killed with SIGKILL leaves its pidfile; the pid may be reused by then, also by
+    a process whose command line merely contains "service" (issue 10, defect 11)."""
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", *words],
                              stdin=subprocess.PIPE)  # fmt: skip
     try:
         (data_dir / "service.pid").write_text(f"{other.pid}\n")

@@ -199,3 +199,43 @@ def test_metrics_render_prometheus_text():
     assert m.counter("things", "again") is c
     with pytest.raises(ValueError, match="already registered"):
         m.gauge("things", "clash", lambda: 0)
+
+
+def test_only_our_service_command_lines_count_as_the_service():
+    from veraltheim.service.daemon import is_service_command
+
+    ours = [
+        ["/usr/bin/veraltheim-service", "run"],
+        ["/opt/venv/bin/python3", "/opt/venv/bin/veraltheim-service", "start", "--port", "0"],
+        ["python", "-m", "veraltheim.service", "start"],
+        ["/opt/veraltheim/veraltheim-service", "run"],
+    ]
+    others = [
+        ["python", "-c", "pass", "service"],
+        ["/usr/sbin/my-service"],
+        ["python", "-m", "service"],
+        ["python", "myscript.py", "veraltheim-service"],
+        ["bash", "-c", "veraltheim.service"],
+        [""],
+    ]
+    assert all(is_service_command(argv) for argv in ours)
+    assert not any(is_service_command(argv) for argv in others)
+
+
+def test_socket_caps_in_all_per_user_and_per_address():
+    from veraltheim.service.admission import FD_RESERVE, SocketCaps, auto_max_sockets
+
+    caps = SocketCaps(total=3, per_user=2, per_address=0)
+    assert caps.refusal("ann", "10.0.0.1") is None
+    caps.add("ann", "10.0.0.1")
+    caps.add("ann", "10.0.0.2")
+    assert "max_sockets_per_user" in caps.refusal("ann", "10.0.0.3")
+    caps.add("bob", "10.0.0.1")
+    assert "max_sockets)" in caps.refusal("cy", "10.0.0.9")
+    caps.remove("ann", "10.0.0.1")
+    assert caps.refusal("cy", "10.0.0.9") is None and caps.open == 2
+    by_ip = SocketCaps(total=0, per_user=0, per_address=1)
+    by_ip.add("a", "1.2.3.4")
+    assert "max_sockets_per_ip" in by_ip.refusal("b", "1.2.3.4")
+    assert by_ip.refusal("b", "1.2.3.5") is None
+    assert auto_max_sockets(20_000) == 20_000 - FD_RESERVE and auto_max_sockets(None) > 0
