@@ -19,6 +19,9 @@
   `entries` map entries; document_bytes: that document's full update (Doc.get_update()).
 - cold_open_ms: opening that document from the client cache with no service, in a fresh
   process as at app start (imports not counted; median of 5).
+- loop_lag_ms: p99 and max lateness of the service's own event loop (its 10 ms probe, read
+  from /metrics) while a document of `entries` entries (about 2 MB) compacts every 200 updates
+  under 100 clients each editing it once a second (a service of its own for this phase).
 
 The service runs with --no-auth and rate limits off (they would cap the throughput figures).
 """
@@ -35,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +66,7 @@ UNLIMITED = {
 
 
 class Service:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **env: str) -> None:
         cmd = [
             sys.executable,
             "-m",
@@ -74,7 +78,7 @@ class Service:
             "0",
         ]
         cmd += ["--no-auth", "--data-dir", str(data_dir), "--log-level", "WARNING"]
-        env = {**os.environ, **UNLIMITED, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **UNLIMITED, "PYTHONUNBUFFERED": "1", **env}
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT
         )
@@ -85,6 +89,7 @@ class Service:
                 break
         else:
             raise RuntimeError("the service did not start")
+        self.http_url = "http" + self.url.split("/socket/")[0][2:]
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()
 
     def stop(self) -> None:
@@ -317,6 +322,77 @@ def cold_open(path: Path, name: str, expected: int) -> float:
     return float(out.stdout)
 
 
+def scrape(http_url: str) -> dict[str, float]:
+    """The service's /metrics series (label sets kept in the key)."""
+    with urllib.request.urlopen(http_url + "/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def lag_p99_ms(before: dict[str, float], after: dict[str, float]) -> float:
+    """The p99 wake-up lateness between two scrapes, as the upper bound of its bucket."""
+    prefix = "veraltheim_loop_lag_samples_total{le="
+    buckets = sorted(
+        (float(k[len(prefix) + 1 : -2].replace("+Inf", "inf")), v - before.get(k, 0.0))
+        for k, v in after.items()
+        if k.startswith(prefix)
+    )
+    total = buckets[-1][1]
+    for bound, count in buckets:
+        if count >= 0.99 * total:
+            return round(bound * 1000, 3)
+    return float("inf")
+
+
+async def loop_lag_under_compaction(
+    url: str, http_url: str, entries: int, clients: int = 100, seconds: float = 10.0
+) -> dict[str, Any]:
+    """The service's event loop lateness while a 2 MB document compacts (every 200 updates)
+    under `clients` members editing it (each once a second, acknowledged)."""
+    name = DOC_TOPIC_PREFIX + "compacting"
+    seed_doc = Doc()
+    seed_doc.get("m", type=Map).update({f"k{i}": i for i in range(entries)})
+    seed = seed_doc.get_update()
+    socks = [Socket(url) for _ in range(clients)]
+    await asyncio.gather(*(s.connect() for s in socks))
+    channels = [s.channel(name) for s in socks]
+    await asyncio.gather(*(ch.join() for ch in channels))
+    assert (await channels[0].push(YJS_EVENT, create_update_message(seed), timeout=120)).ok
+    before = scrape(http_url)  # also resets loop_lag_max_seconds
+    deadline = time.perf_counter() + seconds
+
+    async def edit(i: int, channel: Any) -> None:
+        doc, updates = Doc(), []
+        doc.observe(lambda e: updates.append(e.update))
+        m = doc.get("m", type=Map)
+        await asyncio.sleep(i / clients)  # spread over the second
+        n = 0
+        while time.perf_counter() < deadline:
+            m[f"c{i}-{n}"] = n
+            n += 1
+            reply = await channel.push(YJS_EVENT, create_update_message(updates[-1]), timeout=60)
+            assert reply.ok, reply
+            await asyncio.sleep(1.0)
+
+    await asyncio.gather(*(edit(i, ch) for i, ch in enumerate(channels)))
+    after = scrape(http_url)
+    for s in socks:
+        await s.disconnect()
+    compactions = "veraltheim_doc_compactions_total"
+    return {
+        "p99": lag_p99_ms(before, after),
+        "max": round(after["veraltheim_loop_lag_max_seconds"] * 1000, 3),
+        "document_bytes": len(seed),
+        "compactions": after.get(compactions, 0) - before.get(compactions, 0),
+        "clients": clients,
+        "seconds": seconds,
+    }
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         svc = Service(Path(tmp) / "service")
@@ -330,6 +406,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             big = await reconnect_and_cold_open(svc.url, cache, args.entries)
         finally:
             svc.stop()
+        svc = Service(Path(tmp) / "compacting", VERALTHEIM_DOCS_COMPACT_EVERY="200")
+        try:
+            loop_lag = await loop_lag_under_compaction(svc.url, svc.http_url, args.entries)
+        finally:
+            svc.stop()
     return {
         "edit_latency_ms": latency,
         "latency_p50_ratio_100_vs_2": round(
@@ -338,7 +419,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "updates_per_s": updates_per_s,
         **big,
         "entries": args.entries,
+        "loop_lag_ms": loop_lag,
         "goals": {
+            "loop_lag_p99_under_20ms": loop_lag["p99"] < 20,
+            "loop_lag_max_under_100ms": loop_lag["max"] < 100,
             "p99_100_clients_under_50ms": latency["clients_100"]["p99"] < 50,
             **(
                 {f"p99_{args.crowd}_clients_under_50ms": crowd_p99 < 50}

@@ -28,6 +28,7 @@ from veraltheim.service.endpoint import CLOSE_TIMEOUT_S, Endpoint
 from veraltheim.service.lifecycle import Lifecycle
 from veraltheim.service.limits import UserBuckets
 from veraltheim.service.lobby import LobbyChannel
+from veraltheim.service.looplag import LoopLag
 from veraltheim.service.metrics import Metrics
 from veraltheim.service.presence import Presence
 from veraltheim.service.pubsub import PubSub
@@ -88,6 +89,7 @@ class Service:
         self.config = config
         self.metrics = Metrics()
         self.stats = Stats(self.metrics)
+        self.loop_lag = LoopLag(self.metrics)
         pubsub: PubSub = PubSub()
         presence = Presence(pubsub)
         self.cluster: Any = None  # a ClusterNode when broadcasts and presence span nodes
@@ -161,6 +163,7 @@ class Service:
             log.info("component %s started", name)
         host, port = await self.endpoint.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_idle())
+        self.track_task(asyncio.get_running_loop().create_task(self.loop_lag.run()))
         return host, port
 
     async def stop(self, grace_s: float | None = None) -> None:

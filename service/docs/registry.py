@@ -8,6 +8,7 @@ import asyncio
 import logging
 import sqlite3
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +86,15 @@ class LiveDoc:
     """One loaded document. Create with `await LiveDoc.open(...)`."""
 
     def __init__(
-        self, name: str, store: UpdateStore, compact_every: int, awareness: AwarenessTable
+        self,
+        name: str,
+        store: UpdateStore,
+        compact_every: int,
+        awareness: AwarenessTable,
+        on_compacted: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        self._on_compacted = on_compacted
         self._store = store
         self._compact_every = compact_every
         self.doc = Doc()
@@ -102,10 +109,15 @@ class LiveDoc:
 
     @classmethod
     async def open(
-        cls, name: str, store: UpdateStore, compact_every: int, awareness: AwarenessTable
+        cls,
+        name: str,
+        store: UpdateStore,
+        compact_every: int,
+        awareness: AwarenessTable,
+        on_compacted: Callable[[], None] | None = None,
     ) -> LiveDoc:
         """Load `name`; DocumentUnavailable (after quarantining it) if it cannot be loaded."""
-        live = cls(name, store, compact_every, awareness)
+        live = cls(name, store, compact_every, awareness, on_compacted)
         await live._load()
         return live
 
@@ -221,6 +233,8 @@ class LiveDoc:
         except Exception:
             log.exception("compacting document %r failed; its log is kept", self.name)
             return
+        if self._on_compacted is not None:
+            self._on_compacted()
         if kept:
             log.info("document %r compacted; %d pending updates kept beside it", self.name, kept)
 
@@ -280,6 +294,7 @@ class DocRegistry:
         self.stored: Any = None  # metrics counters, set by start()
         self.refused: Any = None
         self.quarantined: Any = None
+        self.compactions: Any = None
 
     @classmethod
     def from_config(cls, config: Any) -> DocRegistry:
@@ -309,6 +324,11 @@ class DocRegistry:
         self.quarantined = metrics.counter(
             "docs_unavailable", "joins refused: the document is quarantined"
         )
+        self.compactions = metrics.counter("doc_compactions", "document logs compacted")
+
+    def _compacted(self) -> None:
+        if self.compactions is not None:
+            self.compactions.inc()
 
     def open_store(self, data_dir: Path) -> None:
         self.store = DocStore.in_data_dir(data_dir)
@@ -366,7 +386,9 @@ class DocRegistry:
         self._loading[name] = future
         try:
             awareness = AwarenessTable(self.max_awareness_states, self.max_awareness_state_bytes)
-            live = await LiveDoc.open(name, self.store, self.compact_every, awareness)
+            live = await LiveDoc.open(
+                name, self.store, self.compact_every, awareness, self._compacted
+            )
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: a lone joiner must not log "never retrieved"

@@ -1,8 +1,8 @@
 """A watch on a running service while hostile clients attack it.
 
-On its own thread and event loop (so the attacks in the test's loop cannot delay it), the watch
-keeps a well-behaved client sending a heartbeat every 20 ms and another one editing a document,
-and checks after each case that:
+A client in a process of its own sends a heartbeat every 20 ms (tests/support/heartbeat.py);
+a well-behaved editor on the watch's own thread and event loop edits a document. After each
+case the watch checks that:
 - every heartbeat was answered within HEARTBEAT_BOUND_MS, throughout the case;
 - a fresh client opening the document gets every acknowledged edit of the well-behaved client;
 - the service's resident memory stays within RSS_GROWTH_BOUND_MIB of what it was after warm-up.
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,11 @@ from veraltheim.protocol import Message, decode, encode
 from veraltheim.protocol.constants import VSN
 from veraltheim.protocol.ysync import Kind, parse_message, update_is_pending
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.support.phx_frames import sign
 
-HEARTBEAT_EVERY_S = 0.02
+ROOT = Path(__file__).resolve().parents[2]
 HEARTBEAT_BOUND_MS = 250.0
 RSS_GROWTH_BOUND_MIB = 160.0
 REPLY_WAIT_S = 10.0
@@ -37,6 +39,11 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class PhxClient:
@@ -55,19 +62,30 @@ class PhxClient:
         return cls(ws)
 
     async def _read(self) -> None:
-        async for frame in self.ws:
-            msg = decode(frame, sender="server")
-            waiter = self.waiting.pop(msg.ref, None) if msg.ref is not None else None
-            if waiter is not None and not waiter.done():
-                waiter.set_result(msg)
-            elif msg.ref is None:
-                self.pushes.put_nowait(msg)
+        try:
+            async for frame in self.ws:
+                msg = decode(frame, sender="server")
+                waiter = self.waiting.pop(msg.ref, None) if msg.ref is not None else None
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(msg)
+                elif msg.ref is None:
+                    self.pushes.put_nowait(msg)
+        except ConnectionClosed:
+            pass
+        finally:  # a push waiting for a reply learns at once that none will come
+            for waiter in self.waiting.values():
+                if not waiter.done():
+                    waiter.set_exception(ConnectionError("the socket closed"))
+                    waiter.add_done_callback(_retrieved)  # its push may have timed out
+            self.waiting.clear()
 
     async def push(
         self, topic: str, event: str, payload: Any, join_ref: str | None = "1"
     ) -> dict[str, Any]:
         ref = str(next(self.refs))
         waiter = asyncio.get_running_loop().create_future()
+        if self.reader.done():
+            raise ConnectionError("the socket closed")
         self.waiting[ref] = waiter
         await self.ws.send(encode(Message(join_ref, ref, topic, event, payload), sender="client"))
         reply = await asyncio.wait_for(waiter, REPLY_WAIT_S)
@@ -78,35 +96,41 @@ class PhxClient:
         self.reader.cancel()
 
 
-@dataclass
-class Window:
-    start: float
-    rtts_ms: list[float] = field(default_factory=list)
-
-
 class Watch:
     def __init__(self, ws_url: str, pid: int, topic: str = "doc:shared") -> None:
         self.ws_url, self.pid, self.topic = ws_url, pid, topic
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="watch", daemon=True)
         self.samples: list[tuple[float, float]] = []  # (sent at, round trip ms; inf: no answer)
+        self.beat = threading.Condition()
         self.acked: list[bytes] = []
         self.editor = Doc()
         self.baseline_mib = 0.0
-        self._stop = asyncio.Event()
+        self.beater: subprocess.Popen[str] | None = None
 
     # -- lifecycle (from the test thread) -----------------------------------------------------
 
     def start(self) -> Watch:
         self.thread.start()
         self._call(self._start())
+        # heartbeats from a process of their own: nothing in this one can delay them
+        self.beater = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.heartbeat", self.ws_url, sign("watch-beat")],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        threading.Thread(target=self._read_beats, name="watch-beats", daemon=True).start()
         self.edit()
         self.baseline_mib = rss_mib(self.pid)
         return self
 
     def stop(self) -> None:
         try:
-            self._call(self._shutdown())
+            if self.beater is not None:
+                self.beater.terminate()
+                self.beater.wait(10)
+            self._call(self.writer.close())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
@@ -115,34 +139,23 @@ class Watch:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     async def _start(self) -> None:
-        self.beater = await PhxClient.connect(self.ws_url, "watch-heartbeat")
         self.writer = await PhxClient.connect(self.ws_url, "watch-writer")
         joined = await self.writer.push(self.topic, "phx_join", {})
         assert joined["status"] == "ok", joined
-        self.beating = asyncio.get_running_loop().create_task(self._beat())
 
-    async def _shutdown(self) -> None:
-        self.beating.cancel()
-        await self.beater.close()
-        await self.writer.close()
+    def _read_beats(self) -> None:
+        assert self.beater is not None and self.beater.stdout is not None
+        for line in self.beater.stdout:
+            sent, rtt = line.split()
+            with self.beat:
+                self.samples.append((float(sent), float(rtt)))
+                self.beat.notify_all()
 
-    async def _beat(self) -> None:
-        while True:
-            sent = time.monotonic()
-            self.samples.append((sent, await self._one_beat()))
-            await asyncio.sleep(max(0.0, HEARTBEAT_EVERY_S - (time.monotonic() - sent)))
-
-    async def _one_beat(self) -> float:
-        """One heartbeat's round trip in ms (inf: no answer within 4 times the bound)."""
-        sent = time.monotonic()
-        try:
-            await asyncio.wait_for(
-                self.beater.push("phoenix", "heartbeat", {}, join_ref=None),
-                HEARTBEAT_BOUND_MS * 4 / 1000,
-            )
-        except TimeoutError:
-            return float("inf")
-        return (time.monotonic() - sent) * 1000
+    def _beats_after(self, t: float) -> None:
+        """Wait until a heartbeat sent after `t` has its answer (or is known unanswered)."""
+        with self.beat:
+            if not self.beat.wait_for(lambda: self.samples and self.samples[-1][0] > t, 10):
+                raise AssertionError("the heartbeat client stopped reporting")
 
     # -- what the checks use -----------------------------------------------------------------
 
@@ -189,7 +202,8 @@ class Watch:
     def check(self, start: float, what: str = "") -> None:
         """Everything the watch promises, for the case that began at `start`."""
         self.edit()
-        rtts = self.heartbeats_since(start) + [self._call(self._one_beat())]
+        self._beats_after(time.monotonic())  # the service answers after the case, too
+        rtts = self.heartbeats_since(start)
         worst = max(rtts)
         assert worst <= HEARTBEAT_BOUND_MS, (
             f"{what}: a heartbeat took {worst:.0f} ms (bound {HEARTBEAT_BOUND_MS:.0f} ms)"
