@@ -163,7 +163,7 @@ class Service:
             log.info("component %s started", name)
         host, port = await self.endpoint.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_idle())
-        self.track_task(asyncio.get_running_loop().create_task(self.loop_lag.run()))
+        self.life.track_task(asyncio.get_running_loop().create_task(self.loop_lag.run()))
         return host, port
 
     async def stop(self, grace_s: float | None = None) -> None:

@@ -24,6 +24,8 @@ from veraltheim.service.docs.awareness import AwarenessTable
 from veraltheim.service.docs.store import DocStore, StoredDoc, StoreError, UpdateStore
 
 log = logging.getLogger(__name__)
+# Updates bigger than this are checked on a worker thread.
+CHECK_OFF_LOOP_BYTES = 64 * 1024
 
 
 class UpdateRejected(ValueError):
@@ -71,6 +73,21 @@ def _check_loads(encoded: bytes) -> None:
         raise UpdateRejected(
             f"update refused: the document would no longer encode and load ({exc})"
         ) from None
+
+
+def _check_alone(update: bytes) -> None:
+    alone = Doc()
+    _apply(alone, update)
+    _check_loads(alone.get_update())
+
+
+async def _checked(check: Callable[[bytes], None], data: bytes) -> None:
+    """Run a check; one of a big update on a worker thread: pycrdt holds the GIL while it
+    decodes, but the loop gets its turns between the calls instead of waiting for all."""
+    if len(data) > CHECK_OFF_LOOP_BYTES:
+        await asyncio.to_thread(check, data)
+    else:
+        check(data)
 
 
 def build_doc(stored: StoredDoc) -> Doc:
@@ -168,15 +185,13 @@ class LiveDoc:
         Raises UpdateRejected (the store and the Doc are untouched) or StoreFailed."""
         if update == EMPTY_UPDATE:
             return False
-        # On its own first (cheap: the size of the update), so a bad one never touches the Doc.
-        alone = Doc()
-        _apply(alone, update)
-        _check_loads(alone.get_update())
+        # On its own first (the cost of the update's size), so a bad one never touches the Doc.
+        await _checked(_check_alone, update)
         before = self.doc.get_state()
         _apply(self.doc, update)
         try:
             # what the update added to this Doc, encoded, must load again too
-            _check_loads(self.doc.get_update(before))
+            await _checked(_check_loads, self.doc.get_update(before))
         except UpdateRejected:
             log.warning("document %r: an update broke its encoding; reloading it", self.name)
             await self._load()

@@ -294,3 +294,19 @@ async def test_a_read_only_member_cannot_write_or_hoard(svc, watch):
     assert reply["response"]["reason"] == "read_only"
     await ws.close()
     watch.check(start, "read-only")
+
+
+async def test_big_valid_updates_leave_the_others_served(svc, watch):
+    """Updates near max_update_bytes (1 MiB) are checked on a worker thread: the loop gets its
+    turns between pycrdt's calls."""
+    start = watch.window()
+    ws = await doc_socket(svc, topic="doc:bulky")
+    for round_ in range(3):
+        doc = Doc()
+        doc.get("m", type=Map).update({f"r{round_}-{i}": "y" * 80 for i in range(9000)})
+        update = doc.get_update()
+        assert 700_000 < len(update) < 1 << 20
+        reply = await push(ws, "yjs", yjs_update(update), str(10 + round_), "doc:bulky")
+        assert reply["status"] == "ok", reply
+    await ws.close()
+    watch.check(start, "big valid updates")
