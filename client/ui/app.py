@@ -86,6 +86,7 @@ def make_app(argv0: str = APP_NAME):
 
 
 async def run_window(args: argparse.Namespace) -> int:
+    from veraltheim.client.ui.notices import NoticeKind
     from veraltheim.client.ui.settings import load_settings
     from veraltheim.client.ui.shell import Shell
 
@@ -101,7 +102,9 @@ async def run_window(args: argparse.Namespace) -> int:
     try:
         window = shell.load()
         if problem:
-            shell.notices.show("warning", problem, "Fix or delete the file, then save Settings.")
+            shell.notices.show(
+                NoticeKind.WARNING, problem, "Fix or delete the file, then save Settings."
+            )
         shell.show_view(args.view)
         first_frame = asyncio.get_running_loop().create_future()
         window.frameSwapped.connect(

@@ -9,7 +9,7 @@ from typing import Any
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 from veraltheim.client.net.state import ConnectionState
 from veraltheim.client.ui.models import DictListModel
-from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.notices import NoticeKind, Notices
 from veraltheim.client.ui.qml import qml_type
 from veraltheim.client.ui.settings import SERVICE_URL_HINT, service_url_problem
 from veraltheim.protocol.constants import LOBBY_TOPIC
@@ -131,11 +131,13 @@ class Connection(QObject):
             for listener in list(self.state_listeners):
                 listener(name)
         if name == ConnectionState.CONNECTED:
-            self.notices.clear("warning")
+            self.notices.clear(NoticeKind.WARNING)
             if changed and self.socket is not None:  # a first round trip at once
                 self.notices.spawn(self._ping(self.socket), "Ping: ")
         elif name in (ConnectionState.RECONNECTING, ConnectionState.OFFLINE) and changed:
-            self.notices.show("warning", f"The service at {self._address} is {name}.", detail)
+            self.notices.show(
+                NoticeKind.WARNING, f"The service at {self._address} is {name}.", detail
+            )
 
     def _refresh_rtt(self) -> None:
         self._rtt_ticks += 1
@@ -166,7 +168,7 @@ class Connection(QObject):
         address = address.strip()
         problem = service_url_problem(address)
         if problem:
-            self.notices.show("error", problem, SERVICE_URL_HINT)
+            self.notices.show(NoticeKind.ERROR, problem, SERVICE_URL_HINT)
             return
         self.reconnectRequested.emit(address, token.strip())
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from enum import StrEnum
 from typing import Any
 
 from PySide6.QtCore import Property, QObject, Signal, Slot
@@ -13,6 +14,14 @@ from veraltheim.client.ui.errors import describe_error
 from veraltheim.client.ui.qml import qml_type
 
 log = logging.getLogger(__name__)
+
+
+class NoticeKind(StrEnum):
+    """How serious a message is (its colour and icon in the message bar)."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
 
 
 @qml_type
@@ -23,21 +32,22 @@ class Notices(QObject):
         super().__init__(parent)
         self._text = ""
         self._hint = ""
-        self._kind = ""  # "error", "warning", "info" or "" (nothing shown)
+        self._kind = ""  # a NoticeKind, or "" (nothing shown)
         self._tasks: set[asyncio.Task] = set()
 
-    def show(self, kind: str, text: str, hint: str = "") -> None:
-        if kind == "warning" and self._kind == "error":
+    def show(self, kind: NoticeKind, text: str, hint: str = "") -> None:
+        kind = NoticeKind(kind)
+        if kind == NoticeKind.WARNING and self._kind == NoticeKind.ERROR:
             return  # the link's state is also in the status bar; the error needs reading first
-        self._kind, self._text, self._hint = kind, text, hint
+        self._kind, self._text, self._hint = str(kind), text, hint
         self.changed.emit()
 
     def error(self, exc: BaseException, context: str = "") -> None:
         what, todo = describe_error(exc)
         log.info("%s%s", context, what, exc_info=exc)
-        self.show("error", f"{context}{what}", todo)
+        self.show(NoticeKind.ERROR, f"{context}{what}", todo)
 
-    def clear(self, kind: str | None = None) -> None:
+    def clear(self, kind: NoticeKind | None = None) -> None:
         """Hide the message (only if it is of `kind`, when given)."""
         if kind is None or self._kind == kind:
             self._kind, self._text, self._hint = "", "", ""
@@ -87,3 +97,8 @@ class Notices(QObject):
     text = Property(str, lambda self: self._text, notify=changed)
     hint = Property(str, lambda self: self._hint, notify=changed)
     kind = Property(str, lambda self: self._kind, notify=changed)
+    # what the message bar tests, so it never spells a kind out
+    shown = Property(bool, lambda self: self._kind != "", notify=changed)
+    isError = Property(bool, lambda self: self._kind == NoticeKind.ERROR, notify=changed)
+    isWarning = Property(bool, lambda self: self._kind == NoticeKind.WARNING, notify=changed)
+    isInfo = Property(bool, lambda self: self._kind == NoticeKind.INFO, notify=changed)

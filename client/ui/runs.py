@@ -11,7 +11,7 @@ from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 from veraltheim.client.state.run_history import ROOT as RUNS_ROOT
 from veraltheim.client.state.run_history import RunRecord, RunStatus
 from veraltheim.client.ui.models import DictListModel
-from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.notices import NoticeKind, Notices
 from veraltheim.client.ui.qml import qml_type
 from veraltheim.client.ui.units import human_bytes
 
@@ -134,7 +134,7 @@ class Runs(QObject):
         """A run finished here: append it to the shared history (offline it waits in the cache)."""
         if self.history is None:
             self.notices.show(
-                "warning", "The run history is not open; this run is not recorded.", ""
+                NoticeKind.WARNING, "The run history is not open; this run is not recorded.", ""
             )
             return
         self.history.append(run)

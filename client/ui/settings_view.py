@@ -8,7 +8,7 @@ from typing import Any
 
 from PySide6.QtCore import Property, QObject, Signal, Slot
 from veraltheim.client.compute.routes import Route
-from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.notices import NoticeKind, Notices
 from veraltheim.client.ui.qml import qml_type
 from veraltheim.client.ui.settings import (
     SERVICE_URL_HINT,
@@ -53,19 +53,19 @@ class SettingsController(QObject):
         service_url = service_url.strip()
         problem = service_url_problem(service_url)
         if problem:
-            self.notices.show("error", problem, SERVICE_URL_HINT)
+            self.notices.show(NoticeKind.ERROR, problem, SERVICE_URL_HINT)
             return False
         ca_file = ca_file.strip()
         if ca_file and not Path(ca_file).is_file():
             self.notices.show(
-                "error",
+                NoticeKind.ERROR,
                 f"The certificate file {ca_file} does not exist.",
                 "Give the path of the service's PEM certificate, or leave the field empty.",
             )
             return False
         if route not in set(Route) or max_input_mib < 1 or deadline_s <= 0:
             self.notices.show(
-                "error", "A setting is out of range.", "Check the limits and save again."
+                NoticeKind.ERROR, "A setting is out of range.", "Check the limits and save again."
             )
             return False
         self.value = dataclasses.replace(
@@ -87,7 +87,7 @@ class SettingsController(QObject):
         self.changed.emit()
         self.saved.emit()
         self.notices.show(
-            "info",
+            NoticeKind.INFO,
             f"Settings saved to {self.path}.",
             "A new kernel cache folder is used from the next start.",
         )

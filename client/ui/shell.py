@@ -27,7 +27,7 @@ from veraltheim.client.ui.images import PROVIDER_ID, PreviewImages
 from veraltheim.client.ui.inspector import Inspector
 from veraltheim.client.ui.jobs import Jobs
 from veraltheim.client.ui.notes import NotesController
-from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.notices import NoticeKind, Notices
 from veraltheim.client.ui.runs import Runs
 from veraltheim.client.ui.settings import AppSettings
 from veraltheim.client.ui.settings_view import SettingsController
@@ -143,7 +143,7 @@ class Shell(QObject):
         self.qml_warnings = warnings
         if self.startup_error is not None:
             self.notices.show(
-                "error",
+                NoticeKind.ERROR,
                 f"Kernels are not available: {self.startup_error}",
                 "Reinstall Veraltheim or rebuild the kernels (make wasm); shared runs and notes "
                 "still work.",
@@ -244,7 +244,7 @@ class Shell(QObject):
             return ssl.create_default_context(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
             self.notices.show(
-                "error",
+                NoticeKind.ERROR,
                 f"The trusted certificate {ca_file} cannot be used: {exc}.",
                 "Fix the file in Settings; until then only certificates the system trusts work.",
             )

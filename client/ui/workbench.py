@@ -24,7 +24,7 @@ from veraltheim.client.ui.images import PreviewImages, rgba_to_qimage
 from veraltheim.client.ui.inputs import InputError, KernelInput, file_filters, load_input
 from veraltheim.client.ui.jobs import JobOutcome, Jobs
 from veraltheim.client.ui.models import DictListModel
-from veraltheim.client.ui.notices import Notices
+from veraltheim.client.ui.notices import NoticeKind, Notices
 from veraltheim.client.ui.outputs import KernelOutput, describe_output, save_output
 from veraltheim.client.ui.qml import qml_type
 from veraltheim.client.ui.settings import AppSettings
@@ -164,7 +164,9 @@ class Workbench(QObject):
                         value = float(value)
                 except (TypeError, ValueError, OverflowError):
                     self.notices.show(
-                        "error", f"{name}: {value!r} is not a number.", "Type a number in range."
+                        NoticeKind.ERROR,
+                        f"{name}: {value!r} is not a number.",
+                        "Type a number in range.",
                     )
                     return
                 if row["value"] != value:
@@ -182,12 +184,14 @@ class Workbench(QObject):
     def openFile(self, url: Any) -> None:
         """The user picked a file (open dialog or drop): the only way a file reaches a kernel."""
         if self._running:
-            self.notices.show("warning", "A job is running.", "Wait for it or cancel it (Esc).")
+            self.notices.show(
+                NoticeKind.WARNING, "A job is running.", "Wait for it or cancel it (Esc)."
+            )
             return
         path = _local_path(url)
         if path is None:
             self.notices.show(
-                "error", f"{url} is not a local file.", "Pick a file on this computer."
+                NoticeKind.ERROR, f"{url} is not a local file.", "Pick a file on this computer."
             )
             return
         self._load(path)
@@ -234,7 +238,7 @@ class Workbench(QObject):
         url = self.images.put("input", image) if image is not None else ""
         self._set_input(loaded, url)
         self._set_loading("", f"Opened {path.name}.")
-        self.notices.clear("error")
+        self.notices.clear(NoticeKind.ERROR)
         self.inputLoadEnded.emit("ok")
 
     def _read_input(
@@ -289,18 +293,20 @@ class Workbench(QObject):
         if self._running or (self._task is not None and not self._task.done()):
             return
         if self._spec is None:
-            self.notices.show("error", "No kernel is selected.", "Pick one in the Kernel list.")
+            self.notices.show(
+                NoticeKind.ERROR, "No kernel is selected.", "Pick one in the Kernel list."
+            )
             return
         if self._loading_name:
             self.notices.show(
-                "warning",
+                NoticeKind.WARNING,
                 f"{self._loading_name} is still loading.",
                 "Run again once it shows as the input.",
             )
             return
         if self.needsInput and self._input is None:
             self.notices.show(
-                "error",
+                NoticeKind.ERROR,
                 f"{self._spec.name} needs an input file.",
                 "Open one, or drop it on the Workbench, then run again.",
             )
@@ -336,7 +342,7 @@ class Workbench(QObject):
             )
         except Cancelled:
             self._set_running(False, "Cancelled.")
-            self.notices.show("info", f"{spec.name} was cancelled.", "")
+            self.notices.show(NoticeKind.INFO, f"{spec.name} was cancelled.", "")
             self.finished.emit("cancelled")
             return
         except Exception as exc:
@@ -446,7 +452,7 @@ class Workbench(QObject):
         except Exception as exc:
             self.notices.error(exc, f"Saving {path.name}: ")
             return
-        self.notices.show("info", f"Saved {written}.", "")
+        self.notices.show(NoticeKind.INFO, f"Saved {written}.", "")
 
     @Slot(str)
     def setWhere(self, where: str) -> None:

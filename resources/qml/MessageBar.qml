@@ -8,10 +8,10 @@ Rectangle {
     id: bar
     required property Notices notices
     objectName: "messageBar"
-    visible: bar.notices.kind !== ""
+    visible: bar.notices.shown
     implicitHeight: visible ? row.implicitHeight + 16 : 0
-    color: bar.notices.kind === "error" ? "#f8d7da" : bar.notices.kind === "warning" ? "#fff3cd" : "#d1ecf1"
-    border.color: bar.notices.kind === "error" ? "#c0392b" : bar.notices.kind === "warning" ? "#d39e00" : "#2a7fa0"
+    color: bar.notices.isError ? "#f8d7da" : bar.notices.isWarning ? "#fff3cd" : "#d1ecf1"
+    border.color: bar.notices.isError ? "#c0392b" : bar.notices.isWarning ? "#d39e00" : "#2a7fa0"
     Accessible.role: Accessible.AlertMessage
     Accessible.name: bar.notices.text + " " + bar.notices.hint
 
@@ -21,7 +21,7 @@ Rectangle {
         anchors.margins: 8
         spacing: 10
         Label {
-            text: bar.notices.kind === "info" ? "\u2139" : "\u26a0"
+            text: bar.notices.isInfo ? "\u2139" : "\u26a0"
             color: "#222"
             font.pixelSize: 18
         }

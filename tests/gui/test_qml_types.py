@@ -63,5 +63,22 @@ def test_the_views_read_the_link_state_as_flags_not_words(qapp):
     assert flags() == ("connected", True, True, False) and type(conn.state) is str
     conn._set_state(ConnectionState.OFFLINE, "refused")
     assert flags() == ("offline", True, False, True)
-    for qml in qml_dir().glob("*.qml"):  # the words stay in Python
-        assert '"connected"' not in qml.read_text() and '"disconnected"' not in qml.read_text()
+
+
+def test_no_view_spells_out_a_word_python_defines(qapp):
+    """Routes, views, link states and notice kinds reach QML as properties, not literals."""
+    from veraltheim.client.compute.routes import Route
+    from veraltheim.client.net import ConnectionState
+    from veraltheim.client.ui.connection import DISCONNECTED
+    from veraltheim.client.ui.notices import NoticeKind
+    from veraltheim.client.ui.views import View
+
+    words = {*Route, *View, *ConnectionState, DISCONNECTED, *NoticeKind}
+    found = {
+        (qml.name, word)
+        for qml in qml_dir().glob("*.qml")
+        for word in words
+        if f'"{word}"' in qml.read_text()
+    }
+    # (the Inspector's "Runs" column heading is a heading, not the view's name)
+    assert found - {("InspectorView.qml", View.RUNS)} == set()
