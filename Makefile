@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-newest setup setup-dev lint format wasm bench clean
+.PHONY: run test test-newest dist setup setup-dev setup-dist lint format wasm bench clean
 
 run: setup
 	$(PY) -m veraltheim.client.ui.launch
@@ -15,11 +15,18 @@ test: setup-dev
 test-newest:
 	scripts/test-newest.sh
 
+# Every installer this machine can build, into dist/ (packaging/README.md).
+dist: setup-dist
+	$(PY) packaging/build.py
+
 setup:
 	scripts/bootstrap.sh
 
 setup-dev:
 	scripts/bootstrap.sh --dev
+
+setup-dist:
+	scripts/bootstrap.sh --dist
 
 # ruff, then qmllint over every QML view with the types of our Python QML module (scripts/qmllint.py)
 lint: setup-dev
