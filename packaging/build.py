@@ -42,15 +42,19 @@ def targets() -> dict[str, tuple[Callable[[Context], Path], bool]]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    known = targets()
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("targets", nargs="*", metavar="TARGET", help=", ".join(known))
+    ap.add_argument("targets", nargs="*", metavar="TARGET", help=", ".join(targets()))
     ap.add_argument("--bundle", type=Path, help="use this bundle instead of building one")
     ap.add_argument("--from", dest="from_dir", type=Path, help="folder for nsis/msi")
     ap.add_argument("--build", type=Path, default=ROOT / "build" / "dist", help="work folder")
     ap.add_argument("--quick", action="store_true", help="light compression (for tests)")
     ap.add_argument("--out", type=Path, default=ROOT / "dist", help="installers go here")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    known, ap = targets(), parser()
     args = ap.parse_args(argv)
     if unknown := [t for t in args.targets if t not in known]:
         ap.error(f"unknown target {unknown[0]!r}: one of {', '.join(known)}")
