@@ -48,7 +48,25 @@ def build_bundle(p: Project, build: Path, prune: bool = True) -> Path:
          "--workpath", work, "--distpath", out, HERE / "veraltheim.spec"], env=env)  # fmt: skip
     if sys.platform.startswith("linux"):
         drop_foreign_runpaths(out / "veraltheim")
+        strip_libraries(out / "veraltheim", p.programs)
     return out / "veraltheim"
+
+
+def strip_libraries(bundle: Path, programs: tuple[str, ...]) -> None:
+    """strip --strip-unneeded (Debian's rule; a sixth of the bundle), except the programs (their
+    archive is appended to the file) and the libraries auditwheel patched into a wheel's
+    NAME.libs/ folder: stripping those breaks them (numpy's OpenBLAS: "ELF load command
+    address/offset not page-aligned")."""
+    from linux import elf_files
+
+    files = [
+        str(f)
+        for f in elf_files(bundle)
+        if not any(part.endswith(".libs") for part in f.relative_to(bundle).parts)
+        and f.relative_to(bundle).as_posix() not in programs
+    ]
+    for i in range(0, len(files), 100):
+        subprocess.run(["strip", "--strip-unneeded", *files[i : i + 100]], check=True)
 
 
 def drop_foreign_runpaths(bundle: Path) -> None:

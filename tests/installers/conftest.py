@@ -60,7 +60,7 @@ def rpm(dist_dirs, bundle) -> Path:
 def lintian(deb):
     """lintian over the .deb, started at once (it takes minutes) while other tests run."""
     proc = subprocess.Popen(
-        ["lintian", "--no-tag-display-limit", str(deb)],
+        ["lintian", "--tag-display-limit", "0", str(deb)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
