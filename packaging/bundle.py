@@ -48,7 +48,8 @@ def build_bundle(p: Project, build: Path, prune: bool = True) -> Path:
          "--workpath", work, "--distpath", out, HERE / "veraltheim.spec"], env=env)  # fmt: skip
     if sys.platform.startswith("linux"):
         drop_foreign_runpaths(out / "veraltheim")
-        strip_libraries(out / "veraltheim", p.programs)
+        if prune:
+            strip_libraries(out / "veraltheim", p.programs)
     return out / "veraltheim"
 
 

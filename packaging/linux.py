@@ -164,7 +164,7 @@ def deb(ctx: Context) -> Path:
         target.write_text(_template(f"deb/{script}", p))
         target.chmod(0o755)
     out = ctx.out / f"{p.name}_{p.version}_{fields['Architecture']}.deb"
-    level = "-z1" if ctx.quick else "-z9"
+    level = "-z1" if ctx.quick else "-z6"
     run(["dpkg-deb", "--root-owner-group", "-Zgzip", level, "--build", root, out],
         stdout=subprocess.DEVNULL)  # fmt: skip
     return out
