@@ -18,7 +18,8 @@ from PIL import Image
 
 from tests.installers.conftest import apt
 
-pytestmark = pytest.mark.slow
+# The first test here also builds the bundle and the packages (minutes on a loaded machine).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

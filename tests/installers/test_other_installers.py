@@ -13,7 +13,8 @@ import pytest
 
 from tests.installers.conftest import build
 
-pytestmark = pytest.mark.slow
+# The first test here also builds the bundle and the packages (minutes on a loaded machine).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
