@@ -166,7 +166,11 @@ class DocChannel(Channel):
             return _error(Reason.STORE_FAILED, str(exc))
         if changed:
             _count(self.registry.stored)
-            self.broadcast_from(YJS_EVENT, create_update_message(update))
+            message = create_update_message(update)
+            if self.registry.shared_store:  # the other nodes' clients get it from the log
+                self.service.pubsub.broadcast_local(self.topic, YJS_EVENT, message, exclude=self)
+            else:
+                self.broadcast_from(YJS_EVENT, message)
         return Reply.ok({})
 
     async def terminate(self, reason: Any) -> None:

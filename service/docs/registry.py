@@ -14,11 +14,14 @@ from typing import Any
 
 from pycrdt import Doc
 from veraltheim.protocol.ysync import (
+    DOC_TOPIC_PREFIX,
     EMPTY_UPDATE,
+    YJS_EVENT,
     BadMessage,
     create_awareness_message,
     create_sync_message,
     create_sync_step2_message,
+    create_update_message,
 )
 from veraltheim.service.docs.awareness import AwarenessTable
 from veraltheim.service.docs.store import DocStore, StoredDoc, StoreError, UpdateStore
@@ -309,6 +312,10 @@ class DocRegistry:
         self.stored: Any = None  # metrics counters, set by start()
         self.refused: Any = None
         self.quarantined: Any = None
+        # With a store shared by several nodes, updates reach the other nodes' clients through
+        # the store's log (see _remote_update), not as pubsub broadcasts, which an outage drops.
+        self.shared_store = False
+        self._pubsub: Any = None
         self.compactions: Any = None
 
     @classmethod
@@ -330,6 +337,8 @@ class DocRegistry:
             from veraltheim.service.cluster.redis_store import open_redis_store  # cluster extra
 
             self.store = await open_redis_store(url, self._remote_update)
+            self.shared_store = True
+            self._pubsub = ctx.pubsub
         else:
             self.open_store(Path(ctx.data_dir))
         metrics = ctx.metrics
@@ -349,9 +358,14 @@ class DocRegistry:
         self.store = DocStore.in_data_dir(data_dir)
 
     def _remote_update(self, name: str, update: bytes) -> None:
+        """An update another node stored, read from the shared store's log: this node's copy
+        and its clients of the document get it here, in log order, also after an outage."""
         live = self.loaded.get(name)
         if live is not None:
             live.apply_remote(update)
+            if self._pubsub is not None:
+                message = create_update_message(update)
+                self._pubsub.broadcast_local(DOC_TOPIC_PREFIX + name, YJS_EVENT, message)
 
     def cluster_health(self) -> dict[str, Any] | None:
         """For /healthz: the shared store's state, or None with SQLite."""

@@ -3,7 +3,8 @@ processes; clients are the app's own (client.net Socket, client.state DocumentSt
 
 Clients spread over the nodes join one topic and one document; broadcasts, presence and edits
 reach all of them; a node is killed and its clients reconnect through haproxy to another node
-and rejoin with nothing lost.
+and rejoin with nothing lost; Redis is killed and restarted while they edit and nothing
+acknowledged is lost.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def cluster(tmp_path, service_factory, redis):
         for _ in range(3)
     ]
     lb = Haproxy(tmp_path, [n.port for n in nodes]).start()
-    yield nodes, lb
+    yield nodes, lb, redis
     lb.stop()
     for node in nodes:
         node.kill()
@@ -69,7 +70,7 @@ def values(doc) -> set[int]:
 async def test_clients_through_haproxy_share_everything_and_survive_a_node(
     cluster, sockets, tmp_path
 ):
-    nodes, lb = cluster
+    nodes, lb, redis = cluster
     users = [f"u{i}" for i in range(CLIENTS)]
     socks = [sockets(lb.ws_url, params={"user": u}) for u in users]
     for sock in socks:  # one at a time, so leastconn spreads them
@@ -131,6 +132,19 @@ async def test_clients_through_haproxy_share_everything_and_survive_a_node(
         late = await late_store.open("team")
         await late.wait_synced(WAIT_S)
         await until(lambda: values(late) == every, "the newcomer's copy")
+
+        # Redis killed and restarted while every client edits: nothing acknowledged is lost
+        redis.kill()
+        for i, doc in enumerate(docs):
+            doc.doc.get("a", type=Array).append(200 + i)
+        redis.start()
+        for i, doc in enumerate(docs):
+            doc.doc.get("a", type=Array).append(300 + i)
+        every |= {200 + i for i in range(CLIENTS)} | {300 + i for i in range(CLIENTS)}
+        await asyncio.gather(*(d.flush(WAIT_S) for d in docs))  # every edit acknowledged
+        await until(lambda: all(values(d) == every for d in docs), "the edits around the restart")
+        await until(lambda: values(late) == every, "the newcomer after the restart")
+        await until(everyone_once, "presence after the Redis restart")
     finally:
         for store in stores:
             await store.aclose()
