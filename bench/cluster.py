@@ -188,8 +188,10 @@ async def render(url: str, size: int) -> float:
             )
         )
         took = time.perf_counter() - start
+        if reply["status"] != "ok":
+            raise RuntimeError(f"render failed on {url}: {reply['response']}")
         header, output = unpack_envelope(reply["response"])
-        assert reply["status"] == "ok" and len(output) == size * size * 4, header
+        assert len(output) == size * size * 4, header
         client.task.cancel()
         return took
     finally:
@@ -242,7 +244,13 @@ def render_figures(tmp: Path, args: argparse.Namespace) -> dict[str, list[float]
     dask = DaskCluster(tmp / "dask", args.workers).start()
     times: dict[str, list[float]] = {"local_pool": [], "dask": []}
     try:
-        env = {**NODE_ENV, "VERALTHEIM_COMPUTE_WORKERS": workers}
+        # a WIDTHxWIDTH RGBA image comes back in one reply: frames big enough for it
+        frame = str(args.size * args.size * 4 + (1 << 20))
+        env = {
+            **NODE_ENV,
+            "VERALTHEIM_COMPUTE_WORKERS": workers,
+            "VERALTHEIM_MAX_FRAME_BYTES": frame,
+        }
         with (
             running_service(tmp / "pool", "--no-auth", env=env) as pool,
             running_service(tmp / "onDask", "--no-auth", "--compute", dask.url, env=env) as on_dask,

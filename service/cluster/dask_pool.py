@@ -1,5 +1,5 @@
 """Compute jobs on a Dask distributed cluster (`--compute dask://SCHEDULER:PORT`), with what the
-local pool gives a ComputeChannel: the same submit/cancel/load, tiles planned the same way (one
+local pool gives a ComputeChannel: the same submit/cancel/load, tiles planned the same way (four
 per Dask worker thread), progress, deadlines and error reasons.
 
 - A job is one Dask task, or one task per tile (service/compute/tiles.py), keyed
@@ -42,6 +42,7 @@ from veraltheim.service.compute.jobs import (
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
+TILES_PER_THREAD = 4
 
 
 class DaskPool:
@@ -120,7 +121,10 @@ class DaskPool:
 
     @property
     def max_tiles(self) -> int:
-        return min(self.size, self.max_tiles_cap or self.size)
+        # More tiles than threads: a finished tile's output travels back while the others
+        # still compute (with one tile per thread they all arrive at the end, at once).
+        want = self.size * TILES_PER_THREAD
+        return min(want, self.max_tiles_cap or want)
 
     # --- jobs ---------------------------------------------------------------------------------
 
