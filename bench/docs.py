@@ -20,8 +20,9 @@
 - cold_open_ms: opening that document from the client cache with no service, in a fresh
   process as at app start (imports not counted; median of 5).
 - loop_lag_ms: p99 and max lateness of the service's own event loop (its 10 ms probe, read
-  from /metrics) while a document of `entries` entries (about 2 MB) compacts every 200 updates
-  under 100 clients each editing it once a second (a service of its own for this phase).
+  from /metrics) while a document of `entries` entries (about 2 MB, pushed in 250 parts and
+  compacted once before the window) compacts every 200 updates under 100 clients each editing
+  it once a second (a service of its own for this phase).
 
 The service runs with --no-auth and rate limits off (they would cap the throughput figures).
 """
@@ -56,6 +57,7 @@ from veraltheim.service.runner import new_event_loop  # noqa: E402
 from bench._crowd import Crowd  # noqa: E402
 
 THROUGHPUT_TOPIC = DOC_TOPIC_PREFIX + "throughput"
+SEED_PARTS = 250  # the loop-lag phase's document is pushed in this many updates
 SMALL_EDITS_PER_ROUND = 5  # edits by the 2-client group per edit by the 100-client group
 UNLIMITED = {
     "VERALTHEIM_SOCKET_RATE": "0",
@@ -354,15 +356,23 @@ async def loop_lag_under_compaction(
     """The service's event loop lateness while a 2 MB document compacts (every 200 updates)
     under `clients` members editing it (each once a second, acknowledged)."""
     name = DOC_TOPIC_PREFIX + "compacting"
-    seed_doc = Doc()
-    seed_doc.get("m", type=Map).update({f"k{i}": i for i in range(entries)})
-    seed = seed_doc.get_update()
+    seed_doc, seed_parts = Doc(), []
+    seed_doc.observe(lambda e: seed_parts.append(e.update))
+    seed_map = seed_doc.get("m", type=Map)
+    per_part = max(1, entries // SEED_PARTS)
+    for start in range(0, entries, per_part):  # in parts, as editors would have made it
+        seed_map.update({f"k{i}": i for i in range(start, min(entries, start + per_part))})
     socks = [Socket(url) for _ in range(clients)]
     await asyncio.gather(*(s.connect() for s in socks))
     channels = [s.channel(name) for s in socks]
     await asyncio.gather(*(ch.join() for ch in channels))
-    assert (await channels[0].push(YJS_EVENT, create_update_message(seed), timeout=120)).ok
+    for part in seed_parts:
+        assert (await channels[0].push(YJS_EVENT, create_update_message(part), timeout=120)).ok
+    compactions = "veraltheim_doc_compactions_total"
+    # the seed's own compaction (which checks every part it drops) is done before the window
+    await wait_until(lambda: scrape(http_url).get(compactions, 0) >= 1, 120)
     before = scrape(http_url)  # also resets loop_lag_max_seconds
+    seed = seed_doc.get_update()
     deadline = time.perf_counter() + seconds
 
     async def edit(i: int, channel: Any) -> None:
@@ -382,7 +392,6 @@ async def loop_lag_under_compaction(
     after = scrape(http_url)
     for s in socks:
         await s.disconnect()
-    compactions = "veraltheim_doc_compactions_total"
     return {
         "p99": lag_p99_ms(before, after),
         "max": round(after["veraltheim_loop_lag_max_seconds"] * 1000, 3),

@@ -190,11 +190,12 @@ class LiveDoc:
             return False
         # On its own first (the cost of the update's size), so a bad one never touches the Doc.
         await _checked(_check_alone, update)
-        before = self.doc.get_state()
-        _apply(self.doc, update)
+        added = self._apply_watched(update)
         try:
-            # what the update added to this Doc, encoded, must load again too
-            await _checked(_check_loads, self.doc.get_update(before))
+            # what the update added to this Doc, encoded, must load again too (the
+            # transaction's own update: its cost is the change's, not the document's)
+            for part in added:
+                await _checked(_check_loads, part)
         except UpdateRejected:
             log.warning("document %r: an update broke its encoding; reloading it", self.name)
             await self._load()
@@ -217,6 +218,16 @@ class LiveDoc:
         if self._since_snapshot >= self._compact_every:
             self.start_compaction()
         return True
+
+    def _apply_watched(self, update: bytes) -> list[bytes]:
+        """Apply to the Doc; returns what its transaction encoded (nothing if no change)."""
+        added: list[bytes] = []
+        subscription = self.doc.observe(lambda event: added.append(event.update))
+        try:
+            _apply(self.doc, update)
+        finally:
+            self.doc.unobserve(subscription)
+        return added
 
     def apply_remote(self, update: bytes) -> None:
         """An update another node stored (the store follows the log): apply it to this copy.
