@@ -384,3 +384,19 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:
             await asyncio.sleep(0.005)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def test_appends_of_one_loop_turn_commit_together_in_order(store):
+    batches: list[int] = []
+    many = store.append_many_now
+
+    def recording(items):
+        batches.append(len(items))
+        return many(items)
+
+    store.append_many_now = recording  # type: ignore[method-assign]
+    _, updates = edits(30)
+    seqs = await asyncio.gather(*(store.append("a", u) for u in updates))
+    assert seqs == sorted(seqs) and len(set(seqs)) == 30
+    assert batches == [30]  # one thread hop, one transaction
+    assert store.load_now("a").updates == updates
