@@ -80,6 +80,12 @@ class ComputeConfig:
     max_tiles: int = field(
         default=0, metadata=doc("most workers one tiled job is split across; 0: all", min=0)
     )
+    max_probe_bytes: int = field(
+        default=1 * MIB, metadata=doc("largest link probe echoed back (bandwidth test)", min=1)
+    )
+    max_job_id_chars: int = field(
+        default=128, metadata=doc("longest job id a request may carry", min=1)
+    )
 
 
 @dataclass
@@ -198,6 +204,10 @@ class ServiceConfig:
     )
     max_sockets_per_user: int = field(
         default=100, metadata=doc("open sockets of one user (token); 0: no limit", min=0)
+    )
+    max_presence_meta_bytes: int = field(
+        default=1024,
+        metadata=doc("largest lobby presence meta (JSON); every member receives it", min=2),
     )
     max_sockets_per_ip: int = field(
         default=2000,

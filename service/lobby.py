@@ -16,8 +16,6 @@ from veraltheim.service.channel import Channel, JoinError, Reply
 
 PING = "ping"
 SHOUT = "shout"
-# Every meta goes to every lobby member (presence_state, presence_diff): keep each one small.
-MAX_META_BYTES = 1024
 
 
 class LobbyChannel(Channel):
@@ -26,8 +24,10 @@ class LobbyChannel(Channel):
             meta: dict[str, Any] = {"online_at": int(time.time())}
             extra = payload.get("meta")
             if isinstance(extra, dict):
-                if len(json.dumps(extra, separators=(",", ":"))) > MAX_META_BYTES:
-                    raise JoinError({"reason": Reason.META_TOO_LARGE, "limit": MAX_META_BYTES})
+                # Every meta goes to every member (presence_state, presence_diff): keep it small.
+                limit = self.service.config.max_presence_meta_bytes
+                if len(json.dumps(extra, separators=(",", ":"))) > limit:
+                    raise JoinError({"reason": Reason.META_TOO_LARGE, "limit": limit})
                 meta.update(extra)
             self.track_presence(self.user_id, meta)
         return {"user": self.user_id}

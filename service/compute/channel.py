@@ -35,8 +35,6 @@ from veraltheim.service.compute.errors import ComputeError
 from veraltheim.service.compute.jobs import Job, JobResult
 from veraltheim.service.compute.sharing import SHARING_EVENTS, KernelSharing
 
-MAX_ID_CHARS = 128
-MAX_PROBE_BYTES = 1024 * 1024
 POOLS = (COMPUTE_TOPIC.partition(":")[2],)
 
 
@@ -59,9 +57,12 @@ class ComputeChannel(Channel):
             return self._cancel(payload)
         if event == ComputeEvent.PROBE:
             # The client times this echo to learn the link's bandwidth; capped like a job input.
-            if isinstance(payload, bytes | bytearray) and len(payload) <= MAX_PROBE_BYTES:
+            limit = self.service.config.compute.max_probe_bytes
+            if isinstance(payload, bytes | bytearray) and len(payload) <= limit:
                 return Reply.ok(bytes(payload))
-            return Reply.error({"reason": Reason.BAD_REQUEST, "message": "probe takes up to 1 MiB"})
+            return Reply.error(
+                {"reason": Reason.BAD_REQUEST, "message": f"a probe takes up to {limit} bytes"}
+            )
         if event in SHARING_EVENTS:
             # Compiling a module and running its examples takes a while: answer later.
             task = asyncio.get_running_loop().create_task(self._share(event, payload, ref))
@@ -135,9 +136,10 @@ class ComputeChannel(Channel):
         kernel, job_id = header.get("kernel"), header.get("id")
         if isinstance(job_id, int) and not isinstance(job_id, bool):
             job_id = str(job_id)
-        if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_ID_CHARS:
+        max_id = self.service.config.compute.max_job_id_chars
+        if not isinstance(job_id, str) or not job_id or len(job_id) > max_id:
             raise ComputeError(
-                Reason.BAD_REQUEST, f"the request needs an id (a string of 1-{MAX_ID_CHARS})"
+                Reason.BAD_REQUEST, f"the request needs an id (a string of 1-{max_id})"
             )
         try:  # from here on every error names the request's id
             if not isinstance(kernel, str) or not kernel:

@@ -275,7 +275,7 @@ async def test_a_topic_too_long_for_binary_frames_is_refused_at_join(svc):
 
 
 async def test_lobby_refuses_a_presence_meta_too_large_to_send_everyone(svc):
-    from veraltheim.service.lobby import MAX_META_BYTES
+    MAX_META_BYTES = ServiceConfig().max_presence_meta_bytes  # the setting's default, as svc runs
 
     ws = await open_ws(svc, "big")
     await send(ws, "1", "1", "lobby", "phx_join", {"meta": {"bio": "x" * MAX_META_BYTES}})
