@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -44,7 +45,11 @@ sys.path.insert(0, str(ROOT))
 
 from veraltheim.protocol import SOCKET_PATH, VSN  # noqa: E402
 from veraltheim.protocol.constants import LOBBY_TOPIC, READY_LINE_PREFIX  # noqa: E402
-from veraltheim.service.runner import new_event_loop, raise_fd_limit  # noqa: E402
+from veraltheim.service.runner import (  # noqa: E402
+    GC_THRESHOLDS,
+    new_event_loop,
+    raise_fd_limit,
+)
 
 from bench._raw import (  # noqa: E402
     OPCODE_BINARY,
@@ -536,6 +541,7 @@ def main() -> None:
         if args.echo_server:
             runner.run(echo_server())
         elif args.bulk_client:
+            gc.set_threshold(*GC_THRESHOLDS)  # as the service: one broadcast, 19,000 small objects
             runner.run(bulk_client(int(args.bulk_client[0]), args.bulk_client[1]))
         else:
             print(json.dumps(runner.run(run(args))))
