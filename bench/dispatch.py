@@ -299,7 +299,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "total_vs_oracle": round(total_d / total_o, 3),
         "worst_vs_oracle": max(c["vs_oracle"] for c in cases),
         **decision,
-        "goals": {"total_vs_oracle": 1.15, "worst_vs_oracle": 1.5, "decision_us": 50},
+        "goals": {"total_vs_oracle": 1.15, "worst_vs_oracle": 1.2, "decision_us": 50},
     }
 
 
