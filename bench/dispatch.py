@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 from veraltheim.client.compute.dispatcher import Dispatcher  # noqa: E402
-from veraltheim.client.net import Socket  # noqa: E402
+from veraltheim.client.net.socket import Socket  # noqa: E402
 from veraltheim.protocol.constants import COMPUTE_TOPIC  # noqa: E402
 from veraltheim.protocol.envelope import pack_envelope  # noqa: E402
 from veraltheim.wasm import Runtime  # noqa: E402

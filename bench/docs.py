@@ -47,8 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pycrdt import Doc, Map, create_update_message  # noqa: E402
-from veraltheim.client.net import Socket  # noqa: E402
-from veraltheim.client.state import DocumentStore, SharedDoc  # noqa: E402
+from veraltheim.client.net.socket import Socket  # noqa: E402
+from veraltheim.client.state.shared_doc import SharedDoc  # noqa: E402
+from veraltheim.client.state.store import DocumentStore  # noqa: E402
 from veraltheim.protocol import encode  # noqa: E402
 from veraltheim.protocol.constants import READY_LINE_PREFIX  # noqa: E402
 from veraltheim.protocol.ysync import DOC_TOPIC_PREFIX, YJS_EVENT  # noqa: E402

@@ -145,7 +145,7 @@ async def measure_rtt(svc_port: int, echo_port: int, rounds: int, per_round: int
 
 
 async def measure_client_rtt(svc_port: int, n: int) -> dict:
-    from veraltheim.client.net import Socket
+    from veraltheim.client.net.socket import Socket
 
     sock = Socket(f"ws://127.0.0.1:{svc_port}/socket", params={"user": "client-rtt"})
     await sock.connect()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import json
 import os
 import statistics
@@ -52,6 +53,10 @@ def percentile(values: list[float], q: float) -> float:
 def first_frame_ms(tmp: Path, url: str) -> dict[str, list[float]]:
     """Launches from spawn to the first frame, alternating: with the service reachable at `url`
     (the app connects as it starts) and with --local-only (no link at all)."""
+    # As installed (pip and the installers ship bytecode), not as a checkout under
+    # PYTHONDONTWRITEBYTECODE, which would compile every module on every launch.
+    for package in ("client", "protocol", "wasm"):
+        compileall.compile_dir(ROOT / package, quiet=1)
     from veraltheim.client.ui.app import FIRST_FRAME_ENV
     from veraltheim.client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
 
@@ -221,6 +226,7 @@ def main() -> int:
 
             async def go() -> None:
                 shell.load()
+                shell.start_kernels()
                 await shell.start(url, "")
                 try:
                     await measure(shell, result)

@@ -50,7 +50,7 @@ def runtime():
 async def sockets(request):
     """Make client sockets (`sockets(url, **kwargs)`), disconnected at the end of the test. They
     retry on the test module's `FAST` backoff, so reconnect tests do not wait seconds."""
-    from veraltheim.client.net import Socket
+    from veraltheim.client.net.socket import Socket
 
     fast = request.module.FAST
     made: list[Socket] = []

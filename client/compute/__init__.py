@@ -1,12 +1,8 @@
 """Compute anywhere: run a kernel in-process or on the service, whichever finishes sooner.
 
-from veraltheim.client.compute import Dispatcher
-output, decision = await Dispatcher(Runtime(), socket).run("image.blur", rgba, params)
-"""
-
-from veraltheim.client.compute.cost_model import CostModel
-from veraltheim.client.compute.decision import Decision
 from veraltheim.client.compute.dispatcher import Dispatcher
-from veraltheim.client.compute.errors import RemoteError, RemoteUnavailable
+output, decision = await Dispatcher(Runtime(), socket).run("image.blur", rgba, params)
 
-__all__ = ["CostModel", "Decision", "Dispatcher", "RemoteError", "RemoteUnavailable"]
+The package imports none of its modules: the app's first frame needs `routes` alone, not the
+kernel runtime behind `dispatcher` (bench/ui.py, first_frame_ms).
+"""

@@ -25,7 +25,7 @@ from veraltheim.client.compute.decision import Decision
 from veraltheim.client.compute.dispatcher import Dispatcher
 from veraltheim.client.compute.remote import open_socket
 from veraltheim.client.compute.routes import Route
-from veraltheim.client.net import ConnectionState
+from veraltheim.client.net.state import ConnectionState
 from veraltheim.wasm import KernelError, KernelSpec, UnknownKernel, kernel_spec_from_dict
 from veraltheim.wasm import cli as wasm_cli
 

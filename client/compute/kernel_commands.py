@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from veraltheim.client.compute.remote import RemoteCompute, open_socket
-from veraltheim.client.net import ConnectionState
+from veraltheim.client.net.state import ConnectionState
 from veraltheim.protocol.constants import COMPUTE_TOPIC
 from veraltheim.wasm import KernelError, sdk
 from veraltheim.wasm.manifest import load_manifest

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from veraltheim.client.compute.errors import RemoteError, RemoteUnavailable
-from veraltheim.client.net import Socket
 from veraltheim.client.net.push import JoinError, PushTimeout
+from veraltheim.client.net.socket import Socket
 from veraltheim.client.net.state import ChannelState, ConnectionState
 from veraltheim.protocol.envelope import pack_envelope, unpack_envelope
 from veraltheim.protocol.errors import ProtocolError

@@ -1,18 +1,6 @@
-"""Shared documents on the client: a SQLite cache, pycrdt Docs synced over `doc:*` channels,
-and typed views (run history, notes)."""
+"""Shared documents on the client: a SQLite cache (`cache`), pycrdt Docs synced over `doc:*`
+channels (`shared_doc`, `store`), and typed views (`run_history`, `notes`).
 
-from veraltheim.client.state.cache import DocCache, default_cache_path
-from veraltheim.client.state.notes import Notes
-from veraltheim.client.state.run_history import Run, RunHistory
-from veraltheim.client.state.shared_doc import SharedDoc
-from veraltheim.client.state.store import DocumentStore
-
-__all__ = [
-    "DocCache",
-    "DocumentStore",
-    "Notes",
-    "Run",
-    "RunHistory",
-    "SharedDoc",
-    "default_cache_path",
-]
+The package imports none of its modules: the app's first frame needs `run_record` and `cache`,
+not pycrdt.
+"""

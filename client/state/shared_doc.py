@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pycrdt import Awareness, Doc, merge_updates
-from veraltheim.client.net import Presence
+from veraltheim.client.net.presence import Presence
 from veraltheim.client.state.cache import DocCache
 from veraltheim.protocol.reasons import Reason
 from veraltheim.protocol.ysync import (

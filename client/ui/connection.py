@@ -78,7 +78,8 @@ class Connection(QObject):
         self._set_state(DISCONNECTED, "")
 
     async def _join_lobby(self, socket: Any) -> None:
-        from veraltheim.client.net import JoinError, Presence, PushTimeout
+        from veraltheim.client.net.presence import Presence
+        from veraltheim.client.net.push import JoinError, PushTimeout
 
         channel = socket.channel(LOBBY_TOPIC)
         presence = Presence(channel)
@@ -155,7 +156,8 @@ class Connection(QObject):
             self.changed.emit()
 
     async def _ping(self, socket: Any) -> None:
-        from veraltheim.client.net import PushTimeout, SocketOffline
+        from veraltheim.client.net.push import PushTimeout
+        from veraltheim.client.net.socket import SocketOffline
 
         with contextlib.suppress(PushTimeout, SocketOffline, TimeoutError):
             rtt = await socket.ping(timeout=5)

@@ -62,8 +62,9 @@ async def run_job(
 
 async def partner_answers(shell: Any, out: Path) -> None:
     """A second user (plain asyncio client, no window) joins, reads the note and answers it."""
-    from veraltheim.client.net import Socket
-    from veraltheim.client.state import DocumentStore, Notes
+    from veraltheim.client.net.socket import Socket
+    from veraltheim.client.state.notes import Notes
+    from veraltheim.client.state.store import DocumentStore
 
     sock = Socket(shell.connection.address, params={"user": PARTNER})
     await sock.connect()
@@ -172,6 +173,7 @@ async def demo_main(args: argparse.Namespace) -> int:
     shell = Shell(settings)
     try:
         shell.load()
+        shell.start_kernels()
         await shell.start(args.service or "", "")
         written = await run_demo(shell, args.out)
         say(f"screenshots of each view in {args.out.resolve()}:")

@@ -12,7 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
 from veraltheim.client.compute.routes import SIDES
-from veraltheim.client.state.run_history import RunRecord
+from veraltheim.client.state.run_record import RunRecord
 from veraltheim.client.ui.models import DictListModel
 from veraltheim.client.ui.qml import qml_type
 from veraltheim.client.ui.units import human_bytes

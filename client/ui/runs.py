@@ -6,10 +6,8 @@ import json
 import time
 from typing import Any
 
-from pycrdt import Array
 from PySide6.QtCore import Property, QObject, QTimer, Signal, Slot
-from veraltheim.client.state.run_history import ROOT as RUNS_ROOT
-from veraltheim.client.state.run_history import RunRecord, RunStatus
+from veraltheim.client.state.run_record import RunRecord, RunStatus
 from veraltheim.client.ui.models import DictListModel
 from veraltheim.client.ui.notices import NoticeKind, Notices
 from veraltheim.client.ui.qml import qml_type
@@ -68,7 +66,7 @@ class Runs(QObject):
         self.history = history
         self._runs = []
         self._appends_only = False
-        self._array = history.doc.get(RUNS_ROOT, type=Array)
+        self._array = history.array
         self._subscription = self._array.observe_deep(self._on_events)  # kept: it must live
         self._status = status
         self.refresh()

@@ -2,6 +2,10 @@
 
 The shell owns one event loop's worth of objects (Qt's loop with asyncio on it via qasync):
 the Socket, the Dispatcher and the DocumentStore are plain asyncio and run unchanged.
+
+Start-up comes in three steps so the window draws first: load() (the window), start_kernels()
+(the wasmtime runtime) and start() (the link and the documents). The modules behind the last two
+(wasmtime, websockets, pycrdt) are imported where those steps begin, not here.
 """
 
 from __future__ import annotations
@@ -19,9 +23,7 @@ from PySide6.QtCore import QObject, QUrl
 from PySide6.QtGui import QImage
 from PySide6.QtQml import QQmlApplicationEngine
 from PySide6.QtQuick import QQuickWindow
-from veraltheim.client.compute import Dispatcher
-from veraltheim.client.net import ConnectionState, Socket
-from veraltheim.client.state import DocumentStore, Notes, RunHistory
+from veraltheim.client.net.state import ConnectionState
 from veraltheim.client.ui.connection import DISCONNECTED, Connection
 from veraltheim.client.ui.images import PROVIDER_ID, PreviewImages
 from veraltheim.client.ui.inspector import Inspector
@@ -60,9 +62,8 @@ class Shell(QObject):
         self.notes = NotesController(self.notices, self)
         self.inspector = Inspector(self)
         self.startup_error: Exception | None = None
-        self.runtime = runtime if runtime is not None else self._make_runtime(settings)
-        # local only until set_link gives the dispatcher a socket
-        self.jobs = Jobs(self._make_dispatcher(None))
+        self.runtime = runtime  # start_kernels() makes one if none is given
+        self.jobs = Jobs(None)  # a dispatcher once the kernels start, local until a link
         self.workbench = Workbench(
             self.runtime,
             self.jobs,
@@ -92,17 +93,34 @@ class Shell(QObject):
             "Settings": self.settings.path,
         }
 
-    def _make_runtime(self, settings: AppSettings) -> Any:
-        """The kernel runtime; if it cannot start, the window still opens and says why."""
-        try:
-            from veraltheim.wasm import Runtime
+    def start_kernels(self) -> None:
+        """Start the kernel runtime and fill the Workbench's catalogue; if the runtime cannot
+        start, the window stays and says why."""
+        if self.runtime is None and self.startup_error is None:
+            settings = self.settings.value
+            try:
+                from veraltheim.wasm.runtime import Runtime
 
-            return Runtime(
-                cache_dir=settings.kernel_cache_dir(), default_deadline_s=settings.deadline_s
+                self.runtime = Runtime(
+                    cache_dir=settings.kernel_cache_dir(), default_deadline_s=settings.deadline_s
+                )
+            except Exception as exc:
+                self.startup_error = exc
+        self.workbench.runtime = self.runtime
+        self._use_dispatcher(self.socket)
+        if self.startup_error is not None:
+            self.notices.show(
+                NoticeKind.ERROR,
+                f"Kernels are not available: {self.startup_error}",
+                "Reinstall Veraltheim or rebuild the kernels (make wasm); shared runs and notes "
+                "still work.",
             )
+            return
+        try:
+            self.workbench.load_catalogue()
         except Exception as exc:
-            self.startup_error = exc
-            return None
+            self.notices.error(exc, "Loading the kernel catalogue: ")
+        self._watch_user_kernels()
 
     def user_name(self) -> str:
         if self.connection.user:
@@ -141,20 +159,7 @@ class Shell(QObject):
         self.engine = engine
         self._window = engine.rootObjects()[0]
         self.qml_warnings = warnings
-        if self.startup_error is not None:
-            self.notices.show(
-                NoticeKind.ERROR,
-                f"Kernels are not available: {self.startup_error}",
-                "Reinstall Veraltheim or rebuild the kernels (make wasm); shared runs and notes "
-                "still work.",
-            )
-        else:
-            try:
-                self.workbench.load_catalogue()
-            except Exception as exc:
-                self.notices.error(exc, "Loading the kernel catalogue: ")
         self.inspector.refreshCache()
-        self._watch_user_kernels()
         return self.window
 
     def _watch_user_kernels(self) -> None:
@@ -220,15 +225,16 @@ class Shell(QObject):
             socket = None
             if url:
                 socket = self._make_socket(url, token)
-            self.jobs.dispatcher = self._make_dispatcher(socket)
-            self.dispatcher_available = self.jobs.dispatcher is not None and socket is not None
+            self._use_dispatcher(socket)
             await self._open_documents(socket)
             if socket is not None:
                 self.socket = socket
                 self.connection.attach(socket, url)
                 await socket.connect()
 
-    def _make_socket(self, url: str, token: str) -> Socket:
+    def _make_socket(self, url: str, token: str) -> Any:
+        from veraltheim.client.net.socket import Socket
+
         # the name a service without auth shows; with auth the token's user wins
         params = {"user": self.settings.value.user_name or self.user_name()}
         socket = Socket(url, params=params, token=(lambda: token or None), ssl=self._tls(url))
@@ -250,14 +256,24 @@ class Shell(QObject):
             )
             return ssl.create_default_context()
 
-    def _make_dispatcher(self, socket: Any) -> Dispatcher | None:
+    def _use_dispatcher(self, socket: Any) -> None:
+        """Jobs run through a dispatcher on the runtime and this socket (None: local only)."""
         if self.runtime is None:
-            return None
-        # a new link keeps what was learned about local speeds
-        old = getattr(getattr(self, "jobs", None), "dispatcher", None)
-        return Dispatcher(self.runtime, socket, model=old.model if old is not None else None)
+            self.jobs.dispatcher = None
+        else:
+            from veraltheim.client.compute.dispatcher import Dispatcher
+
+            # a new link keeps what was learned about local speeds
+            old = self.jobs.dispatcher
+            model = old.model if old is not None else None
+            self.jobs.dispatcher = Dispatcher(self.runtime, socket, model=model)
+        self.dispatcher_available = self.jobs.dispatcher is not None and socket is not None
 
     async def _open_documents(self, socket: Any) -> None:
+        from veraltheim.client.state.notes import Notes
+        from veraltheim.client.state.run_history import RunHistory
+        from veraltheim.client.state.store import DocumentStore
+
         path = self.settings.value.document_cache_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         self.store = DocumentStore(path, socket)

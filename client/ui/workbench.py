@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import Property, QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QImage
 from veraltheim.client.compute.routes import Route
-from veraltheim.client.state.run_history import (
+from veraltheim.client.state.run_record import (
     TOTAL_MS,
     RunRecord,
     RunStatus,

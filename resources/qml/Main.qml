@@ -92,12 +92,12 @@ ApplicationWindow {
         objectName: "views"
         anchors.fill: parent
         currentIndex: nav.currentIndex
-        WorkbenchView { workbench: appWindow.workbench }
-        RunsView { runs: appWindow.runs }
-        NotesView { notes: appWindow.notes }
-        ConnectionView { connection: appWindow.connection; settings: appWindow.settings }
-        InspectorView { inspector: appWindow.inspector }
-        SettingsView { settings: appWindow.settings }
+        LazyView { sourceComponent: WorkbenchView { workbench: appWindow.workbench } }
+        LazyView { sourceComponent: RunsView { runs: appWindow.runs } }
+        LazyView { sourceComponent: NotesView { notes: appWindow.notes } }
+        LazyView { sourceComponent: ConnectionView { connection: appWindow.connection; settings: appWindow.settings } }
+        LazyView { sourceComponent: InspectorView { inspector: appWindow.inspector } }
+        LazyView { sourceComponent: SettingsView { settings: appWindow.settings } }
     }
 
     footer: ToolBar {

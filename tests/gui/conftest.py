@@ -95,6 +95,7 @@ def make_shell(request, app_dirs, run):
         settings.user_name = user
         shell = Shell(settings)
         shell.load()
+        shell.start_kernels()
         shells.append(shell)
         return shell
 

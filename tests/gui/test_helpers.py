@@ -81,7 +81,7 @@ def test_settings_round_trip_and_unknown_or_mistyped_keys_are_ignored(tmp_path):
 def test_the_runs_view_follows_appends_merges_and_updates(qapp):
     """Appends are read incrementally; a merge before shown runs or an update reads all."""
     from pycrdt import Doc
-    from veraltheim.client.state import RunHistory
+    from veraltheim.client.state.run_history import RunHistory
     from veraltheim.client.ui.notices import Notices
     from veraltheim.client.ui.runs import Runs
 

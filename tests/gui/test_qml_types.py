@@ -52,7 +52,7 @@ def test_qmllint_with_our_types_is_clean_and_catches_a_typo(tmp_path):
 
 
 def test_the_views_read_the_link_state_as_flags_not_words(qapp):
-    from veraltheim.client.net import ConnectionState
+    from veraltheim.client.net.state import ConnectionState
     from veraltheim.client.ui.connection import DISCONNECTED, Connection
     from veraltheim.client.ui.notices import Notices
 
@@ -68,7 +68,7 @@ def test_the_views_read_the_link_state_as_flags_not_words(qapp):
 def test_no_view_spells_out_a_word_python_defines(qapp):
     """Routes, views, link states and notice kinds reach QML as properties, not literals."""
     from veraltheim.client.compute.routes import Route
-    from veraltheim.client.net import ConnectionState
+    from veraltheim.client.net.state import ConnectionState
     from veraltheim.client.ui.connection import DISCONNECTED
     from veraltheim.client.ui.notices import NoticeKind
     from veraltheim.client.ui.views import View

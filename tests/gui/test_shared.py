@@ -9,8 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt
-from veraltheim.client.net import Socket
-from veraltheim.client.state import DocumentStore, Notes, RunHistory
+from veraltheim.client.net.socket import Socket
+from veraltheim.client.state.notes import Notes
+from veraltheim.client.state.run_history import RunHistory
+from veraltheim.client.state.store import DocumentStore
 from veraltheim.client.ui.views import VIEWS, View
 from veraltheim.client.ui.waiting import wait_signal, wait_until
 
@@ -179,6 +181,7 @@ def test_runs_and_notes_reach_a_second_client_live(service, make_shell, run, tmp
                 is None
             )
             assert [r["where"] for r in shell.inspector.decisions.rows] == ["local", "remote"]
+            shell.show_view(View.INSPECTOR)
             cache = item(shell, "inspectorCache").property("text")
             assert "Dispatcher cost model" in cache and "image.blur: local" in cache
             for i, view in enumerate(VIEWS, 1):
@@ -221,6 +224,7 @@ def test_offline_start_from_the_cache_then_edits_merge_on_reconnect(
         )
         assert shell.runs.model.count == 1
         assert shell.notes.text == "kept offline\n"
+        shell.show_view(View.RUNS)
         assert "local copy (reconnecting" in item(shell, "runsHeader").property("text")
         assert "reconnecting" in item(shell, "messageText").property("text")
         save_artifact(shell, "offline-start")
@@ -324,11 +328,11 @@ def test_a_refused_token_is_said_in_the_window(service, make_shell, run):
         hint = item(shell, "messageHint").property("text")
         assert f"The service at {service.ws_url} is offline" in text
         assert "Check the address and token" in hint
+        shell.show_view(View.CONNECTION)
         assert item(shell, "connectionState").property("text") == "offline"
         save_artifact(shell, "refused-token")
         # signing in with a good token from the Connection view fixes it
         item(shell, "connectionToken").setProperty("text", service.token("hana"))
-        shell.show_view(View.CONNECTION)
         await click(shell, "connectButton")
         await wait_until(
             lambda: conn.state == "connected" and conn.user == "hana", [conn.changed], CONNECT_S
@@ -346,6 +350,7 @@ def test_a_tls_service_shows_as_such_and_works(tls_service, make_shell, run):
     async def scenario():
         await shell.start(svc.ws_url, "")
         await connected(shell)
+        shell.show_view(View.CONNECTION)
         assert item(shell, "connectionTls").property("text").endswith("TLS (wss://)")
         info = await run_kernel(shell, "fractal.mandelbrot", "remote", width=64, height=48)
         assert info.startswith("Ran on the service")

@@ -17,7 +17,7 @@ from veraltheim.client.ui.shell import qml_dir
 from veraltheim.client.ui.views import VIEWS, View
 from veraltheim.client.ui.waiting import wait_until
 
-from tests.gui.conftest import click, item, key, save_artifact
+from tests.gui.conftest import click, find_item, item, key, save_artifact
 
 CONTROLS = (
     "Button",
@@ -64,6 +64,49 @@ def test_the_checker_catches_a_control_without_names():
     bad = "Item {\n    Button {\n        text: 'x'\n        Row { objectName: 'inner' }\n    }\n}\n"
     ((kind, own),) = control_blocks(bad)
     assert kind == "Button" and "objectName:" not in own
+
+
+def test_start_up_builds_the_view_on_screen_and_the_others_when_first_shown(make_shell, run):
+    shell = make_shell()
+    assert find_item(shell, "workbenchView") is not None
+    assert find_item(shell, "settingsView") is None  # not built: the first frame does not wait
+    shell.show_view(View.SETTINGS)
+    assert item(shell, "settingsView").isVisible()
+    item(shell, "settingsUserName").setProperty("text", "typed, not saved")
+    shell.show_view(View.WORKBENCH)
+    shell.show_view(View.SETTINGS)  # kept, not rebuilt: what was typed is still there
+    assert item(shell, "settingsUserName").property("text") == "typed, not saved"
+
+
+def test_the_window_opens_before_the_kernels_start_and_fills_in_after(app_dirs, run):
+    from veraltheim.client.ui.shell import Shell
+
+    settings, _ = load_settings()
+    shell = Shell(settings)
+    try:
+        shell.load()
+        assert shell.runtime is None and shell.workbench.kernels.rows == []
+        shell.workbench.run()  # Ctrl+R before the kernels are up: said, not a crash
+        assert "No kernel is selected" in shell.notices.text
+        shell.start_kernels()
+        names = [r["name"] for r in shell.workbench.kernels.rows]
+        assert "fractal.mandelbrot" in names and shell.workbench.kernel == "fractal.mandelbrot"
+        assert shell.jobs.dispatcher is not None
+    finally:
+        run(shell.stop())
+        shell.close_window()
+
+
+def test_the_first_frame_imports_neither_wasmtime_nor_the_link_nor_the_documents():
+    """What the window needs before it draws, and no more: the kernel runtime, websockets,
+    pycrdt and numpy load after the first frame (bench/ui.py, first_frame_ms)."""
+    heavy = ["wasmtime", "websockets", "pycrdt", "numpy", "veraltheim.wasm.runtime"]
+    code = (
+        "import sys, veraltheim.client.ui.app, veraltheim.client.ui.shell, qasync;"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_ctrl_digits_switch_views_and_each_view_renders(make_shell, run):
@@ -121,6 +164,7 @@ def test_settings_are_saved_and_used_at_the_next_start(make_shell, run, app_dirs
     assert (settings.user_name, settings.max_input_mib) == ("frida", 3)
     # the next window starts with them
     again = make_shell("frida")
+    again.show_view(View.SETTINGS)
     assert item(again, "settingsServiceUrl").property("text") == settings.service_url
     assert item(again, "settingsMaxInput").property("value") == 3
 

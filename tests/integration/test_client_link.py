@@ -10,15 +10,11 @@ import time
 import urllib.request
 
 import pytest
-from veraltheim.client.net import (
-    Backoff,
-    ChannelState,
-    ConnectionState,
-    Presence,
-    PushTimeout,
-    Reply,
-    Socket,
-)
+from veraltheim.client.net.presence import Presence
+from veraltheim.client.net.push import PushTimeout, Reply
+from veraltheim.client.net.socket import Socket
+from veraltheim.client.net.state import ChannelState, ConnectionState
+from veraltheim.protocol.backoff import Backoff
 from veraltheim.service.auth import issue_token
 from veraltheim.service.tls import make_dev_cert
 

@@ -9,7 +9,7 @@ import json
 import shutil
 
 import pytest
-from veraltheim.client.net import Socket
+from veraltheim.client.net.socket import Socket
 from veraltheim.protocol.envelope import unpack_envelope
 from veraltheim.wasm import DEFAULT_MANIFEST_PATH
 

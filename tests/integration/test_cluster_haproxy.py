@@ -15,8 +15,9 @@ import time
 
 import pytest
 from pycrdt import Array
-from veraltheim.client.net import Backoff, Presence
-from veraltheim.client.state import DocumentStore
+from veraltheim.client.net.presence import Presence
+from veraltheim.client.state.store import DocumentStore
+from veraltheim.protocol.backoff import Backoff
 
 from tests.support.cluster import Haproxy
 from tests.support.phx_frames import http_get

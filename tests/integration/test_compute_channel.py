@@ -9,7 +9,7 @@ import signal
 
 import numpy as np
 import pytest
-from veraltheim.client.net import Socket
+from veraltheim.client.net.socket import Socket
 from veraltheim.protocol.envelope import pack_envelope, unpack_envelope
 
 from tests.support.compute import LONG_MANDELBROT, compute_channel, jobs, request, wait_for_progress

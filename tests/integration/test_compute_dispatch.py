@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from veraltheim.client.compute.dispatcher import Dispatcher
 from veraltheim.client.compute.errors import RemoteUnavailable
-from veraltheim.client.net import ConnectionState, Socket
+from veraltheim.client.net.socket import Socket
+from veraltheim.client.net.state import ConnectionState
 from veraltheim.protocol.envelope import pack_envelope
 from veraltheim.wasm import Cancelled, CancelToken, MemoryLimitExceeded, Runtime, UnknownKernel
 

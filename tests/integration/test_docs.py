@@ -13,8 +13,13 @@ from pathlib import Path
 
 import pytest
 from pycrdt import Doc, Map, Text, create_update_message
-from veraltheim.client.net import JoinError, Socket
-from veraltheim.client.state import DocCache, DocumentStore, Notes, RunHistory, SharedDoc
+from veraltheim.client.net.push import JoinError
+from veraltheim.client.net.socket import Socket
+from veraltheim.client.state.cache import DocCache
+from veraltheim.client.state.notes import Notes
+from veraltheim.client.state.run_history import RunHistory
+from veraltheim.client.state.shared_doc import SharedDoc
+from veraltheim.client.state.store import DocumentStore
 from veraltheim.protocol import encode
 from veraltheim.protocol.ysync import create_sync_message
 

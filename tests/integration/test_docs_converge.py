@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Map, Text
-from veraltheim.client.net import Socket
-from veraltheim.client.state import DocumentStore, SharedDoc
+from veraltheim.client.net.socket import Socket
+from veraltheim.client.state.shared_doc import SharedDoc
+from veraltheim.client.state.store import DocumentStore
 
 from tests.support.service import running_service
 

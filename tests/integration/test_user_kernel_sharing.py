@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from veraltheim.client.compute import RemoteError
+from veraltheim.client.compute.errors import RemoteError
 from veraltheim.client.compute.remote import RemoteCompute
 from veraltheim.protocol.constants import COMPUTE_TOPIC
 from veraltheim.protocol.envelope import pack_envelope

@@ -9,8 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from veraltheim.client.net import Socket
-from veraltheim.client.state import DocumentStore, Notes, RunHistory
+from veraltheim.client.net.socket import Socket
+from veraltheim.client.state.notes import Notes
+from veraltheim.client.state.run_history import RunHistory
+from veraltheim.client.state.store import DocumentStore
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "yjs_client.mjs"

@@ -63,7 +63,7 @@ async def wait_for_progress(channel, job_id: str) -> list[dict]:
 @contextlib.asynccontextmanager
 async def compute_channel(svc):
     """A client.net channel joined to compute:default on `svc` (as `ch.svc`)."""
-    from veraltheim.client.net import Socket
+    from veraltheim.client.net.socket import Socket
 
     sock = Socket(svc.ws_url)
     await sock.connect()

@@ -3,7 +3,9 @@
 import asyncio
 
 import pytest
-from veraltheim.client.net import ConnectionState, Reply, Socket
+from veraltheim.client.net.push import Reply
+from veraltheim.client.net.socket import Socket
+from veraltheim.client.net.state import ConnectionState
 
 from tests.unit.test_client_net_socket import FakeService
 

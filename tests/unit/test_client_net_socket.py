@@ -9,20 +9,12 @@ from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from veraltheim.client.net import (
-    Backoff,
-    ChannelClosed,
-    ChannelState,
-    ConnectionState,
-    JoinError,
-    PushTimeout,
-    Reply,
-    Socket,
-    SocketOffline,
-    endpoint_url,
-)
-from veraltheim.client.net.socket import auth_subprotocols
+from veraltheim.client.net.channel import ChannelClosed
+from veraltheim.client.net.push import JoinError, PushTimeout, Reply
+from veraltheim.client.net.socket import Socket, SocketOffline, auth_subprotocols, endpoint_url
+from veraltheim.client.net.state import ChannelState, ConnectionState
 from veraltheim.protocol import AUTH_TOKEN_PREFIX, Message, decode, encode
+from veraltheim.protocol.backoff import Backoff
 from websockets.asyncio.server import ServerConnection, serve
 
 FAST = Backoff(initial_s=0.01, factor=2.0, max_s=0.05)

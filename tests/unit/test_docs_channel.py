@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from pycrdt import Doc, Map, create_update_message
-from veraltheim.client.net import Socket
+from veraltheim.client.net.socket import Socket
 from veraltheim.protocol.ysync import DOC_TOPIC_PREFIX, YJS_EVENT
 from veraltheim.service.app import Service
 from veraltheim.service.config import ServiceConfig

@@ -9,9 +9,13 @@ import logging
 
 import pytest
 from pycrdt import Doc, Map, Text
-from veraltheim.client.net import ChannelState, Socket
-from veraltheim.client.state import DocCache, DocumentStore, Notes, RunHistory
+from veraltheim.client.net.socket import Socket
+from veraltheim.client.net.state import ChannelState
+from veraltheim.client.state.cache import DocCache
+from veraltheim.client.state.notes import Notes
+from veraltheim.client.state.run_history import RunHistory
 from veraltheim.client.state.shared_doc import SharedDoc
+from veraltheim.client.state.store import DocumentStore
 
 
 async def test_documents_open_offline_and_survive_a_restart(tmp_path):

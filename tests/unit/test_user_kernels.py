@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from veraltheim.client.compute import Dispatcher
 from veraltheim.client.compute.cost_model import DEFAULT_NS_PER_BYTE, LOCAL_OVERHEAD_MS
+from veraltheim.client.compute.dispatcher import Dispatcher
 from veraltheim.wasm import DeadlineExceeded, IntegrityError, KernelError, Runtime, UnknownKernel
 from veraltheim.wasm.user_kernels import (
     MAX_MODULE_BYTES,

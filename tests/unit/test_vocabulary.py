@@ -10,8 +10,8 @@ import pytest
 from pycrdt import Doc
 from veraltheim import wasm
 from veraltheim.client.compute.routes import SIDES, Route
-from veraltheim.client.state.run_history import (
-    RunHistory,
+from veraltheim.client.state.run_history import RunHistory
+from veraltheim.client.state.run_record import (
     RunRecord,
     RunStatus,
     RunSummary,
