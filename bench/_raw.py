@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import resource
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -32,36 +33,25 @@ def masked_frame(payload: bytes, opcode: int = OPCODE_TEXT) -> bytes:
     return head + b"\0\0\0\0" + payload
 
 
-class RawWs(asyncio.Protocol):
-    """Handshake, then unmasked server frames to `on_frame(opcode, payload, arrived_ns)`."""
+def handshake(path: str) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
 
-    def __init__(self, path: str, on_frame: Callable[[int, bytes, int], None]) -> None:
-        self.path = path
+
+class FrameSplitter:
+    """Bytes in (the HTTP 101 response first), complete unmasked server frames out to
+    `on_frame(opcode, payload, arrived_ns)`."""
+
+    def __init__(self, on_frame: Callable[[int, bytes, int], None]) -> None:
         self.on_frame = on_frame
         self.buf = bytearray()
         self.upgraded = asyncio.get_running_loop().create_future()
-        self.closed = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(  # type: ignore[attr-defined]
-            (
-                f"GET {self.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.upgraded.done():
-            self.upgraded.set_exception(ConnectionError(f"closed before upgrade: {exc}"))
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic_ns()
+    def feed(self, data: bytes, now: int) -> None:
         if not self.buf and self.upgraded.done():
             used = self._frames(data, now)  # the common case: no copy into the buffer
             self.buf += data[used:]
@@ -103,9 +93,128 @@ class RawWs(asyncio.Protocol):
             pos = start + n
         return pos
 
+    def lost(self, exc: Exception | None) -> None:
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError(f"closed before upgrade: {exc}"))
+
+
+class RawWs(asyncio.Protocol):
+    """Handshake, then unmasked server frames to `on_frame(opcode, payload, arrived_ns)`;
+    arrived_ns (time.monotonic_ns) is when this process read them."""
+
+    clock = staticmethod(time.monotonic_ns)
+
+    def __init__(self, path: str, on_frame: Callable[[int, bytes, int], None]) -> None:
+        self.path = path
+        self.frames = FrameSplitter(on_frame)
+        self.upgraded = self.frames.upgraded
+        self.closed = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(handshake(self.path))  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.frames.lost(exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.frames.feed(data, time.monotonic_ns())
+
     def send(self, frame: bytes) -> None:
         assert self.transport is not None
         self.transport.write(frame)
+
+
+# Linux's SO_TIMESTAMPNS (= its SCM_TIMESTAMPNS); Python's socket module may not name it.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")
+
+
+class StampedWs:
+    """RawWs's frames, with arrived_ns the kernel's receive time of the data (SO_TIMESTAMPNS,
+    time.time_ns's clock): the moment the client has them, however long this process, which
+    holds many clients on one core, then takes to get to that socket. A real client has a
+    machine of its own; this is the latency it would see."""
+
+    clock = staticmethod(time.time_ns)
+
+    def __init__(self, sock: socket.socket, on_frame: Callable[[int, bytes, int], None]) -> None:
+        self.sock = sock
+        self.frames = FrameSplitter(on_frame)
+        self.upgraded = self.frames.upgraded
+        self.closed = asyncio.get_running_loop().create_future()
+        self._unsent = bytearray()
+
+    def readable(self) -> None:
+        try:
+            data, ancdata, _, _ = self.sock.recvmsg(1 << 16, socket.CMSG_SPACE(_TIMESPEC.size))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not data:
+            self._lost(None)
+            return
+        now = time.time_ns()  # (no stamp: the data's time is now)
+        for level, kind, stamp in ancdata:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanos = _TIMESPEC.unpack_from(stamp)
+                now = seconds * 1_000_000_000 + nanos
+        self.frames.feed(data, now)
+
+    def _lost(self, exc: Exception | None) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self.sock.fileno())
+        loop.remove_writer(self.sock.fileno())
+        self.frames.lost(exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self.sock.close()
+
+    def send(self, frame: bytes) -> None:
+        if self._unsent:  # behind earlier bytes the kernel had no room for
+            self._unsent += frame
+            return
+        try:
+            sent = self.sock.send(frame)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(frame):
+            self._unsent += frame[sent:]
+            asyncio.get_running_loop().add_writer(self.sock.fileno(), self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self._unsent)
+        except BlockingIOError:
+            return
+        del self._unsent[:sent]
+        if not self._unsent:
+            asyncio.get_running_loop().remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self._lost(None)
+
+
+async def open_stamped(
+    port: int, on_frame: Callable[[int, bytes, int], None], path: str | None = None
+) -> StampedWs:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    ws = StampedWs(sock, on_frame)
+    loop.add_reader(sock.fileno(), ws.readable)
+    ws.send(handshake(path or f"{SOCKET_PATH}?vsn={VSN}"))
+    await ws.upgraded
+    return ws
 
 
 async def open_raw(

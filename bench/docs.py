@@ -296,7 +296,7 @@ async def reconnect_and_cold_open(url: str, cache: Path, entries: int) -> dict[s
 COLD_OPEN = """
 import asyncio, sys, time
 from pycrdt import Map
-from veraltheim.client.state import DocumentStore
+from veraltheim.client.state.store import DocumentStore
 
 async def main(path, name, expected):
     start = time.perf_counter()

@@ -41,25 +41,31 @@ class Outbox:
 
 class BatchedWriter:
     """Writes whole frames to one connection (service/ws_fastpath.py) at the end of the loop
-    turn. Its buffer size counts the waiting frames, so a client too slow to read is still seen
-    (and evicted) in time."""
+    turn, and tells a client that does not read: a frame is refused once more than `limit`
+    bytes wait for it (in the transport and here)."""
 
-    __slots__ = ("_conn", "_frames", "_out", "_outbox", "_queued")
+    __slots__ = ("_conn", "_frames", "_out", "_outbox", "_queued", "limit")
 
-    def __init__(self, conn: ServerConnection, outbox: Outbox) -> None:
+    def __init__(self, conn: ServerConnection, outbox: Outbox, limit: int) -> None:
         self._conn = conn
         self._out = ws_fastpath.writer(conn)
         self._outbox = outbox
         self._frames: list[bytes] | None = None  # none for an idle socket
         self._queued = 0
+        self.limit = limit
 
-    def write(self, wire: bytes) -> None:
+    def write(self, wire: bytes) -> bool:
+        """Queue a frame for the end of this turn; False (nothing queued) if the client has
+        not read what it was sent. A connection that closes meanwhile drops it (flush)."""
+        if self._out.get_write_buffer_size() + self._queued > self.limit:
+            return False
         if self._frames is None:
             self._frames = [wire]
             self._outbox.waiting(self)
         else:
             self._frames.append(wire)
         self._queued += len(wire)
+        return True
 
     def get_write_buffer_size(self) -> int:
         return self._out.get_write_buffer_size() + self._queued

@@ -183,7 +183,7 @@ class Socket:
         limits = env.limits
         self.env = env
         self.conn = conn
-        self.out = BatchedWriter(conn, env.outbox)
+        self.out = BatchedWriter(conn, env.outbox, limits.send_buffer_bytes)
         self.id = socket_id
         self.user_id = user_id
         self.claims = claims
@@ -338,14 +338,12 @@ class Socket:
         """Queue one complete frame for this loop turn's write (service/outbox.py), or evict the
         socket if its client is not reading. Whole frames, written synchronously, cannot
         interleave with the frames websockets itself writes (pong, close)."""
-        if self.closing or self.conn.state is not State.OPEN:
+        if self.closing:
             return
-        out = self.out
-        if out.get_write_buffer_size() > self.env.limits.send_buffer_bytes:
+        if self.out.write(wire):
+            self.env.stats.frames_out.inc()
+        elif self.conn.state is State.OPEN:
             self.evict()
-            return
-        out.write(wire)
-        self.env.stats.frames_out.inc()
 
     def evict(self) -> None:
         """Close a socket whose client does not read: its close frame queues behind the data,

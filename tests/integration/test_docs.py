@@ -270,8 +270,9 @@ async def test_service_killed_during_edits_loses_nothing(service, tmp_path):
 
 CLIENT_SCRIPT = r"""
 import asyncio, sys
-from veraltheim.client.net import Socket
-from veraltheim.client.state import DocumentStore, RunHistory
+from veraltheim.client.net.socket import Socket
+from veraltheim.client.state.run_history import RunHistory
+from veraltheim.client.state.store import DocumentStore
 
 async def main(cache, url, token, mode):
     # edit-offline: no service at all; edit-online: connected, edits in flight when killed

@@ -11,6 +11,7 @@ from veraltheim.service.outbox import BatchedWriter, Outbox
 from websockets.protocol import State
 
 pytestmark = pytest.mark.skipif(not ws_fastpath.FAST, reason="batches only on the fast path")
+LIMIT = 1000
 
 
 class Transport:
@@ -37,7 +38,7 @@ async def next_turn() -> None:
 async def test_frames_of_one_turn_go_out_in_one_write_per_socket_in_order():
     outbox = Outbox()
     a_conn, b_conn = connection(), connection()
-    a, b = BatchedWriter(a_conn, outbox), BatchedWriter(b_conn, outbox)
+    a, b = BatchedWriter(a_conn, outbox, LIMIT), BatchedWriter(b_conn, outbox, LIMIT)
     single = b"\x81\x01x"
     for wire in (b"\x81\x011", b"\x81\x012", b"\x81\x013"):
         a.write(wire)
@@ -58,7 +59,7 @@ async def test_frames_of_one_turn_go_out_in_one_write_per_socket_in_order():
 async def test_flush_writes_now_and_a_closing_connection_gets_nothing_more():
     outbox = Outbox()
     conn = connection()
-    writer = BatchedWriter(conn, outbox)
+    writer = BatchedWriter(conn, outbox, LIMIT)
     writer.write(b"\x81\x01a")
     writer.flush()  # before a close frame written behind websockets' back
     assert conn.transport.writes == [b"\x81\x01a"]
@@ -68,3 +69,14 @@ async def test_flush_writes_now_and_a_closing_connection_gets_nothing_more():
     await next_turn()
     assert conn.transport.writes == [b"\x81\x01a"]
     assert writer.get_write_buffer_size() == 7
+
+
+async def test_a_frame_is_refused_once_the_client_has_not_read_past_the_limit():
+    outbox = Outbox()
+    conn = connection()
+    writer = BatchedWriter(conn, outbox, limit=7 + 5)  # 7 bytes sit unread in the transport
+    assert writer.write(b"\x81\x04abcd")  # 7 unread: under the limit
+    assert not writer.write(b"\x81\x01e")  # 7 + the 6 waiting: over it, nothing queued
+    writer.flush()
+    assert conn.transport.writes == [b"\x81\x04abcd"]
+    assert writer.write(b"\x81\x01e")  # written out: room again (the transport says 7)
