@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 
-async def wait_signal(
+def wait_signal(
     signal: Any, timeout: float, accept: Callable[..., bool] | None = None
-) -> tuple:
-    """The arguments of the next emission of `signal` that `accept` (if given) accepts."""
+) -> Coroutine[Any, Any, tuple]:
+    """The arguments of the next emission of `signal` that `accept` (if given) accepts.
+
+    Connected when called, not when first awaited: `ensure_future(wait_signal(...))` followed
+    by what makes the signal fire cannot miss an emission that comes before the task's first
+    step."""
     future: asyncio.Future[tuple] = asyncio.get_running_loop().create_future()
 
     def slot(*args: Any) -> None:
@@ -18,10 +22,14 @@ async def wait_signal(
             future.set_result(args)
 
     signal.connect(slot)
-    try:
-        return await asyncio.wait_for(future, timeout)
-    finally:
-        signal.disconnect(slot)
+
+    async def wait() -> tuple:
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            signal.disconnect(slot)
+
+    return wait()
 
 
 async def wait_until(

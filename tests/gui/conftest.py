@@ -16,6 +16,7 @@ from PySide6.QtCore import QPointF, Qt, QUrl
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtQuick import QQuickItem, QQuickWindow
 from PySide6.QtTest import QTest
+from veraltheim.client.ui.waiting import wait_signal
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "gui"
 RUN_TIMEOUT_S = 90.0
@@ -143,7 +144,16 @@ async def outside_task(fn: Callable[..., Any], *args: Any) -> Any:
     return await future
 
 
+async def drawn(shell) -> None:
+    """Until the window has drawn what it holds now: its layouts are polished then, so an item's
+    position is where the user sees it (a layout that changed a moment ago moves it)."""
+    frame = wait_signal(shell.window.frameSwapped, RUN_TIMEOUT_S)
+    shell.window.update()
+    await frame
+
+
 async def click(shell, name: str) -> None:
+    await drawn(shell)
     target = item(shell, name)
     assert target.isVisible() and target.isEnabled(), f"{name} is not clickable"
     pos = target.mapToScene(QPointF(target.width() / 2, target.height() / 2)).toPoint()
