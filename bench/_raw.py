@@ -102,8 +102,6 @@ class RawWs(asyncio.Protocol):
     """Handshake, then unmasked server frames to `on_frame(opcode, payload, arrived_ns)`;
     arrived_ns (time.monotonic_ns) is when this process read them."""
 
-    clock = staticmethod(time.monotonic_ns)
-
     def __init__(self, path: str, on_frame: Callable[[int, bytes, int], None]) -> None:
         self.path = path
         self.frames = FrameSplitter(on_frame)
