@@ -30,6 +30,7 @@ from veraltheim.service.limits import UserBuckets
 from veraltheim.service.lobby import LobbyChannel
 from veraltheim.service.looplag import LoopLag
 from veraltheim.service.metrics import Metrics
+from veraltheim.service.outbox import Outbox
 from veraltheim.service.presence import Presence
 from veraltheim.service.pubsub import PubSub
 from veraltheim.service.router import Router
@@ -90,13 +91,14 @@ class Service:
         self.metrics = Metrics()
         self.stats = Stats(self.metrics)
         self.loop_lag = LoopLag(self.metrics)
-        pubsub: PubSub = PubSub()
+        outbox = Outbox(self.stats.frames_out)  # every frame of a loop turn goes out at its end
+        pubsub: PubSub = PubSub(outbox)
         presence = Presence(pubsub)
         self.cluster: Any = None  # a ClusterNode when broadcasts and presence span nodes
         if config.cluster.pubsub_url:
             from veraltheim.service.cluster.node import ClusterNode  # needs the cluster extra
 
-            self.cluster = ClusterNode(config.cluster, self.metrics)
+            self.cluster = ClusterNode(config.cluster, self.metrics, outbox)
             pubsub, presence = self.cluster.pubsub, self.cluster.presence
         self.ctx = ServiceContext(
             config=config,
@@ -118,6 +120,7 @@ class Service:
             route=self.router.match,
             book=self.life,
             ctx=self.ctx,
+            outbox=outbox,
         )
         self.endpoint = Endpoint(self)
         self.started_at = time.monotonic()
@@ -129,12 +132,17 @@ class Service:
         self.metrics.gauge(
             "last_broadcast_recipients",
             "sockets the last broadcast went to",
-            lambda: pubsub.last_fanout[0],
+            lambda: pubsub.last_recipients,
         )
         self.metrics.gauge(
-            "last_broadcast_fanout_seconds",
-            "time to encode and write the last broadcast",
-            lambda: pubsub.last_fanout[1],
+            "last_flush_frames",
+            "frames written at the end of the last loop turn that had any",
+            lambda: outbox.last_flush[0],
+        )
+        self.metrics.gauge(
+            "last_flush_seconds",
+            "time to write the frames of the last loop turn that had any",
+            lambda: outbox.last_flush[1],
         )
 
     @property

@@ -12,13 +12,16 @@ import asyncio
 import collections
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from veraltheim.protocol import Message
 from veraltheim.protocol.channel_server import EndReason, ServerChannel
 from veraltheim.protocol.constants import PRESENCE_STATE, STATUS_ERROR, STATUS_OK
 from veraltheim.protocol.reasons import Reason
 from veraltheim.service.context import ServiceContext
+
+if TYPE_CHECKING:
+    from veraltheim.service.outbox import FrameSink
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +47,10 @@ class ChannelSocket(Protocol):
     @property
     def ctx(self) -> ServiceContext: ...
 
-    def send_message(self, msg: Message) -> None: ...
+    # where the socket's frames go (broadcasts are queued for it there)
+    sink: FrameSink
 
-    def write_wire(self, wire: bytes) -> None: ...
+    def send_message(self, msg: Message) -> None: ...
 
     def channel_ended(self, channel: Channel, reason: str) -> None: ...
 
@@ -110,6 +114,7 @@ class Channel:
         self, socket: ChannelSocket, topic: str, join_ref: str | None, join_params: Any
     ) -> None:
         self._socket = socket
+        self.sink = socket.sink
         self._rules = ServerChannel(topic, join_ref)
         self.topic = topic
         self.join_ref = join_ref
@@ -180,10 +185,6 @@ class Channel:
         presence.announce_join(self.topic, key, entry)
 
     # -- the socket side ---------------------------------------------------------------------
-
-    def deliver_wire(self, wire: bytes) -> None:
-        if self._rules.joined:
-            self._socket.write_wire(wire)
 
     def deliver_info(self, message: Any) -> None:
         self._mailbox.put((_INFO, message))

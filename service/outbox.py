@@ -1,88 +1,123 @@
-"""Frames queued per socket during one turn of the event loop and written together after it.
+"""The frames of one turn of the event loop, queued in order and written together after it.
 
-A broadcast is one encode and, per socket, one write: a loopback `send()` costs far more than
-the Python around it, so when the service falls behind (several broadcasts of a busy topic
-handled in the same turn) each socket still gets one `send()` with all of them, in order. A
-socket that got one frame this turn writes that frame object as is.
+A loopback `send()` costs far more than the Python around it, so a turn's frames are grouped
+per socket and each socket gets one write: when the service falls behind (several broadcasts of
+a busy topic handled in one turn) a socket still gets one `send()` with all of them, in order.
+A broadcast is queued as one entry (its frame and the sinks it goes to), not one per socket, so
+a turn with a single broadcast, the usual case, is a plain loop of writes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from veraltheim.service import ws_fastpath
+from websockets.protocol import State
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from websockets.asyncio.server import ServerConnection
 
 log = logging.getLogger(__name__)
 
+OPEN = State.OPEN
+
+
+class FrameSink(Hashable, Protocol):
+    """Where one connection's frames go."""
+
+    def send(self, frames: list[bytes]) -> bool:
+        """Write whole frames, in order; False if nothing was written."""
+
+
+class Counter(Protocol):
+    def inc(self, amount: float = 1.0) -> None: ...
+
 
 class Outbox:
-    """The writers with frames waiting; one flush per loop turn, scheduled by the first."""
+    """This turn's frames in the order they were queued; one flush at the end of the turn."""
 
-    __slots__ = ("_waiting",)
+    __slots__ = ("_frames_out", "_turn", "last_flush")
 
-    def __init__(self) -> None:
-        self._waiting: list[BatchedWriter] = []
+    def __init__(self, frames_out: Counter | None = None) -> None:
+        self._turn: list[tuple[bytes, Sequence[FrameSink]]] = []
+        self._frames_out = frames_out
+        self.last_flush: tuple[int, float] = (0, 0.0)  # (frames written, seconds), for /metrics
 
-    def waiting(self, writer: BatchedWriter) -> None:
-        if not self._waiting:
+    def send(self, sink: FrameSink, wire: bytes) -> None:
+        """Queue one frame for one connection."""
+        self.broadcast((sink,), wire)
+
+    def broadcast(self, sinks: Sequence[FrameSink], wire: bytes) -> None:
+        """Queue one frame for each of `sinks` (a snapshot the caller no longer changes)."""
+        if not self._turn:
             asyncio.get_running_loop().call_soon(self.flush)
-        self._waiting.append(writer)
+        self._turn.append((wire, sinks))
 
     def flush(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        for writer in waiting:
-            writer.flush()
-
-
-class BatchedWriter:
-    """Writes whole frames to one connection (service/ws_fastpath.py) at the end of the loop
-    turn, and tells a client that does not read: a frame is refused once more than `limit`
-    bytes wait for it (in the transport and here)."""
-
-    __slots__ = ("_conn", "_frames", "_out", "_outbox", "_queued", "limit")
-
-    def __init__(self, conn: ServerConnection, outbox: Outbox, limit: int) -> None:
-        self._conn = conn
-        self._out = ws_fastpath.writer(conn)
-        self._outbox = outbox
-        self._frames: list[bytes] | None = None  # none for an idle socket
-        self._queued = 0
-        self.limit = limit
-
-    def write(self, wire: bytes) -> bool:
-        """Queue a frame for the end of this turn; False (nothing queued) if the client has
-        not read what it was sent. A connection that closes meanwhile drops it (flush)."""
-        if self._out.get_write_buffer_size() + self._queued > self.limit:
-            return False
-        if self._frames is None:
-            self._frames = [wire]
-            self._outbox.waiting(self)
+        """Write what is queued now (the end of the turn does; a close frame written behind
+        websockets' back must come after the data)."""
+        turn, self._turn = self._turn, []
+        if not turn:
+            return
+        started = time.perf_counter()
+        written = 0
+        if len(turn) == 1:  # one frame for each sink: nothing to group
+            wire, sinks = turn[0]
+            frames = [wire]
+            for sink in sinks:
+                written += sink.send(frames)
         else:
-            self._frames.append(wire)
-        self._queued += len(wire)
-        return True
+            grouped: dict[FrameSink, list[bytes]] = {}
+            for wire, sinks in turn:
+                for sink in sinks:
+                    queued = grouped.get(sink)
+                    if queued is None:
+                        grouped[sink] = [wire]
+                    else:
+                        queued.append(wire)
+            for sink, frames in grouped.items():
+                if sink.send(frames):
+                    written += len(frames)
+        if self._frames_out is not None:
+            self._frames_out.inc(written)
+        self.last_flush = (written, time.perf_counter() - started)
 
-    def get_write_buffer_size(self) -> int:
-        return self._out.get_write_buffer_size() + self._queued
 
-    def flush(self) -> None:
-        """Write what waits now (the outbox does at the end of the turn; a close frame written
-        behind websockets' back must come after the data)."""
-        frames, self._frames, self._queued = self._frames, None, 0
-        if not frames or not ws_fastpath.is_open(self._conn):
-            return  # closing: nothing may follow the close frame
+class ConnectionWriter:
+    """A FrameSink for one connection (service/ws_fastpath.py writes to it): it writes while
+    the connection is open and the client reads. Once more than `limit` bytes wait unsent, the
+    client is not reading: the frames are refused, `on_full` is called, and nothing more is
+    written."""
+
+    __slots__ = ("_out", "_protocol", "limit", "on_full", "stopped")
+
+    def __init__(self, conn: ServerConnection, limit: int, on_full: Callable[[], None]) -> None:
+        self._protocol = conn.protocol  # its state, read per write, is one property away here
+        self._out = ws_fastpath.writer(conn)
+        self.limit = limit
+        self.on_full = on_full
+        self.stopped = False
+
+    def send(self, frames: list[bytes]) -> bool:
+        if self.stopped or self._protocol.state is not OPEN:
+            return False  # closing: nothing may follow the close frame
+        out = self._out
+        if out.get_write_buffer_size() > self.limit:
+            self.stopped = True
+            self.on_full()
+            return False
         try:
             if len(frames) == 1:
-                self._out.write(frames[0])
-            elif ws_fastpath.FAST:  # the transport takes the frames as one piece of data
-                self._out.write(b"".join(frames))
+                out.write(frames[0])
             else:
-                for wire in frames:
-                    self._out.write(wire)
+                out.writelines(frames)
         except Exception as exc:  # the transport went away; the socket's reader cleans up
             log.debug("write failed: %s", exc)
+            return False
+        return True

@@ -3,25 +3,32 @@
 The interface is kept narrow (subscribe, unsubscribe, broadcast, publish) so a Redis adapter can
 implement it for several nodes, as Phoenix.PubSub's does. A broadcast is encoded once into a
 complete WebSocket frame (server frames are unmasked, so the bytes are the same for every
-socket) and handed to every subscriber: the cost per extra socket is one write.
+socket) and queued once for all the subscribers' sockets (service/outbox.py): the cost per extra
+socket is one write at the end of the loop turn.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import Any, Protocol
 
 from veraltheim.protocol import Message, encode
+from veraltheim.service.outbox import FrameSink
 from veraltheim.service.wire import wire_frame
 
 
 class Subscriber(Hashable, Protocol):
-    def deliver_wire(self, wire: bytes) -> None:
-        """Write a complete WebSocket frame (header + payload) to this subscriber's socket."""
+    # where the frames of this subscriber's socket go
+    sink: FrameSink
 
     def deliver_info(self, message: Any) -> None:
         """Queue a server-side message for the subscriber's handle_info."""
+
+
+class FrameQueue(Protocol):
+    """Where broadcasts wait for the end of the loop turn (service/outbox.py's Outbox)."""
+
+    def broadcast(self, sinks: Sequence[FrameSink], wire: bytes) -> None: ...
 
 
 def encode_broadcast(topic: str, event: str, payload: Any) -> bytes:
@@ -30,18 +37,19 @@ def encode_broadcast(topic: str, event: str, payload: Any) -> bytes:
 
 
 class PubSub:
-    def __init__(self) -> None:
-        self._topics: dict[str, set[Subscriber]] = {}
-        # (recipients, seconds) of the last broadcast's fan-out, for /metrics and benchmarks
-        self.last_fanout: tuple[int, float] = (0, 0.0)
+    def __init__(self, outbox: FrameQueue) -> None:
+        # each subscriber with its sink, so a broadcast copies the sinks without visiting them
+        self._topics: dict[str, dict[Subscriber, FrameSink]] = {}
+        self._outbox = outbox
+        self.last_recipients = 0  # of the last broadcast, for /metrics
 
     def subscribe(self, topic: str, subscriber: Subscriber) -> None:
-        self._topics.setdefault(topic, set()).add(subscriber)
+        self._topics.setdefault(topic, {})[subscriber] = subscriber.sink
 
     def unsubscribe(self, topic: str, subscriber: Subscriber) -> None:
         subs = self._topics.get(topic)
         if subs is not None:
-            subs.discard(subscriber)
+            subs.pop(subscriber, None)
             if not subs:
                 del self._topics[topic]
 
@@ -60,19 +68,17 @@ class PubSub:
         return self.fanout(topic, encode_broadcast(topic, event, payload), exclude=exclude)
 
     def fanout(self, topic: str, wire: bytes, *, exclude: Subscriber | None = None) -> int:
-        """Write an encoded broadcast frame to this node's subscribers of topic but `exclude`."""
+        """Queue an encoded broadcast frame for this node's subscribers of topic but `exclude`
+        (those subscribed now: one that joins later in this turn does not get it)."""
         subs = self._topics.get(topic)
         if not subs:
             return 0
-        started = time.perf_counter()
-        sent = 0
-        # A copy: a delivery may evict a slow socket, which unsubscribes it.
-        for sub in list(subs):
-            if sub is not exclude:
-                sub.deliver_wire(wire)
-                sent += 1
-        self.last_fanout = (sent, time.perf_counter() - started)
-        return sent
+        sinks = list(subs.values())
+        if exclude in subs:
+            sinks.remove(subs[exclude])
+        self._outbox.broadcast(sinks, wire)
+        self.last_recipients = len(sinks)
+        return len(sinks)
 
     # On one node every broadcast is local; a cluster pubsub overrides `broadcast` (to reach the
     # other nodes too) and keeps this one for what each node tells its own subscribers.

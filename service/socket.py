@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from veraltheim.protocol import Message, ProtocolError, decode, encode
@@ -39,10 +39,9 @@ from veraltheim.service import ws_fastpath
 from veraltheim.service.channel import CLOSED, Channel
 from veraltheim.service.context import ServiceContext
 from veraltheim.service.limits import TokenBucket
-from veraltheim.service.outbox import BatchedWriter, Outbox
+from veraltheim.service.outbox import ConnectionWriter, Outbox
 from veraltheim.service.wire import wire_frame
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
 
 if TYPE_CHECKING:
     from veraltheim.service.config import ServiceConfig
@@ -85,7 +84,6 @@ class SocketStats(Protocol):
     """The link's counters a socket bumps."""
 
     frames_in: Counter
-    frames_out: Counter
     malformed: Counter
     rate_limited: Counter
     channel_limit: Counter
@@ -147,7 +145,7 @@ class SocketEnv:
     route: Callable[[str], type[Channel] | None]  # the channel class serving a topic
     book: ChannelBook
     ctx: ServiceContext  # what the channels see
-    outbox: Outbox = field(default_factory=Outbox)  # frames written once per loop turn
+    outbox: Outbox  # every frame of a loop turn goes out at its end
 
 
 class Socket:
@@ -161,8 +159,8 @@ class Socket:
         "env",
         "id",
         "last_seen",
-        "out",
         "params",
+        "sink",
         "strikes",
         "table",
         "user_bucket",
@@ -183,7 +181,7 @@ class Socket:
         limits = env.limits
         self.env = env
         self.conn = conn
-        self.out = BatchedWriter(conn, env.outbox, limits.send_buffer_bytes)
+        self.sink = ConnectionWriter(conn, limits.send_buffer_bytes, self.evict)
         self.id = socket_id
         self.user_id = user_id
         self.claims = claims
@@ -335,23 +333,19 @@ class Socket:
         self.write_wire(wire_frame(encode(msg, sender="server")))
 
     def write_wire(self, wire: bytes) -> None:
-        """Queue one complete frame for this loop turn's write (service/outbox.py), or evict the
-        socket if its client is not reading. Whole frames, written synchronously, cannot
-        interleave with the frames websockets itself writes (pong, close)."""
-        if self.closing:
-            return
-        if self.out.write(wire):
-            self.env.stats.frames_out.inc()
-        elif self.conn.state is State.OPEN:
-            self.evict()
+        """Queue one complete frame for this loop turn's write (service/outbox.py). Whole
+        frames, written synchronously, cannot interleave with the frames websockets itself
+        writes (pong, close)."""
+        if not self.closing:
+            self.env.outbox.send(self.sink, wire)
 
     def evict(self) -> None:
-        """Close a socket whose client does not read: its close frame queues behind the data,
-        and the TCP connection is cut if the client has not answered it soon after."""
+        """Close a socket whose client does not read (its sink found too much unsent): the close
+        frame queues behind the data, and the TCP connection is cut if the client has not
+        answered it soon after."""
         self.closing = True
         self.env.stats.closed.inc(reason="slow_reader")
         log.warning("socket %s (user %s) evicted: too slow to read", self.id, self.user_id)
-        self.out.flush()  # the close frame goes behind the data
         why = "send buffer full: client too slow to read"
         task = ws_fastpath.evict(self.conn, CLOSE_SLOW_READER, why, EVICT_ABORT_S)
         if task is not None:
@@ -362,7 +356,8 @@ class Socket:
         if self.closing:
             return
         self.closing = True
-        self.out.flush()  # the close frame goes behind the data
+        self.env.outbox.flush()  # the close frame goes behind the data, and nothing after it
+        self.sink.stopped = True
         task = asyncio.get_running_loop().create_task(self.conn.close(code, close_reason(reason)))
         self.env.book.track_task(task)
 

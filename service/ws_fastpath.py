@@ -38,6 +38,8 @@ class FrameWriter(Protocol):
 
     def write(self, wire: bytes) -> None: ...
 
+    def writelines(self, wires: list[bytes]) -> None: ...
+
     def get_write_buffer_size(self) -> int: ...
 
 
@@ -54,6 +56,10 @@ class _PublicWriter:
         opcode, payload = frame_payload(wire)
         broadcast(self._conns, payload, text=opcode == _OPCODE_TEXT)
 
+    def writelines(self, wires: list[bytes]) -> None:
+        for wire in wires:
+            self.write(wire)
+
     def get_write_buffer_size(self) -> int:
         return 0  # not visible through the public API
 
@@ -68,10 +74,6 @@ def frame_payload(wire: bytes) -> tuple[int, memoryview]:
 def writer(conn: ServerConnection) -> FrameWriter:
     """The writer for an open connection (its transport itself on the fast path)."""
     return conn.transport if FAST else _PublicWriter(conn)
-
-
-def is_open(conn: ServerConnection) -> bool:
-    return conn.state is State.OPEN
 
 
 def evict(conn: ServerConnection, code: int, reason: str, abort_after_s: float) -> Any:

@@ -8,13 +8,14 @@ from veraltheim.service.cluster.bus import RedisBus
 from veraltheim.service.cluster.presence import ClusterPresence
 from veraltheim.service.cluster.pubsub import RedisPubSub
 from veraltheim.service.cluster.urls import node_name
+from veraltheim.service.pubsub import FrameQueue
 
 
 class ClusterNode:
-    def __init__(self, cluster: Any, metrics: Any) -> None:
-        """cluster: ClusterConfig with a pubsub_url."""
+    def __init__(self, cluster: Any, metrics: Any, outbox: FrameQueue) -> None:
+        """cluster: ClusterConfig with a pubsub_url; outbox: where broadcasts are queued."""
         self.bus = RedisBus(cluster.pubsub_url, node_name(cluster.node_name), metrics)
-        self.pubsub = RedisPubSub(self.bus)
+        self.pubsub = RedisPubSub(self.bus, outbox)
         self.presence = ClusterPresence(
             self.pubsub, self.bus, cluster.heartbeat_s, cluster.down_after_s
         )

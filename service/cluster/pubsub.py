@@ -9,12 +9,12 @@ from typing import Any
 from veraltheim.service.cluster import envelope
 from veraltheim.service.cluster.bus import RedisBus
 from veraltheim.service.cluster.envelope import Envelope
-from veraltheim.service.pubsub import PubSub, Subscriber, encode_broadcast
+from veraltheim.service.pubsub import FrameQueue, PubSub, Subscriber, encode_broadcast
 
 
 class RedisPubSub(PubSub):
-    def __init__(self, bus: RedisBus) -> None:
-        super().__init__()
+    def __init__(self, bus: RedisBus, outbox: FrameQueue) -> None:
+        super().__init__(outbox)
         self.bus = bus
         bus.on(envelope.BROADCAST, self._from_other_node)
 

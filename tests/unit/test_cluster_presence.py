@@ -14,6 +14,8 @@ from veraltheim.service.cluster.pubsub import RedisPubSub
 from veraltheim.service.cluster.urls import check_cluster_config
 from veraltheim.service.config import ClusterConfig
 
+from tests.support.frames import RecordingSubscriber, WriteAtOnce
+
 
 def test_envelope_round_trip_and_refusals():
     data = envelope.pack(envelope.BROADCAST, "node/1", "doc:é", b"\x00frame")
@@ -63,21 +65,12 @@ class FakeBus:
                 bus.handlers[kind](env)
 
 
-class Sub:
+class Sub(RecordingSubscriber):
     """A subscriber that records the presence diffs it is sent."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def deliver_wire(self, wire: bytes) -> None:
-        self.frames.append(wire)
-
-    def deliver_info(self, message) -> None:
-        pass
 
     def diffs(self) -> list[dict]:
         out = []
-        for frame in self.frames:
+        for frame in self.wires:
             text = frame[frame.index(b"[null") :].decode()  # after the WebSocket header
             _, _, _, event, payload = json.loads(text)
             if event == PRESENCE_DIFF:
@@ -87,7 +80,7 @@ class Sub:
 
 def node(net: Net, name: str) -> tuple[ClusterPresence, Sub]:
     bus = FakeBus(net, name)
-    pubsub = RedisPubSub(bus)  # type: ignore[arg-type]
+    pubsub = RedisPubSub(bus, WriteAtOnce())  # type: ignore[arg-type]
     presence = ClusterPresence(pubsub, bus, heartbeat_s=1.0, down_after_s=5.0)  # type: ignore[arg-type]
     sub = Sub()
     pubsub.subscribe("room", sub)

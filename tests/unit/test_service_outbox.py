@@ -1,4 +1,5 @@
-"""service/outbox.py: a socket's frames of one loop turn go out in one write, in order."""
+"""service/outbox.py: a socket's frames of one loop turn go out in one write, in order; a client
+that does not read is refused and told once."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from veraltheim.service import ws_fastpath
-from veraltheim.service.outbox import BatchedWriter, Outbox
+from veraltheim.service.outbox import ConnectionWriter, Outbox
 from websockets.protocol import State
 
 pytestmark = pytest.mark.skipif(not ws_fastpath.FAST, reason="batches only on the fast path")
@@ -15,18 +16,35 @@ LIMIT = 1000
 
 
 class Transport:
-    def __init__(self) -> None:
+    def __init__(self, unread: int = 7) -> None:
         self.writes: list[bytes] = []
+        self.unread = unread  # what the kernel did not take yet
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
 
+    def writelines(self, frames: list[bytes]) -> None:
+        self.writes.append(b"".join(frames))  # one write, as uvloop's writev
+
     def get_write_buffer_size(self) -> int:
-        return 7  # what the kernel did not take yet
+        return self.unread
 
 
-def connection() -> SimpleNamespace:
-    return SimpleNamespace(transport=Transport(), state=State.OPEN)
+class Counter:
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+def connection(unread: int = 7) -> SimpleNamespace:
+    return SimpleNamespace(transport=Transport(unread), protocol=SimpleNamespace(state=State.OPEN))
+
+
+def writer(conn: SimpleNamespace, limit: int = LIMIT) -> tuple[ConnectionWriter, list[str]]:
+    evicted: list[str] = []
+    return ConnectionWriter(conn, limit, lambda: evicted.append("full")), evicted  # type: ignore[arg-type]
 
 
 async def next_turn() -> None:
@@ -36,47 +54,63 @@ async def next_turn() -> None:
 
 
 async def test_frames_of_one_turn_go_out_in_one_write_per_socket_in_order():
-    outbox = Outbox()
-    a_conn, b_conn = connection(), connection()
-    a, b = BatchedWriter(a_conn, outbox, LIMIT), BatchedWriter(b_conn, outbox, LIMIT)
+    sent = Counter()
+    outbox = Outbox(sent)
+    a_conn, b_conn, c_conn = connection(), connection(), connection()
+    (a, _), (b, _), (c, _) = writer(a_conn), writer(b_conn), writer(c_conn)
     single = b"\x81\x01x"
-    for wire in (b"\x81\x011", b"\x81\x012", b"\x81\x013"):
-        a.write(wire)
-    b.write(single)
-    assert a.get_write_buffer_size() == 7 + 9  # the transport's bytes and the waiting ones
-    assert a_conn.transport.writes == [] and b_conn.transport.writes == []
+    outbox.send(a, b"\x81\x011")
+    outbox.broadcast([a, b], b"\x81\x012")  # to a between its own two frames
+    outbox.send(a, b"\x81\x013")
+    outbox.send(c, single)
+    assert a_conn.transport.writes == [] and c_conn.transport.writes == []
     await next_turn()
     await next_turn()
     assert a_conn.transport.writes == [b"\x81\x011\x81\x012\x81\x013"]
-    assert b_conn.transport.writes[0] is single  # one frame: the very object, not a copy
-    assert a.get_write_buffer_size() == 7
-    a.write(b"\x81\x014")  # a later turn is a write of its own
+    assert b_conn.transport.writes == [b"\x81\x012"]
+    assert c_conn.transport.writes[0] is single  # one frame: the very object, not a copy
+    assert sent.value == 5 and outbox.last_flush[0] == 5
+    outbox.send(a, b"\x81\x014")  # a later turn is a write of its own
     await next_turn()
     await next_turn()
     assert a_conn.transport.writes[-1] == b"\x81\x014"
+    assert sent.value == 6
+
+
+async def test_a_turn_with_one_broadcast_writes_that_frame_object_to_each_socket():
+    outbox = Outbox()
+    conns = [connection() for _ in range(3)]
+    wire = b"\x81\x02hi"
+    outbox.broadcast([writer(conn)[0] for conn in conns], wire)
+    outbox.flush()
+    assert all(conn.transport.writes == [wire] for conn in conns)
+    assert all(conn.transport.writes[0] is wire for conn in conns)
 
 
 async def test_flush_writes_now_and_a_closing_connection_gets_nothing_more():
     outbox = Outbox()
     conn = connection()
-    writer = BatchedWriter(conn, outbox, LIMIT)
-    writer.write(b"\x81\x01a")
-    writer.flush()  # before a close frame written behind websockets' back
+    sink, evicted = writer(conn)
+    outbox.send(sink, b"\x81\x01a")
+    outbox.flush()  # before a close frame written behind websockets' back
     assert conn.transport.writes == [b"\x81\x01a"]
-    writer.write(b"\x81\x01b")
-    conn.state = State.CLOSING
+    outbox.send(sink, b"\x81\x01b")
+    conn.protocol.state = State.CLOSING
     await next_turn()
     await next_turn()
     assert conn.transport.writes == [b"\x81\x01a"]
-    assert writer.get_write_buffer_size() == 7
+    assert outbox.last_flush[0] == 0 and evicted == []
 
 
-async def test_a_frame_is_refused_once_the_client_has_not_read_past_the_limit():
+async def test_a_client_that_has_not_read_past_the_limit_is_refused_and_told_once():
     outbox = Outbox()
-    conn = connection()
-    writer = BatchedWriter(conn, outbox, limit=7 + 5)  # 7 bytes sit unread in the transport
-    assert writer.write(b"\x81\x04abcd")  # 7 unread: under the limit
-    assert not writer.write(b"\x81\x01e")  # 7 + the 6 waiting: over it, nothing queued
-    writer.flush()
-    assert conn.transport.writes == [b"\x81\x04abcd"]
-    assert writer.write(b"\x81\x01e")  # written out: room again (the transport says 7)
+    reading, stuck = connection(unread=LIMIT), connection(unread=LIMIT + 1)
+    (ok, ok_full), (slow, slow_full) = writer(reading), writer(stuck)
+    outbox.broadcast([ok, slow], b"\x81\x01a")
+    outbox.flush()
+    assert reading.transport.writes == [b"\x81\x01a"]  # at the limit: still reading
+    assert stuck.transport.writes == [] and slow_full == ["full"]
+    stuck.transport.unread = 0  # even if it reads now: it was evicted, nothing more goes out
+    outbox.broadcast([ok, slow], b"\x81\x01b")
+    outbox.flush()
+    assert stuck.transport.writes == [] and slow_full == ["full"] and ok_full == []

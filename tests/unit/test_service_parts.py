@@ -11,6 +11,8 @@ from veraltheim.service.presence import Presence
 from veraltheim.service.pubsub import PubSub
 from veraltheim.service.router import Router
 
+from tests.support.frames import RecordingSubscriber, WriteAtOnce
+
 
 def test_token_bucket_allows_the_burst_then_refills_at_rate():
     bucket = TokenBucket(rate=2, burst=3, now=0.0)
@@ -55,17 +57,6 @@ def test_router_exact_and_prefix_patterns():
         router.add("a*b", A)
 
 
-class Sub:
-    def __init__(self):
-        self.wires, self.infos = [], []
-
-    def deliver_wire(self, wire):
-        self.wires.append(wire)
-
-    def deliver_info(self, message):
-        self.infos.append(message)
-
-
 def payload_of(wire: bytes):
     # an unmasked server frame: FIN + opcode, then a 7-bit length or 126 + a 16-bit length
     assert wire[1] <= 126
@@ -78,8 +69,8 @@ def test_broadcast_encodes_once_and_skips_the_sender(monkeypatch):
     calls = []
     real = pubsub_module.encode_broadcast
     monkeypatch.setattr(pubsub_module, "encode_broadcast", lambda *a: calls.append(a) or real(*a))
-    ps = PubSub()
-    subs = [Sub() for _ in range(50)]
+    ps = PubSub(WriteAtOnce())
+    subs = [RecordingSubscriber() for _ in range(50)]
     for s in subs:
         ps.subscribe("t", s)
     assert ps.broadcast("t", "e", {"k": 1}, exclude=subs[0]) == 49
@@ -99,7 +90,7 @@ def test_broadcast_encodes_once_and_skips_the_sender(monkeypatch):
 
 
 def ps_binary(ps):
-    sub = Sub()
+    sub = RecordingSubscriber()
     ps.subscribe("b", sub)
     ps.broadcast("b", "e", b"\x01\x02")
     assert sub.wires[0][0] == 0x82  # a binary frame
@@ -107,8 +98,8 @@ def ps_binary(ps):
 
 
 def test_unsubscribe_and_publish():
-    ps = PubSub()
-    a, b = Sub(), Sub()
+    ps = PubSub(WriteAtOnce())
+    a, b = RecordingSubscriber(), RecordingSubscriber()
     ps.subscribe("t", a)
     ps.subscribe("t", b)
     assert ps.publish("t", {"hello": 1}, exclude=a) == 1
@@ -119,16 +110,16 @@ def test_unsubscribe_and_publish():
     assert ps.broadcast("t", "e", {}) == 0
 
 
-class DiffWatcher(Sub):
+class DiffWatcher(RecordingSubscriber):
     """A subscriber whose `next_diff()` waits for the next presence_diff frame."""
 
     def __init__(self):
         super().__init__()
         self.arrived = asyncio.Event()
 
-    def deliver_wire(self, wire):
-        super().deliver_wire(wire)
+    def send(self, frames):
         self.arrived.set()
+        return super().send(frames)
 
     async def next_diff(self):
         await asyncio.wait_for(self.arrived.wait(), 5)
@@ -139,7 +130,7 @@ class DiffWatcher(Sub):
 
 
 async def test_presence_track_list_untrack_with_diffs():
-    ps = PubSub()
+    ps = PubSub(WriteAtOnce())
     watcher = DiffWatcher()
     ps.subscribe("room", watcher)
     presence = Presence(ps)
@@ -165,7 +156,7 @@ async def test_presence_track_list_untrack_with_diffs():
 
 
 async def test_presence_changes_within_one_window_go_out_as_one_diff():
-    ps = PubSub()
+    ps = PubSub(WriteAtOnce())
     watcher = DiffWatcher()
     ps.subscribe("room", watcher)
     presence = Presence(ps)
