@@ -93,24 +93,37 @@ class ConnectionWriter:
     """A FrameSink for one connection (service/ws_fastpath.py writes to it): it writes while
     the connection is open and the client reads. Once more than `limit` bytes wait unsent, the
     client is not reading: the frames are refused, `on_full` is called, and nothing more is
-    written."""
+    written. Broadcasts are checked once per turn, when written; the socket's own frames (what
+    its client asks for) are counted as they are queued, so no turn can pile up more."""
 
-    __slots__ = ("_out", "_protocol", "limit", "on_full", "stopped")
+    __slots__ = ("_out", "_protocol", "_queued", "limit", "on_full", "stopped")
 
     def __init__(self, conn: ServerConnection, limit: int, on_full: Callable[[], None]) -> None:
         self._protocol = conn.protocol  # its state, read per write, is one property away here
         self._out = ws_fastpath.writer(conn)
+        self._queued = 0  # bytes of the socket's own frames queued this turn
         self.limit = limit
         self.on_full = on_full
         self.stopped = False
 
+    def admit(self, size: int) -> bool:
+        """Count one of the socket's own frames before it is queued; False (and the client is
+        told) if more than `limit` bytes already wait for it."""
+        if self.stopped:
+            return False
+        if self._out.get_write_buffer_size() + self._queued > self.limit:
+            self._refuse()
+            return False
+        self._queued += size
+        return True
+
     def send(self, frames: list[bytes]) -> bool:
+        self._queued = 0
         if self.stopped or self._protocol.state is not OPEN:
             return False  # closing: nothing may follow the close frame
         out = self._out
         if out.get_write_buffer_size() > self.limit:
-            self.stopped = True
-            self.on_full()
+            self._refuse()
             return False
         try:
             if len(frames) == 1:
@@ -121,3 +134,8 @@ class ConnectionWriter:
             log.debug("write failed: %s", exc)
             return False
         return True
+
+    def _refuse(self) -> None:
+        self.stopped = True
+        if self._protocol.state is OPEN:  # else it is closing anyway
+            self.on_full()

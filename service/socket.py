@@ -336,7 +336,7 @@ class Socket:
         """Queue one complete frame for this loop turn's write (service/outbox.py). Whole
         frames, written synchronously, cannot interleave with the frames websockets itself
         writes (pong, close)."""
-        if not self.closing:
+        if not self.closing and self.sink.admit(len(wire)):
             self.env.outbox.send(self.sink, wire)
 
     def evict(self) -> None:

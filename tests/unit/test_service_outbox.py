@@ -114,3 +114,27 @@ async def test_a_client_that_has_not_read_past_the_limit_is_refused_and_told_onc
     outbox.broadcast([ok, slow], b"\x81\x01b")
     outbox.flush()
     assert stuck.transport.writes == [] and slow_full == ["full"] and ok_full == []
+
+
+async def test_a_sockets_own_frames_are_counted_as_queued_so_one_turn_cannot_pile_up():
+    outbox = Outbox()
+    conn = connection(unread=7)
+    sink, evicted = writer(conn, limit=7 + 10)
+    big = b"\x81\x0c" + b"x" * 12  # 14 bytes: more than the room left, still admitted whole
+    assert sink.admit(len(big))  # 7 unread: under the limit
+    outbox.send(sink, big)
+    assert not sink.admit(3)  # 7 + the 14 queued: over it, refused before it is queued
+    assert evicted == ["full"]
+    outbox.flush()
+    assert conn.transport.writes == []  # refused: nothing more is written, not even the first
+
+
+async def test_a_sink_that_was_written_admits_again():
+    outbox = Outbox()
+    conn = connection(unread=7)
+    sink, evicted = writer(conn, limit=7 + 10)
+    for _ in range(3):  # a turn each: the count starts again after every write
+        assert sink.admit(14)
+        outbox.send(sink, b"\x81\x0c" + b"x" * 12)
+        outbox.flush()
+    assert len(conn.transport.writes) == 3 and evicted == []
