@@ -91,7 +91,7 @@ class Service:
         self.metrics = Metrics()
         self.stats = Stats(self.metrics)
         self.loop_lag = LoopLag(self.metrics)
-        outbox = Outbox(self.stats.frames_out)  # every frame of a loop turn goes out at its end
+        outbox = Outbox(self.stats.frames_out.inc)  # every frame of a loop turn goes out at its end
         pubsub: PubSub = PubSub(outbox)
         presence = Presence(pubsub)
         self.cluster: Any = None  # a ClusterNode when broadcasts and presence span nodes

@@ -12,15 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from veraltheim.service import ws_fastpath
 from websockets.protocol import State
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from websockets.asyncio.server import ServerConnection
 
 log = logging.getLogger(__name__)
@@ -35,18 +33,14 @@ class FrameSink(Hashable, Protocol):
         """Write whole frames, in order; False if nothing was written."""
 
 
-class Counter(Protocol):
-    def inc(self, amount: float = 1.0) -> None: ...
-
-
 class Outbox:
     """This turn's frames in the order they were queued; one flush at the end of the turn."""
 
-    __slots__ = ("_frames_out", "_turn", "last_flush")
+    __slots__ = ("_count_written", "_turn", "last_flush")
 
-    def __init__(self, frames_out: Counter | None = None) -> None:
+    def __init__(self, count_written: Callable[[int], object] | None = None) -> None:
         self._turn: list[tuple[bytes, Sequence[FrameSink]]] = []
-        self._frames_out = frames_out
+        self._count_written = count_written  # told how many frames each flush wrote
         self.last_flush: tuple[int, float] = (0, 0.0)  # (frames written, seconds), for /metrics
 
     def send(self, sink: FrameSink, wire: bytes) -> None:
@@ -84,8 +78,8 @@ class Outbox:
             for sink, frames in grouped.items():
                 if sink.send(frames):
                     written += len(frames)
-        if self._frames_out is not None:
-            self._frames_out.inc(written)
+        if self._count_written is not None:
+            self._count_written(written)
         self.last_flush = (written, time.perf_counter() - started)
 
 

@@ -30,14 +30,6 @@ class Transport:
         return self.unread
 
 
-class Counter:
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
-
-
 def connection(unread: int = 7) -> SimpleNamespace:
     return SimpleNamespace(transport=Transport(unread), protocol=SimpleNamespace(state=State.OPEN))
 
@@ -54,8 +46,8 @@ async def next_turn() -> None:
 
 
 async def test_frames_of_one_turn_go_out_in_one_write_per_socket_in_order():
-    sent = Counter()
-    outbox = Outbox(sent)
+    sent: list[int] = []
+    outbox = Outbox(sent.append)
     a_conn, b_conn, c_conn = connection(), connection(), connection()
     (a, _), (b, _), (c, _) = writer(a_conn), writer(b_conn), writer(c_conn)
     single = b"\x81\x01x"
@@ -69,12 +61,12 @@ async def test_frames_of_one_turn_go_out_in_one_write_per_socket_in_order():
     assert a_conn.transport.writes == [b"\x81\x011\x81\x012\x81\x013"]
     assert b_conn.transport.writes == [b"\x81\x012"]
     assert c_conn.transport.writes[0] is single  # one frame: the very object, not a copy
-    assert sent.value == 5 and outbox.last_flush[0] == 5
+    assert sent == [5] and outbox.last_flush[0] == 5
     outbox.send(a, b"\x81\x014")  # a later turn is a write of its own
     await next_turn()
     await next_turn()
     assert a_conn.transport.writes[-1] == b"\x81\x014"
-    assert sent.value == 6
+    assert sent == [5, 1]
 
 
 async def test_a_turn_with_one_broadcast_writes_that_frame_object_to_each_socket():
