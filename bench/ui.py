@@ -1,5 +1,7 @@
 """The desktop app's responsiveness and footprint. Prints ONE JSON object.
 
+- cpu_reference_ms: a fixed pure-Python workload timed before and after the launches, to read
+  first_frame_ms against (the machines are shared; their speed moves by 20 % within an hour).
 - first_frame_ms: `veraltheim --offscreen --screenshot --service URL` as a subprocess, the
   service reachable at URL, from spawn to its first frame (median of several launches);
   first_frame_local_only_ms: the same with --local-only, launches interleaved.
@@ -81,6 +83,17 @@ def first_frame_ms(tmp: Path, url: str) -> dict[str, list[float]]:
                 raise RuntimeError(f"the app did not show a frame:\n{out.stdout}\n{out.stderr}")
             times[mode].append((float(line.split()[1]) - start) * 1000)
     return times
+
+
+def cpu_reference_ms() -> float:
+    """A fixed pure-Python workload, median of 3, before and after the launches: how fast this
+    shared machine was while they ran (the same app's first frame has measured 410-560 ms)."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        sum(i * i for i in range(2_000_000))
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
 
 
 class Probe:
@@ -202,7 +215,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="veraltheim-bench-ui-") as tmp_name:
         tmp = Path(tmp_name)
         with local_service(tmp / "service") as url:
+            reference = [cpu_reference_ms()]
             launches = first_frame_ms(tmp, url)
+            reference.append(cpu_reference_ms())
+            result["cpu_reference_ms"] = [round(t, 1) for t in reference]
             result["first_frame_ms"] = round(statistics.median(launches["with_service"]), 1)
             result["first_frame_ms_all"] = [round(t, 1) for t in launches["with_service"]]
             result["first_frame_local_only_ms"] = round(
