@@ -29,8 +29,8 @@ OPEN = State.OPEN
 class FrameSink(Hashable, Protocol):
     """Where one connection's frames go."""
 
-    def send(self, frames: list[bytes]) -> bool:
-        """Write whole frames, in order; False if nothing was written."""
+    def send(self, frames: list[bytes]) -> int:
+        """Write whole frames, in order; returns how many were written."""
 
 
 class Outbox:
@@ -41,7 +41,8 @@ class Outbox:
     def __init__(self, count_written: Callable[[int], object] | None = None) -> None:
         self._turn: list[tuple[bytes, Sequence[FrameSink]]] = []
         self._count_written = count_written  # told how many frames each flush wrote
-        self.last_flush: tuple[int, float] = (0, 0.0)  # (frames written, seconds), for /metrics
+        # (frames, seconds) of the last flush that wrote any, for /metrics
+        self.last_flush: tuple[int, float] = (0, 0.0)
 
     def send(self, sink: FrameSink, wire: bytes) -> None:
         """Queue one frame for one connection."""
@@ -76,23 +77,27 @@ class Outbox:
                     else:
                         queued.append(wire)
             for sink, frames in grouped.items():
-                if sink.send(frames):
-                    written += len(frames)
-        if self._count_written is not None:
-            self._count_written(written)
-        self.last_flush = (written, time.perf_counter() - started)
+                written += sink.send(frames)
+        if written:
+            if self._count_written is not None:
+                self._count_written(written)
+            self.last_flush = (written, time.perf_counter() - started)
 
 
 class ConnectionWriter:
     """A FrameSink for one connection (service/ws_fastpath.py writes to it): it writes while
     the connection is open and the client reads. Once more than `limit` bytes wait unsent, the
     client is not reading: the frames are refused, `on_full` is called, and nothing more is
-    written. Broadcasts are checked once per turn, when written; the socket's own frames (what
-    its client asks for) are counted as they are queued, so no turn can pile up more."""
+    written. Broadcasts are checked once per turn, when written (a client under the limit gets
+    the turn's frames, which the kernel mostly takes at once: counting them as waiting would
+    evict clients that read); the socket's own frames (what its client asks for) are counted as
+    they are queued, so its requests cannot pile up past the limit within a turn."""
 
     __slots__ = ("_out", "_protocol", "_queued", "limit", "on_full", "stopped")
 
-    def __init__(self, conn: ServerConnection, limit: int, on_full: Callable[[], None]) -> None:
+    def __init__(
+        self, conn: ServerConnection, limit: int, on_full: Callable[[], None] | None
+    ) -> None:
         self._protocol = conn.protocol  # its state, read per write, is one property away here
         self._out = ws_fastpath.writer(conn)
         self._queued = 0  # bytes of the socket's own frames queued this turn
@@ -111,14 +116,14 @@ class ConnectionWriter:
         self._queued += size
         return True
 
-    def send(self, frames: list[bytes]) -> bool:
+    def send(self, frames: list[bytes]) -> int:
         self._queued = 0
         if self.stopped or self._protocol.state is not OPEN:
-            return False  # closing: nothing may follow the close frame
+            return 0  # closing: nothing may follow the close frame
         out = self._out
         if out.get_write_buffer_size() > self.limit:
             self._refuse()
-            return False
+            return 0
         try:
             if len(frames) == 1:
                 out.write(frames[0])
@@ -126,10 +131,19 @@ class ConnectionWriter:
                 out.writelines(frames)
         except Exception as exc:  # the transport went away; the socket's reader cleans up
             log.debug("write failed: %s", exc)
-            return False
-        return True
+            return 0
+        return len(frames)
+
+    def close(self) -> None:
+        """Write nothing more, and let go of `on_full` (it holds the socket)."""
+        self.stopped = True
+        self.on_full = None
 
     def _refuse(self) -> None:
-        self.stopped = True
-        if self._protocol.state is OPEN:  # else it is closing anyway
-            self.on_full()
+        on_full = self.on_full
+        self.close()
+        if on_full is not None and self._protocol.state is OPEN:  # else it is closing anyway
+            try:
+                on_full()
+            except Exception:  # the other sockets of this flush still get their frames
+                log.exception("telling a socket that does not read failed")

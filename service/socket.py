@@ -218,6 +218,7 @@ class Socket:
             pass
         finally:
             self.closing = True
+            self.sink.close()
             if ws_fastpath.close_sent_code(self.conn) == CLOSE_MESSAGE_TOO_BIG:
                 self.env.stats.closed.inc(reason="frame_too_big")
             for channel in list(self.channels.values()):
@@ -343,6 +344,8 @@ class Socket:
         """Close a socket whose client does not read (its sink found too much unsent): the close
         frame queues behind the data, and the TCP connection is cut if the client has not
         answered it soon after."""
+        if self.closing:  # being closed already, with a reason of its own
+            return
         self.closing = True
         self.env.stats.closed.inc(reason="slow_reader")
         log.warning("socket %s (user %s) evicted: too slow to read", self.id, self.user_id)
@@ -357,7 +360,7 @@ class Socket:
             return
         self.closing = True
         self.env.outbox.flush()  # the close frame goes behind the data, and nothing after it
-        self.sink.stopped = True
+        self.sink.close()
         task = asyncio.get_running_loop().create_task(self.conn.close(code, close_reason(reason)))
         self.env.book.track_task(task)
 

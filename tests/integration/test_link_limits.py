@@ -150,3 +150,28 @@ async def test_a_client_too_slow_to_read_is_evicted_with_4001(service_factory):
     assert code == CLOSE_SLOW_READER and "too slow" in reason
     assert (await push(fine, "ping", {"ok": 1}, "f"))["response"] == {"ok": 1}
     await fine.close()
+
+
+async def test_a_client_that_only_gets_broadcasts_and_does_not_read_is_evicted(service_factory):
+    svc = service_factory(
+        env={**BASE, "VERALTHEIM_SEND_BUFFER_BYTES": "65536", "VERALTHEIM_SOCKET_RATE": "0"}
+    )
+    series = 'veraltheim_sockets_closed_by_service_total{reason="slow_reader"}'
+    slow = await open_socket(svc.ws_url, "slow", max_queue=1)  # joins, then never reads
+    await join(slow, payload={"presence": False})
+    shouter = await open_socket(svc.ws_url, "shouter")
+    await join(shouter, payload={"presence": False})
+    blob = "x" * 200_000
+    evicted = False
+    for i in range(400):  # up to 80 MB of broadcasts; kernel buffers hold a few MB
+        assert (await push(shouter, "shout", {"b": blob}, f"s{i}"))["status"] == "ok"
+        if i % 10 == 9:
+            text = (await asyncio.to_thread(http_get, svc.http_url + "/metrics"))[2]
+            if metric(text, series) >= 1:
+                evicted = True
+                break
+    assert evicted, "the service never evicted the subscriber that does not read"
+    code, reason = await closed(slow)
+    assert code == CLOSE_SLOW_READER and "too slow" in reason
+    assert (await push(shouter, "ping", {"ok": 1}, "after"))["response"] == {"ok": 1}
+    await shouter.close()

@@ -16,9 +16,9 @@ class RecordingSubscriber:
         self.infos: list[Any] = []
         self.sink = self
 
-    def send(self, frames: list[bytes]) -> bool:
+    def send(self, frames: list[bytes]) -> int:
         self.wires.extend(frames)
-        return True
+        return len(frames)
 
     def deliver_info(self, message: Any) -> None:
         self.infos.append(message)

@@ -91,7 +91,7 @@ async def test_flush_writes_now_and_a_closing_connection_gets_nothing_more():
     await next_turn()
     await next_turn()
     assert conn.transport.writes == [b"\x81\x01a"]
-    assert outbox.last_flush[0] == 0 and evicted == []
+    assert outbox.last_flush[0] == 1 and evicted == []  # the last flush that wrote any
 
 
 async def test_a_client_that_has_not_read_past_the_limit_is_refused_and_told_once():
@@ -130,3 +130,46 @@ async def test_a_sink_that_was_written_admits_again():
         outbox.send(sink, b"\x81\x0c" + b"x" * 12)
         outbox.flush()
     assert len(conn.transport.writes) == 3 and evicted == []
+
+
+async def test_a_client_under_the_limit_gets_the_whole_turn_and_is_refused_after():
+    outbox = Outbox()
+    conn = connection(unread=0)
+    sink, evicted = writer(conn, limit=10)
+    frames = [b"\x81\x04abcd", b"\x81\x04efgh", b"\x81\x04ijkl"]  # 18 bytes in all
+    for wire in frames:
+        outbox.broadcast([sink], wire)
+    outbox.flush()
+    assert conn.transport.writes == [b"".join(frames)] and evicted == []
+    conn.transport.unread = 18  # the client did not read them: the next turn is refused
+    outbox.broadcast([sink], frames[0])
+    outbox.flush()
+    assert len(conn.transport.writes) == 1 and evicted == ["full"]
+
+
+async def test_a_failure_telling_one_socket_loses_nothing_for_the_others():
+    outbox = Outbox()
+    stuck, reading = connection(unread=LIMIT + 1), connection(unread=0)
+
+    def fail() -> None:
+        raise RuntimeError("evict failed")
+
+    slow = ConnectionWriter(stuck, LIMIT, fail)  # type: ignore[arg-type]
+    ok, _ = writer(reading)
+    outbox.broadcast([slow, ok], b"\x81\x01a")
+    outbox.send(ok, b"\x81\x01b")
+    outbox.flush()
+    assert reading.transport.writes == [b"\x81\x01a\x81\x01b"]
+    assert slow.stopped and slow.on_full is None  # it let go of the socket too
+
+
+async def test_a_closed_sink_writes_nothing_and_lets_go_of_its_socket():
+    outbox = Outbox()
+    conn = connection(unread=0)
+    sink, evicted = writer(conn)
+    sink.close()
+    outbox.send(sink, b"\x81\x01z")  # queued by a broadcast before the close, say
+    outbox.send(sink, b"\x81\x01a")
+    outbox.flush()
+    assert conn.transport.writes == [] and sink.on_full is None and not sink.admit(1)
+    assert evicted == []  # closed is not evicted
