@@ -123,29 +123,46 @@ async def test_idle_socket_is_closed_with_4000_while_a_talking_one_stays(service
     await talker.close()
 
 
-async def test_a_client_too_slow_to_read_is_evicted_with_4001(service_factory):
+SLOW_READER = 'veraltheim_sockets_closed_by_service_total{reason="slow_reader"}'
+
+
+async def slow_reader_pair(service_factory, other: str):
+    """A service with a 64 KiB send buffer, a socket that joins the lobby and never reads, and
+    one that reads (`other`)."""
     svc = service_factory(
         env={**BASE, "VERALTHEIM_SEND_BUFFER_BYTES": "65536", "VERALTHEIM_SOCKET_RATE": "0"}
     )
-    series = 'veraltheim_sockets_closed_by_service_total{reason="slow_reader"}'
     # max_queue=1: the client library stops reading the TCP socket once one message waits
     slow = await open_socket(svc.ws_url, "slow", max_queue=1)
     await join(slow, payload={"presence": False})
-    fine = await open_socket(svc.ws_url, "fine")
-    await join(fine, payload={"presence": False})
-    blob = b"\x00" * 256 * 1024
-    evicted = False
-    for i in range(400):  # up to 100 MiB of replies; kernel buffers hold a few MiB
+    reader = await open_socket(svc.ws_url, other)
+    await join(reader, payload={"presence": False})
+    return svc, slow, reader
+
+
+async def evicted_while(svc, send_one, times: int) -> bool:
+    """send_one(i) up to `times` times, until /metrics counts a slow reader evicted."""
+    for i in range(times):
         try:
-            await send(slow, Message("1", f"p{i}", "lobby", "ping", blob))
+            await send_one(i)
         except ConnectionClosed:
             break
         if i % 10 == 9:
             text = (await asyncio.to_thread(http_get, svc.http_url + "/metrics"))[2]
-            if metric(text, series) >= 1:
-                evicted = True
-                break
-    assert evicted, "the service never evicted the client that does not read"
+            if metric(text, SLOW_READER) >= 1:
+                return True
+    return False
+
+
+async def test_a_client_too_slow_to_read_is_evicted_with_4001(service_factory):
+    svc, slow, fine = await slow_reader_pair(service_factory, "fine")
+    blob = b"\x00" * 256 * 1024
+
+    async def ping(i: int) -> None:
+        await send(slow, Message("1", f"p{i}", "lobby", "ping", blob))
+
+    # up to 100 MiB of replies; kernel buffers hold a few MiB
+    assert await evicted_while(svc, ping, 400), "the client that does not read was not evicted"
     code, reason = await closed(slow)
     assert code == CLOSE_SLOW_READER and "too slow" in reason
     assert (await push(fine, "ping", {"ok": 1}, "f"))["response"] == {"ok": 1}
@@ -153,24 +170,14 @@ async def test_a_client_too_slow_to_read_is_evicted_with_4001(service_factory):
 
 
 async def test_a_client_that_only_gets_broadcasts_and_does_not_read_is_evicted(service_factory):
-    svc = service_factory(
-        env={**BASE, "VERALTHEIM_SEND_BUFFER_BYTES": "65536", "VERALTHEIM_SOCKET_RATE": "0"}
-    )
-    series = 'veraltheim_sockets_closed_by_service_total{reason="slow_reader"}'
-    slow = await open_socket(svc.ws_url, "slow", max_queue=1)  # joins, then never reads
-    await join(slow, payload={"presence": False})
-    shouter = await open_socket(svc.ws_url, "shouter")
-    await join(shouter, payload={"presence": False})
+    svc, slow, shouter = await slow_reader_pair(service_factory, "shouter")
     blob = "x" * 200_000
-    evicted = False
-    for i in range(400):  # up to 80 MB of broadcasts; kernel buffers hold a few MB
+
+    async def shout(i: int) -> None:
         assert (await push(shouter, "shout", {"b": blob}, f"s{i}"))["status"] == "ok"
-        if i % 10 == 9:
-            text = (await asyncio.to_thread(http_get, svc.http_url + "/metrics"))[2]
-            if metric(text, series) >= 1:
-                evicted = True
-                break
-    assert evicted, "the service never evicted the subscriber that does not read"
+
+    # up to 80 MB of broadcasts, nothing sent by the slow one itself
+    assert await evicted_while(svc, shout, 400), "the subscriber that does not read stayed"
     code, reason = await closed(slow)
     assert code == CLOSE_SLOW_READER and "too slow" in reason
     assert (await push(shouter, "ping", {"ok": 1}, "after"))["response"] == {"ok": 1}
