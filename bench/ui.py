@@ -1,7 +1,7 @@
 """The desktop app's responsiveness and footprint. Prints ONE JSON object.
 
 - cpu_reference_ms: a fixed pure-Python workload timed before and after the launches, to read
-  first_frame_ms against (the machines are shared; their speed moves by 20 % within an hour).
+  first_frame_ms against (the machines are shared; their speed moved by up to 50 % within an hour).
 - first_frame_ms: `veraltheim --offscreen --screenshot --service URL` as a subprocess, the
   service reachable at URL, from spawn to its first frame (median of several launches);
   first_frame_local_only_ms: the same with --local-only, launches interleaved.
