@@ -17,7 +17,8 @@ from typing import Any
 from veraltheim.client.compute.errors import RemoteError, RemoteUnavailable
 from veraltheim.client.net.push import JoinError, PushTimeout
 from veraltheim.client.net.socket import Socket
-from veraltheim.client.net.state import ChannelState, ConnectionState
+from veraltheim.client.net.state import ConnectionState
+from veraltheim.protocol.channel_client import ChannelState
 from veraltheim.protocol.envelope import pack_envelope, unpack_envelope
 from veraltheim.protocol.errors import ProtocolError
 from veraltheim.protocol.reasons import ComputeEvent, Reason

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from veraltheim.client.net.callbacks import call_safely
 from veraltheim.client.net.channel import Channel, Params
 from veraltheim.client.net.push import DEFAULT_TIMEOUT_S
-from veraltheim.client.net.state import ChannelState, ConnectionState
+from veraltheim.client.net.state import ConnectionState
 from veraltheim.protocol import (
     AUTH_TOKEN_PREFIX,
     CLOSE_INTERNAL_ERROR,
@@ -35,6 +35,7 @@ from veraltheim.protocol import (
     encode,
 )
 from veraltheim.protocol.backoff import RECONNECT_BACKOFF, REJOIN_BACKOFF, Backoff
+from veraltheim.protocol.channel_client import ChannelState
 from veraltheim.protocol.effects import Send, SetTimer
 from veraltheim.protocol.heartbeat import Dead, Heartbeat, Pong
 from websockets.asyncio.client import ClientConnection

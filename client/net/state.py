@@ -1,12 +1,9 @@
-"""The observable states of a socket and of a channel."""
+"""The observable states of a socket. (A channel's are protocol/channel_client.py's ChannelState;
+the window imports this module before its first frame, that one with the link, after it.)"""
 
 from __future__ import annotations
 
 from enum import StrEnum
-
-from veraltheim.protocol.channel_client import ChannelState
-
-__all__ = ["ChannelState", "ConnectionState"]
 
 
 class ConnectionState(StrEnum):

@@ -6,7 +6,6 @@ Stored as the root Array "runs" of Maps, so a run's status can change after it w
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ from veraltheim.client.state.run_record import (
     Run,
     RunRecord,
     checked_run,
+    new_run_id,
     run_from_stored,
 )
 from veraltheim.client.state.shared_doc import SharedDoc
@@ -32,7 +32,7 @@ class RunHistory:
     def append(self, run: RunRecord | Mapping[str, Any]) -> str:
         """Add a run; returns its id. Raises ValueError for an unknown field or a bad value."""
         entry = checked_run(run.to_entry() if isinstance(run, RunRecord) else run, partial=False)
-        entry.setdefault("id", uuid.uuid4().hex)
+        entry.setdefault("id", new_run_id())
         self.array.append(Map(entry))
         return str(entry["id"])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -130,6 +129,8 @@ class Inspector(QObject):
                 "why": why,
             }
         )
+        import statistics  # here, not at the top: 7 ms before the window's first frame
+
         key = (run.kernel, run.where)
         self._samples[key].append((elapsed, run.size))
         self._timings.reset(

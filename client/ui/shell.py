@@ -134,11 +134,13 @@ class Shell(QObject):
 
     # --- the window ------------------------------------------------------------------------
 
-    def load(self) -> QQuickWindow:
+    def load(self, view: View | str = View.WORKBENCH) -> QQuickWindow:
+        """The window, showing `view`: only that view is built before the first frame."""
         engine = QQmlApplicationEngine()
         engine.addImageProvider(PROVIDER_ID, self.images)
         # Main.qml's required properties: the bridge objects (QML types of the Veraltheim
-        # module, client/ui/qml.py) and the view names; the views get theirs from it.
+        # module, client/ui/qml.py) and the view names; the views get theirs from it. Then the
+        # view to show, set before the views are made so no other one is built first.
         engine.setInitialProperties(
             {
                 "notices": self.notices,
@@ -148,7 +150,8 @@ class Shell(QObject):
                 "runs": self.runs,
                 "notes": self.notes,
                 "inspector": self.inspector,
-                "viewNames": [view.value for view in VIEWS],
+                "viewNames": [v.value for v in VIEWS],
+                "currentView": VIEWS.index(View(view)),
             }
         )
         warnings: list[str] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -328,7 +327,6 @@ class Workbench(QObject):
         self._cancel = CancelToken()
         self._set_running(True, f"Running {spec.name}...")
         self.notices.clear()
-        run_id = uuid.uuid4().hex[:12]
         started = time.time()
         try:
             outcome = await self.jobs.run(
@@ -356,7 +354,6 @@ class Workbench(QObject):
         self._show_result(spec, params, outcome)
         self._set_running(False, "Done.")
         run = RunRecord(
-            id=run_id,
             kernel=spec.name,
             user=self.user(),
             where=outcome.where,

@@ -4,6 +4,7 @@ the `veraltheim --screenshot` path."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import subprocess
@@ -78,6 +79,20 @@ def test_start_up_builds_the_view_on_screen_and_the_others_when_first_shown(make
     assert item(shell, "settingsUserName").property("text") == "typed, not saved"
 
 
+def test_start_up_on_another_view_builds_that_view_only(app_dirs, run):
+    from veraltheim.client.ui.shell import Shell
+
+    shell = Shell(load_settings()[0])
+    try:
+        shell.load(View.NOTES)  # `veraltheim --view notes`
+        assert item(shell, "notesView").isVisible()
+        assert find_item(shell, "workbenchView") is None  # not built on the way there
+        assert item(shell, "navNotes").property("checked")
+    finally:
+        run(shell.stop())
+        shell.close_window()
+
+
 def test_the_window_opens_before_the_kernels_start_and_fills_in_after(app_dirs, run):
     from veraltheim.client.ui.shell import Shell
 
@@ -101,6 +116,8 @@ def test_the_first_frame_imports_neither_wasmtime_nor_the_link_nor_the_documents
     """What the window needs before it draws, and no more: the kernel runtime, websockets,
     pycrdt and numpy load after the first frame (bench/ui.py, first_frame_ms)."""
     heavy = ["wasmtime", "websockets", "pycrdt", "numpy", "veraltheim.wasm.runtime"]
+    # and what only the link or a finished run needs (5 to 11 ms each)
+    heavy += ["veraltheim.protocol.channel_client", "statistics", "uuid"]
     code = (
         "import sys, veraltheim.client.ui.app, veraltheim.client.ui.shell, qasync;"
         f"print([m for m in {heavy!r} if m in sys.modules])"
@@ -263,7 +280,7 @@ def test_the_workbench_is_reachable_with_tab_and_space_alone(make_shell, run):
     run(scenario())
 
 
-def test_closing_the_window_ends_the_app_cleanly(app_dirs, run):
+def test_closing_the_window_ends_the_app_cleanly_with_the_gc_back_on(app_dirs, run):
     from PySide6.QtGui import QGuiApplication
     from veraltheim.client.ui.app import parse_args, run_window
 
@@ -279,7 +296,12 @@ def test_closing_the_window_ends_the_app_cleanly(app_dirs, run):
         windows[0].close()  # as the user does
         return await asyncio.wait_for(app_task, 30)
 
-    assert run(scenario()) == 0
+    gc.disable()  # as main() does for the start-up: the window turns it back on once it drew
+    try:
+        assert run(scenario()) == 0
+        assert gc.isenabled()
+    finally:
+        gc.enable()
     assert not [w for w in QGuiApplication.topLevelWindows() if w.isVisible()]
 
 

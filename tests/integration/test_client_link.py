@@ -13,8 +13,9 @@ import pytest
 from veraltheim.client.net.presence import Presence
 from veraltheim.client.net.push import PushTimeout, Reply
 from veraltheim.client.net.socket import Socket
-from veraltheim.client.net.state import ChannelState, ConnectionState
+from veraltheim.client.net.state import ConnectionState
 from veraltheim.protocol.backoff import Backoff
+from veraltheim.protocol.channel_client import ChannelState
 from veraltheim.service.auth import issue_token
 from veraltheim.service.tls import make_dev_cert
 

@@ -12,9 +12,10 @@ import pytest
 from veraltheim.client.net.channel import ChannelClosed
 from veraltheim.client.net.push import JoinError, PushTimeout, Reply
 from veraltheim.client.net.socket import Socket, SocketOffline, auth_subprotocols, endpoint_url
-from veraltheim.client.net.state import ChannelState, ConnectionState
+from veraltheim.client.net.state import ConnectionState
 from veraltheim.protocol import AUTH_TOKEN_PREFIX, Message, decode, encode
 from veraltheim.protocol.backoff import Backoff
+from veraltheim.protocol.channel_client import ChannelState
 from websockets.asyncio.server import ServerConnection, serve
 
 FAST = Backoff(initial_s=0.01, factor=2.0, max_s=0.05)

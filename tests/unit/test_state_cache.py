@@ -10,12 +10,12 @@ import logging
 import pytest
 from pycrdt import Doc, Map, Text
 from veraltheim.client.net.socket import Socket
-from veraltheim.client.net.state import ChannelState
 from veraltheim.client.state.cache import DocCache
 from veraltheim.client.state.notes import Notes
 from veraltheim.client.state.run_history import RunHistory
 from veraltheim.client.state.shared_doc import SharedDoc
 from veraltheim.client.state.store import DocumentStore
+from veraltheim.protocol.channel_client import ChannelState
 
 
 async def test_documents_open_offline_and_survive_a_restart(tmp_path):
