@@ -4,15 +4,22 @@ Like a Phoenix channel process (a GenServer): messages for the channel are handl
 time, in order, by its task. A subclass implements join / handle_in / handle_info / terminate.
 An exception in the channel ends that channel only and sends `phx_error` to its client. What
 goes out to the client, and when, is the rule of protocol/channel_server.py's ServerChannel.
+
+handle_in is a plain method or a coroutine function. A plain one runs as the push arrives
+when the channel's task has nothing queued or running (it would run it next anyway), so the
+reply goes out without a hop through the task; otherwise, and always for a coroutine, the task
+runs it in turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from veraltheim.protocol import Message
 from veraltheim.protocol.channel_server import EndReason, ServerChannel
@@ -103,12 +110,24 @@ class _Mailbox:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def parked(self) -> bool:
+        """The reader waits on an empty mailbox (so it is handling nothing either)."""
+        return self._waiter is not None and not self._waiter.done()
+
 
 _IN, _INFO, _LEAVE, _STOP = range(4)
 
 
 class Channel:
     """Subclass me; register the class for a topic pattern in service/app.py."""
+
+    # whether handle_in is a plain method (set per subclass)
+    _plain_handle_in: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._plain_handle_in = not inspect.iscoroutinefunction(cls.handle_in)
 
     def __init__(
         self, socket: ChannelSocket, topic: str, join_ref: str | None, join_params: Any
@@ -135,7 +154,10 @@ class Channel:
     async def join(self, payload: Any) -> Response | None:
         return {}
 
-    async def handle_in(self, event: str, payload: Any, ref: str | None) -> Reply | None:
+    def handle_in(
+        self, event: str, payload: Any, ref: str | None
+    ) -> Reply | Awaitable[Reply | None] | None:
+        """The reply to a push, or None to answer later with reply(); plain or async."""
         return Reply.error({"reason": f"unhandled event {event!r}"})
 
     async def handle_info(self, message: Any) -> None:
@@ -197,7 +219,10 @@ class Channel:
         self._task = asyncio.get_running_loop().create_task(self._run(ref, payload))
 
     def handle_message(self, msg: Message) -> None:
-        self._mailbox.put((_IN, msg.event, msg.payload, msg.ref))
+        if self._plain_handle_in and self._mailbox.parked:
+            self._handle_in_now(msg.event, msg.payload, msg.ref)
+        else:
+            self._mailbox.put((_IN, msg.event, msg.payload, msg.ref))
 
     def leave(self, ref: str | None) -> None:
         self._mailbox.put((_LEAVE, ref))
@@ -272,7 +297,21 @@ class Channel:
     async def _handle_in(self, event: str, payload: Any, ref: str | None) -> None:
         # Pending from the start: a deferred reply may come before handle_in returns.
         self._rules.received(ref)
-        result = await self.handle_in(event, payload, ref)
+        result = self.handle_in(event, payload, ref)
+        if not self._plain_handle_in:
+            result = await result
+        self._answer(ref, result)
+
+    def _handle_in_now(self, event: str, payload: Any, ref: str | None) -> None:
+        """A plain handle_in, run outside the task: a failure ends the channel as it would."""
+        self._rules.received(ref)
+        try:
+            self._answer(ref, self.handle_in(event, payload, ref))
+        except Exception:  # in handle_in, or a reply that cannot be sent
+            log.exception("channel %s (user %s) crashed", self.topic, self.user_id)
+            self.stop(CRASHED)
+
+    def _answer(self, ref: str | None, result: Reply | None) -> None:
         if result is not None:
             self._emit(self._rules.reply(ref, result.status, result.response))
 

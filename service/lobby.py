@@ -32,7 +32,7 @@ class LobbyChannel(Channel):
             self.track_presence(self.user_id, meta)
         return {"user": self.user_id}
 
-    async def handle_in(self, event: str, payload: Any, ref: str | None) -> Reply | None:
+    def handle_in(self, event: str, payload: Any, ref: str | None) -> Reply | None:
         if event == PING:
             return Reply.ok(payload)
         if event == SHOUT:

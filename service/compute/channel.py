@@ -50,7 +50,7 @@ class ComputeChannel(Channel):
         self.sharing = KernelSharing(self.compute, self.user_id, self.claims)
         return {"pool": pool, "workers": self.compute.pool.size}
 
-    async def handle_in(self, event: str, payload: Any, ref: str | None) -> Reply | None:
+    def handle_in(self, event: str, payload: Any, ref: str | None) -> Reply | None:
         if event == ComputeEvent.REQUEST:
             return self._request(payload, ref)
         if event == ComputeEvent.CANCEL:

@@ -1,6 +1,7 @@
 """The Channel base in a real in-process Service: join refusal, deferred replies, handle_info,
 terminate reasons, pushes queued during join, presence from join(), crash isolation, graceful
-stop waiting for in-flight replies."""
+stop waiting for in-flight replies; a plain (not async) handle_in answered as the push arrives,
+in order behind what the channel's task is busy with."""
 
 import asyncio
 
@@ -68,6 +69,33 @@ class ProbeChannel(Channel):
         EVENTS.append((self.topic, reason))
 
 
+class PlainChannel(Channel):
+    """handle_in is a plain method: run as the push arrives when the channel's task is idle."""
+
+    def handle_in(self, event, payload, ref):
+        if event == "where":  # which task ran it
+            return Reply.ok({"in_channel_task": asyncio.current_task() is self._task})
+        if event == "tell":
+            self.service.pubsub.publish(self.topic, payload)
+            return Reply.ok()
+        if event == "later":
+            asyncio.get_running_loop().call_soon(self.reply, ref, "ok", {"later": True})
+            return None
+        if event == "boom":
+            raise ValueError("boom")
+        return Reply.ok(payload)
+
+    async def handle_info(self, message):
+        if message == "hold":  # busy until the test releases it
+            release = asyncio.Event()
+            RELEASES.append(release)
+            await release.wait()
+        self.push("info", {"message": message})
+
+    async def terminate(self, reason):
+        EVENTS.append((self.topic, reason))
+
+
 @pytest.fixture
 async def svc(tmp_path, monkeypatch):
     monkeypatch.setattr(app_module, "COMPONENTS", {})
@@ -76,6 +104,7 @@ async def svc(tmp_path, monkeypatch):
     )
     service = Service(config)
     service.router.add("test:*", ProbeChannel)
+    service.router.add("plain:*", PlainChannel)
     host, port = await service.start()
     service.url = f"ws://{host}:{port}/socket/websocket"
     EVENTS.clear()
@@ -287,4 +316,52 @@ async def test_lobby_refuses_a_presence_meta_too_large_to_send_everyone(svc):
     assert (await recv(ws)).payload == {"status": "ok", "response": {"user": "big"}}
     state = await recv(ws)
     assert state.event == "presence_state" and state.payload["big"]["metas"][0]["bio"] == "short"
+    await ws.close()
+
+
+async def joined(svc, topic: str, user: str = "u"):
+    ws = await open_ws(svc, user)
+    await send(ws, "1", "1", topic, "phx_join", {})
+    assert (await recv(ws)).payload["status"] == "ok"
+    return ws
+
+
+async def test_a_plain_handle_in_answers_as_the_push_arrives(svc):
+    ws = await joined(svc, "plain:a")
+    await send(ws, "1", "2", "plain:a", "where", {})
+    assert (await recv(ws)).payload["response"] == {"in_channel_task": False}
+    await send(ws, "1", "3", "plain:a", "later", {})  # None: answered with reply() after
+    assert (await recv(ws)).payload == {"status": "ok", "response": {"later": True}}
+    await ws.close()
+
+
+async def test_a_plain_handle_in_waits_its_turn_behind_a_busy_channel(svc):
+    ws = await joined(svc, "plain:a")
+    await send(ws, "1", "2", "plain:a", "tell", "hold")  # handle_info("hold") keeps it busy
+    assert (await recv(ws)).ref == "2"
+    await wait_for(lambda: RELEASES)
+    for ref in ("3", "4"):
+        await send(ws, "1", ref, "plain:a", "echo", {"ref": ref})
+    (channel,) = [c for c in svc.channels if c.topic == "plain:a"]
+    await wait_for(lambda: len(channel._mailbox) == 2)  # queued, not answered around it
+    RELEASES[0].set()
+    got = [await recv(ws) for _ in range(3)]
+    assert [(m.event, m.ref) for m in got] == [
+        ("info", None),
+        ("phx_reply", "3"),
+        ("phx_reply", "4"),
+    ]
+    await ws.close()
+
+
+async def test_a_plain_handle_in_that_raises_ends_its_channel_only(svc):
+    ws = await joined(svc, "plain:a")
+    await send(ws, "2", "2", "plain:b", "phx_join", {})
+    assert (await recv(ws)).payload["status"] == "ok"
+    await send(ws, "1", "3", "plain:a", "boom", {})
+    err = await recv(ws)
+    assert (err.event, err.topic, err.join_ref) == ("phx_error", "plain:a", "1")
+    await wait_for(lambda: ("plain:a", "crashed") in EVENTS)
+    await send(ws, "2", "4", "plain:b", "echo", {"still": "here"})
+    assert (await recv(ws)).payload["response"] == {"still": "here"}
     await ws.close()
