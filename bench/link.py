@@ -16,6 +16,8 @@ this stack), side by side in one run. Prints ONE JSON object.
   connected.
 - load_generator: the CPU seconds the bulk client processes and the service spent during the
   broadcasts, and the descriptor limits (RLIMIT_NOFILE) both ran under.
+- setup.cpus_servers_clients: the service and the echo run on one core, every client process on
+  the others (a side-by-side ratio must not hang on which core each server landed on).
 
 The service runs with --no-auth and raised rate limits (the default 100 messages/s per socket
 would cap the throughput figures); the bulk sockets join `lobby` with {"presence": false}.
@@ -369,10 +371,27 @@ def stop(proc: subprocess.Popen[str]) -> None:
             proc.wait(10)
 
 
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """(the servers' CPU, the clients' CPUs): the service and the echo share one core, so the
+    side-by-side ratio does not depend on which core each happened to land on (on this shared
+    machine one core can run slower than the other for a whole run); the load generators and
+    this process take the others. None where affinity cannot be set or there is one core."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return ({cpus[0]}, set(cpus[1:])) if len(cpus) >= 2 else None
+
+
 async def run(args: argparse.Namespace) -> dict:
+    cpus = split_cpus()
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus[1])  # the client processes started below inherit it
     with tempfile.TemporaryDirectory(prefix="bench-link-") as tmp:
         service, svc_port = start_service(Path(tmp))
         echo, echo_port = start_echo()
+        if cpus is not None:
+            for server in (service, echo):
+                os.sched_setaffinity(server.pid, cpus[0])
         clients: list[BulkClients] = []
         result: dict[str, Any] = {"bench": "link"}
         try:
@@ -415,6 +434,7 @@ async def run(args: argparse.Namespace) -> dict:
                 "load_average": [round(x, 2) for x in os.getloadavg()],
                 "service": "--no-auth, rate limits raised, 1 compute worker",
                 "event_loop": type(asyncio.get_running_loop()).__module__,
+                "cpus_servers_clients": None if cpus is None else [sorted(c) for c in cpus],
             }
         except BaseException:
             sys.stderr.write((Path(tmp) / "service.log").read_text()[-4000:])
@@ -521,8 +541,9 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=15, help="interleaved rounds of 100 rtt samples"
     )
+    # as many as unloaded: on 500 samples the echo's median alone moved 128-200 us between runs
     parser.add_argument(
-        "--rounds-loaded", type=int, default=5, help="rtt rounds with the sockets connected"
+        "--rounds-loaded", type=int, default=15, help="rtt rounds with the sockets connected"
     )
     parser.add_argument("--broadcasts", type=int, default=5, help="broadcasts per size")
     parser.add_argument(
