@@ -382,6 +382,13 @@ def split_cpus() -> tuple[set[int], set[int]] | None:
     return ({cpus[0]}, set(cpus[1:])) if len(cpus) >= 2 else None
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of a running process (affinity is per thread; new ones inherit it)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            os.sched_setaffinity(int(tid), cpus)
+
+
 async def run(args: argparse.Namespace) -> dict:
     cpus = split_cpus()
     if cpus is not None:
@@ -389,12 +396,12 @@ async def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-link-") as tmp:
         service, svc_port = start_service(Path(tmp))
         echo, echo_port = start_echo()
-        if cpus is not None:
-            for server in (service, echo):
-                os.sched_setaffinity(server.pid, cpus[0])
         clients: list[BulkClients] = []
         result: dict[str, Any] = {"bench": "link"}
         try:
+            if cpus is not None:
+                for server in (service, echo):
+                    pin(server.pid, cpus[0])
             result.update(await measure_rtt(svc_port, echo_port, args.rounds, 100))
             result["client_rtt_us"] = await measure_client_rtt(svc_port, 1000)
             result.update(await measure_throughput(svc_port, echo_port, args.rounds_throughput))

@@ -8,7 +8,7 @@ goes out to the client, and when, is the rule of protocol/channel_server.py's Se
 handle_in is a plain method or a coroutine function. A plain one runs as the push arrives
 when the channel's task has nothing queued or running (it would run it next anyway), so the
 reply goes out without a hop through the task; otherwise, and always for a coroutine, the task
-runs it in turn.
+runs it in turn. Whatever handle_in returns that is awaitable, the task awaits, in turn.
 """
 
 from __future__ import annotations
@@ -110,13 +110,18 @@ class _Mailbox:
     def __len__(self) -> int:
         return len(self._items)
 
+    def drain(self) -> list[tuple]:
+        items = list(self._items)
+        self._items.clear()
+        return items
+
     @property
     def parked(self) -> bool:
         """The reader waits on an empty mailbox (so it is handling nothing either)."""
         return self._waiter is not None and not self._waiter.done()
 
 
-_IN, _INFO, _LEAVE, _STOP = range(4)
+_IN, _INFO, _LEAVE, _STOP, _RESULT = range(5)
 
 
 class Channel:
@@ -229,8 +234,8 @@ class Channel:
 
     def stop(self, reason: str, *, drain: bool = False) -> None:
         """End the channel: at once, or (drain) after its queued messages and pending replies."""
-        if self._task is None or self._task.done():
-            return
+        if self._task is None or self._task.done() or self._task.cancelling():
+            return  # ended, or ending with a reason of its own (the first one given stays)
         if drain and self.joined:
             self._mailbox.put((_STOP, reason))
         else:
@@ -258,6 +263,8 @@ class Channel:
                     await self._handle_in(*item[1:])
                 elif kind == _INFO:
                     await self.handle_info(item[1])
+                elif kind == _RESULT:
+                    self._answer(item[1], await item[2])
                 elif kind == _LEAVE:
                     self._reason = LEFT
                     self._emit(self._rules.leave(item[1]))
@@ -267,10 +274,10 @@ class Channel:
                     await self._wait_pending()
                     return
         except asyncio.CancelledError:
-            pass
+            if self._task is not None and not self._task.cancelling():
+                self._crashed()  # raised by the channel's own code, not by stop()
         except Exception:
-            self._reason = CRASHED
-            log.exception("channel %s (user %s) crashed", self.topic, self.user_id)
+            self._crashed()
         finally:
             await self._cleanup()
 
@@ -298,7 +305,7 @@ class Channel:
         # Pending from the start: a deferred reply may come before handle_in returns.
         self._rules.received(ref)
         result = self.handle_in(event, payload, ref)
-        if not self._plain_handle_in:
+        if inspect.isawaitable(result):
             result = await result
         self._answer(ref, result)
 
@@ -306,10 +313,18 @@ class Channel:
         """A plain handle_in, run outside the task: a failure ends the channel as it would."""
         self._rules.received(ref)
         try:
-            self._answer(ref, self.handle_in(event, payload, ref))
-        except Exception:  # in handle_in, or a reply that cannot be sent
-            log.exception("channel %s (user %s) crashed", self.topic, self.user_id)
+            result = self.handle_in(event, payload, ref)
+            if inspect.isawaitable(result):  # e.g. an async def behind a plain decorator
+                self._mailbox.put((_RESULT, ref, result))
+            else:
+                self._answer(ref, result)
+        except (Exception, asyncio.CancelledError):  # in handle_in, or a reply not sendable
+            self._crashed()
             self.stop(CRASHED)
+
+    def _crashed(self) -> None:
+        self._reason = CRASHED
+        log.exception("channel %s (user %s) crashed", self.topic, self.user_id)
 
     def _answer(self, ref: str | None, result: Reply | None) -> None:
         if result is not None:
@@ -321,6 +336,9 @@ class Channel:
             await self._pending_done.wait()
 
     async def _cleanup(self) -> None:
+        for item in self._mailbox.drain():
+            if item[0] == _RESULT and hasattr(item[2], "close"):
+                item[2].close()  # a coroutine the task did not reach: never awaited, on purpose
         was_joined = self._rules.joined
         self._rules.end()
         if was_joined:

@@ -54,6 +54,10 @@ class ProbeChannel(Channel):
             return None
         if event == "boom":
             raise ValueError("boom")
+        if event == "cancelled":  # code of the channel's own that raises CancelledError
+            future = asyncio.get_running_loop().create_future()
+            future.cancel()
+            return future.result()
         if event == "tell":
             self.service.pubsub.publish(self.topic, {"told": payload})
             return Reply.ok()
@@ -83,7 +87,17 @@ class PlainChannel(Channel):
             return None
         if event == "boom":
             raise ValueError("boom")
+        if event == "cancelled":
+            future = asyncio.get_running_loop().create_future()
+            future.cancel()
+            return future.result()
+        if event == "awaitable":  # e.g. an async def behind a plain decorator
+            return self.answer_soon(payload)
         return Reply.ok(payload)
+
+    async def answer_soon(self, payload):
+        await asyncio.sleep(0)
+        return Reply.ok({"awaited": payload})
 
     async def handle_info(self, message):
         if message == "hold":  # busy until the test releases it
@@ -351,6 +365,42 @@ async def test_a_plain_handle_in_waits_its_turn_behind_a_busy_channel(svc):
         ("phx_reply", "3"),
         ("phx_reply", "4"),
     ]
+    await ws.close()
+
+
+@pytest.mark.parametrize("topic", ["plain:a", "test:a"])
+async def test_a_cancelled_error_from_the_channels_own_code_is_a_crash(svc, topic):
+    ws = await joined(svc, topic)
+    if topic == "test:a":
+        assert (await recv(ws)).event == "early"  # ProbeChannel pushes one as it joins
+    await send(ws, "2", "2", "plain:b", "phx_join", {})
+    assert (await recv(ws)).payload["status"] == "ok"
+    await send(ws, "1", "3", topic, "cancelled", {})
+    err = await recv(ws)
+    assert (err.event, err.topic, err.join_ref) == ("phx_error", topic, "1")
+    await wait_for(lambda: (topic, "crashed") in EVENTS)
+    await send(ws, "2", "4", "plain:b", "echo", {"still": "here"})  # the socket lives on
+    assert (await recv(ws)).payload["response"] == {"still": "here"}
+    await ws.close()
+
+
+async def test_a_plain_handle_in_may_return_an_awaitable_the_task_awaits_in_turn(svc):
+    ws = await joined(svc, "plain:a")
+    await send(ws, "1", "2", "plain:a", "awaitable", {"n": 1})
+    await send(ws, "1", "3", "plain:a", "echo", {"n": 2})
+    first, second = await recv(ws), await recv(ws)
+    assert (first.ref, first.payload["response"]) == ("2", {"awaited": {"n": 1}})
+    assert (second.ref, second.payload["response"]) == ("3", {"n": 2})
+    await ws.close()
+
+
+async def test_the_first_reason_a_channel_is_stopped_with_is_the_one_it_ends_with(svc):
+    ws = await joined(svc, "plain:a")
+    (channel,) = [c for c in svc.channels if c.topic == "plain:a"]
+    channel.stop("crashed")  # e.g. its handle_in raised, and in the same turn
+    channel.stop("duplicate")  # a second join of the topic replaces it
+    await wait_for(lambda: EVENTS)
+    assert EVENTS == [("plain:a", "crashed")]
     await ws.close()
 
 
