@@ -4,13 +4,14 @@ across emulated links and cases where each side wins. Prints ONE JSON object.
     .venv/bin/python bench/dispatch.py [--reps 3] [--workers 2] [--quick]
 
 - A real service (subprocess, --no-auth) with `--workers` worker processes, reached through
-  tests/support/throttle.py's proxy set to each link: 1 ms / 1 Gbit/s, 20 ms / 100 Mbit/s,
-  80 ms / 10 Mbit/s (added round trip / bandwidth per direction).
+  tests/support/throttle.py's proxy (a process of its own, as a network would be) set to each
+  link: 1 ms / 1 Gbit/s, 20 ms / 100 Mbit/s, 80 ms / 10 Mbit/s (added round trip / bandwidth
+  per direction).
 - Per case, in rounds (at least `--reps`, in whole cycles of every order of the modes, more for
   quick cases, up to MAX_REPS within about CASE_BUDGET_S): a forced-local and a forced-remote run (a
   measuring Dispatcher) and an auto run (a separate Dispatcher that learns only from its own
   runs, after `WARMUP` auto runs of the same case), with a short pause after each run so the
-  in-process proxy thread is idle. Medians; oracle = min(local, remote).
+  proxy is done with its frames. Medians; oracle = min(local, remote).
 - Cases where each side wins: tiny jobs (local), heavy tileable renders with little data on a
   fast link (the service's workers split them; the client uses one thread), a remote-only kernel,
   and a busy service (background jobs keep every worker busy).
@@ -41,7 +42,7 @@ from veraltheim.protocol.envelope import pack_envelope  # noqa: E402
 from veraltheim.wasm import Runtime  # noqa: E402
 
 from tests.support.service import running_service  # noqa: E402
-from tests.support.throttle import ThrottleProxy  # noqa: E402
+from tests.support.throttle import ProxyProcess  # noqa: E402
 
 LINKS = {
     "1ms_1gbit": (1.0, 1e9),
@@ -93,9 +94,7 @@ def median_ms(samples: list[float]) -> float:
 
 
 class Bench:
-    def __init__(
-        self, svc, proxy: ThrottleProxy, runtime: Runtime, reps: int, workers: int
-    ) -> None:
+    def __init__(self, svc, proxy: ProxyProcess, runtime: Runtime, reps: int, workers: int) -> None:
         self.workers = workers
         self.svc = svc
         self.proxy = proxy
@@ -154,8 +153,8 @@ class Bench:
                     await measure.run(kernel, data, params, where=mode)
                 elapsed = (time.perf_counter() - t) * 1000
                 {"local": local, "remote": remote, "auto": dispatched}[mode].append(elapsed)
-                # Let the in-process proxy thread finish with the last frames first: its GIL
-                # use would slow whichever run comes next (a real network is not in-process).
+                # Let the proxy finish with the last frames first: it shares the two cores
+                # with whichever run comes next.
                 await asyncio.sleep(SETTLE_S)
             choices.append(decision.where + (" (fallback)" if decision.fallback else ""))
             decision_us.append(decision.decision_us)
@@ -238,7 +237,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         running_service(Path(tmp), "--no-auth", env=env) as svc,
-        ThrottleProxy(svc.port) as proxy,
+        ProxyProcess(svc.port) as proxy,
     ):
         bench = Bench(svc, proxy, runtime, args.reps, args.workers)
         await bench.warm_service()

@@ -3,18 +3,23 @@
 `ThrottleProxy(target_port).start()` listens on 127.0.0.1:<free port> and forwards every
 connection to 127.0.0.1:target_port. Each direction is a serial link: a chunk takes
 len * 8 / bandwidth seconds to "transmit" after the previous one, then arrives rtt/2 later.
-It runs its own event loop on a daemon thread so sync tests and benchmarks can use it alike.
+It runs its own event loop on a daemon thread so sync tests and benchmarks can use it alike;
+`ProxyProcess` runs one in a process of its own, for timings that must not share a GIL with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CHUNK_BYTES = 16 * 1024
 # Stop reading from a side while this much is in flight, so a fast sender cannot queue unbounded.
 MAX_IN_FLIGHT_BYTES = 4 * 1024 * 1024
@@ -103,8 +108,7 @@ class ThrottleProxy:
         self.shape = LinkShape(rtt_ms, bandwidth_bps)
 
     def rewrite_url(self, url: str) -> str:
-        """`ws://127.0.0.1:<target>/...` -> the same URL through this proxy."""
-        return url.replace(f":{self.target_port}/", f":{self.port}/", 1)
+        return through(url, self.target_port, self.port)
 
     def start(self) -> ThrottleProxy:
         self._thread.start()
@@ -179,3 +183,66 @@ class ThrottleProxy:
             pass
         finally:
             direction.finish()
+
+
+def through(url: str, target_port: int, port: int) -> str:
+    """`ws://127.0.0.1:<target>/...` -> the same URL through the proxy on `port`."""
+    return url.replace(f":{target_port}/", f":{port}/", 1)
+
+
+class ProxyProcess:
+    """A ThrottleProxy in a child process (`python -m tests.support.throttle TARGET_PORT`),
+    driven over its stdin: `link RTT_MS BANDWIDTH_BPS` lines, each answered `ok`."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.throttle", str(target_port)],
+            cwd=REPO_ROOT,  # where `tests` is a package, whoever starts it from where
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.port = int(self._answer().removeprefix("port "))
+
+    def _answer(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line:
+            raise RuntimeError(f"the proxy process ended (exit code {self.proc.wait(10)})")
+        return line
+
+    def set_link(self, rtt_ms: float, bandwidth_bps: float) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"link {rtt_ms} {bandwidth_bps}\n")
+        self.proc.stdin.flush()
+        if self._answer() != "ok":
+            raise RuntimeError("the proxy process did not take the link")
+
+    def rewrite_url(self, url: str) -> str:
+        return through(url, self.target_port, self.port)
+
+    def __enter__(self) -> ProxyProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()  # its loop below ends, and with it the process
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def main() -> None:
+    with ThrottleProxy(int(sys.argv[1])) as proxy:
+        print(f"port {proxy.port}", flush=True)
+        for line in sys.stdin:
+            _, rtt_ms, bandwidth_bps = line.split()
+            proxy.set_link(float(rtt_ms), float(bandwidth_bps))
+            print("ok", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.support.throttle import ThrottleProxy
+from tests.support.throttle import ProxyProcess, ThrottleProxy
 
 
 @pytest.fixture
@@ -77,3 +77,16 @@ def test_rewrite_url_points_at_the_proxy(echo_port):
     with ThrottleProxy(echo_port) as proxy:
         url = f"ws://127.0.0.1:{echo_port}/socket/websocket"
         assert proxy.rewrite_url(url) == f"ws://127.0.0.1:{proxy.port}/socket/websocket"
+
+
+def test_the_proxy_in_a_process_of_its_own_takes_links_and_ends_with_its_owner(echo_port):
+    with ProxyProcess(echo_port) as proxy:
+        assert proxy.rewrite_url(f"ws://127.0.0.1:{echo_port}/socket") == (
+            f"ws://127.0.0.1:{proxy.port}/socket"
+        )
+        proxy.set_link(rtt_ms=40, bandwidth_bps=0)
+        data, elapsed = round_trip(proxy.port, b"ping")
+        assert data == b"ping" and elapsed >= 0.040
+        proxy.set_link(rtt_ms=0, bandwidth_bps=0)
+        assert round_trip(proxy.port, b"fast")[0] == b"fast"
+    assert proxy.proc.returncode == 0  # closing its stdin ended it
