@@ -5,10 +5,10 @@ time, in order, by its task. A subclass implements join / handle_in / handle_inf
 An exception in the channel ends that channel only and sends `phx_error` to its client. What
 goes out to the client, and when, is the rule of protocol/channel_server.py's ServerChannel.
 
-handle_in is a plain method or a coroutine function. A plain one runs as the push arrives
-when the channel's task has nothing queued or running (it would run it next anyway), so the
-reply goes out without a hop through the task; otherwise, and always for a coroutine, the task
-runs it in turn. Whatever handle_in returns that is awaitable, the task awaits, in turn.
+handle_in is a plain method or a coroutine function. When the channel's task has nothing queued
+or running (it would handle the push next anyway) handle_in is called as the push arrives: a
+plain one's reply goes out without a hop through the task; what it returns that is awaitable
+(an async def's coroutine) the task awaits, in turn. Otherwise the task calls it, in turn.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import inspect
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from veraltheim.protocol import Message
 from veraltheim.protocol.channel_server import EndReason, ServerChannel
@@ -127,13 +127,6 @@ _IN, _INFO, _LEAVE, _STOP, _RESULT = range(5)
 class Channel:
     """Subclass me; register the class for a topic pattern in service/app.py."""
 
-    # whether handle_in is a plain method (set per subclass)
-    _plain_handle_in: ClassVar[bool] = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._plain_handle_in = not inspect.iscoroutinefunction(cls.handle_in)
-
     def __init__(
         self, socket: ChannelSocket, topic: str, join_ref: str | None, join_params: Any
     ) -> None:
@@ -224,7 +217,7 @@ class Channel:
         self._task = asyncio.get_running_loop().create_task(self._run(ref, payload))
 
     def handle_message(self, msg: Message) -> None:
-        if self._plain_handle_in and self._mailbox.parked:
+        if self._mailbox.parked:
             self._handle_in_now(msg.event, msg.payload, msg.ref)
         else:
             self._mailbox.put((_IN, msg.event, msg.payload, msg.ref))
@@ -310,11 +303,11 @@ class Channel:
         self._answer(ref, result)
 
     def _handle_in_now(self, event: str, payload: Any, ref: str | None) -> None:
-        """A plain handle_in, run outside the task: a failure ends the channel as it would."""
+        """handle_in called outside the task: a failure ends the channel as it would."""
         self._rules.received(ref)
         try:
             result = self.handle_in(event, payload, ref)
-            if inspect.isawaitable(result):  # e.g. an async def behind a plain decorator
+            if inspect.isawaitable(result):  # an async def's coroutine: the task runs it
                 self._mailbox.put((_RESULT, ref, result))
             else:
                 self._answer(ref, result)
