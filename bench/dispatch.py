@@ -7,11 +7,13 @@ across emulated links and cases where each side wins. Prints ONE JSON object.
   tests/support/throttle.py's proxy (a process of its own, as a network would be) set to each
   link: 1 ms / 1 Gbit/s, 20 ms / 100 Mbit/s, 80 ms / 10 Mbit/s (added round trip / bandwidth
   per direction).
-- Per case, in rounds (at least `--reps`, in whole cycles of every order of the modes, more for
-  quick cases, up to MAX_REPS within about CASE_BUDGET_S): a forced-local and a forced-remote run (a
+- Per case, in rounds (at least `--reps`, in whole cycles of every order of the modes, then more
+  up to MAX_REPS within about EXTRA_BUDGET_S): a forced-local and a forced-remote run (a
   measuring Dispatcher) and an auto run (a separate Dispatcher that learns only from its own
   runs, after `WARMUP` auto runs of the same case), with a short pause after each run so the
-  proxy is done with its frames. Medians; oracle = min(local, remote).
+  proxy is done with its frames. After the first `--reps` rounds a forced side that cannot be
+  the oracle (its fastest run over DECIDED_FACTOR times the other's median) is not run again,
+  so the rounds left sample the two that decide the ratio. Medians; oracle = min(local, remote).
 - Cases where each side wins: tiny jobs (local), heavy tileable renders with little data on a
   fast link (the service's workers split them; the client uses one thread), a remote-only kernel,
   and a busy service (background jobs keep every worker busy).
@@ -50,9 +52,10 @@ LINKS = {
     "80ms_10mbit": (80.0, 10e6),
 }
 WARMUP = 2
-MAX_REPS = 36  # six cycles of the six orders
+MAX_REPS = 60  # ten cycles of the six orders
 SETTLE_S = 0.01
-CASE_BUDGET_S = 1.5
+EXTRA_BUDGET_S = 2.0  # for the rounds after the first `reps`
+DECIDED_FACTOR = 2.0
 INSIDE = {"center_x": 0.0, "center_y": 0.0, "scale": 0.01}  # every pixel runs max_iter
 HOG = {"width": 200, "height": 200, **INSIDE, "max_iter": 20_000}
 
@@ -130,34 +133,35 @@ class Bench:
         for _ in range(WARMUP):
             _, decision = await auto.run(kernel, data, params)
             warm.append(decision.where)
-        local, remote, dispatched, choices, decision_us = [], [], [], [], []
+        samples: dict[str, list[float]] = {"local": [], "remote": [], "auto": []}
+        choices, decision_us = [], []
+        modes = ["local", "remote", "auto"] if local_ok else ["remote", "auto"]
         # Every order of the modes in turn: each mode runs right after each other one equally
         # often (a rotation put auto after a remote run twice as often as local, and a remote run
-        # leaves work behind: the proxy thread, the reply's buffers).
-        orders = list(
-            itertools.permutations(["local", "remote", "auto"] if local_ok else ["remote", "auto"])
-        )
-        started = time.perf_counter()
-        # At least `reps` rounds in whole cycles of the orders; quick cases get more (up to
-        # MAX_REPS), so jitter of a fraction of a millisecond does not decide their ratio.
-        while (
-            len(remote) < self.reps
-            or len(remote) % len(orders)
-            or (len(remote) < MAX_REPS and time.perf_counter() - started < CASE_BUDGET_S)
-        ):
-            for mode in orders[len(remote) % len(orders)]:
+        # leaves work behind: the proxy, the reply's buffers).
+        orders = list(itertools.permutations(modes))
+        rounds, extra_since = 0, None
+        while True:
+            if rounds >= self.reps and rounds % len(orders) == 0:  # whole cycles, `reps` at least
+                extra_since = extra_since or time.perf_counter()
+                if rounds >= MAX_REPS or time.perf_counter() - extra_since >= EXTRA_BUDGET_S:
+                    break
+                if _drop_decided(modes, samples):
+                    orders = list(itertools.permutations(modes))
+            for mode in orders[rounds % len(orders)]:
                 t = time.perf_counter()
                 if mode == "auto":
                     _, decision = await auto.run(kernel, data, params)
                 else:
                     await measure.run(kernel, data, params, where=mode)
-                elapsed = (time.perf_counter() - t) * 1000
-                {"local": local, "remote": remote, "auto": dispatched}[mode].append(elapsed)
+                samples[mode].append((time.perf_counter() - t) * 1000)
                 # Let the proxy finish with the last frames first: it shares the two cores
                 # with whichever run comes next.
                 await asyncio.sleep(SETTLE_S)
+            rounds += 1
             choices.append(decision.where + (" (fallback)" if decision.fallback else ""))
             decision_us.append(decision.decision_us)
+        local, remote, dispatched = samples["local"], samples["remote"], samples["auto"]
         local_ms = median_ms(local) if local else None
         remote_ms = median_ms(remote)
         oracle = min(x for x in (local_ms, remote_ms) if x is not None)
@@ -176,7 +180,21 @@ class Bench:
                 "remote": _round(decision.remote_estimate_ms),
             },
             "run_decision_us": round(statistics.median(decision_us), 2),
+            "runs": {mode: len(runs) for mode, runs in samples.items()},
         }
+
+
+def _drop_decided(modes: list[str], samples: dict[str, list[float]]) -> bool:
+    """Stop running a forced side that cannot be the oracle: its fastest run took more than
+    DECIDED_FACTOR times the other side's median. The rounds left go to the side that decides
+    the ratio and to auto (a 1.8 s remote run bought one more sample of a 9 ms local one)."""
+    if "local" not in modes or "remote" not in modes:
+        return False
+    for slow, fast in (("local", "remote"), ("remote", "local")):
+        if min(samples[slow]) > DECIDED_FACTOR * statistics.median(samples[fast]):
+            modes.remove(slow)
+            return True
+    return False
 
 
 def _round(x: float | None) -> float | None:
