@@ -11,7 +11,8 @@
   process (bench/_crowd.py: raw V2 frames, no caches), each editing at a human rate (one edit
   every `--edit-interval-s` on average, random gaps), for `--crowd-seconds`: the delay from the
   push to each of the N - 1 others receiving the update (p50/p99/max), the writers' ack, the
-  edits per second, and the CPU seconds per second of the generator and of the service.
+  edits per second, and the CPU seconds per second of the generator and of the service; the
+  service on one core and the crowd on the others (cpus_service_crowd).
 - updates_per_s: small updates pushed (pipelined, with acknowledgement) by 4 writers to one
   document with one listener, until the listener received all of them.
 - reconnect_bytes: every frame byte in both directions on the reconnecting socket, from connect
@@ -55,6 +56,7 @@ from veraltheim.protocol.constants import READY_LINE_PREFIX  # noqa: E402
 from veraltheim.protocol.ysync import DOC_TOPIC_PREFIX, YJS_EVENT  # noqa: E402
 from veraltheim.service.runner import new_event_loop  # noqa: E402
 
+from bench._cpus import pin, split_cpus  # noqa: E402
 from bench._crowd import Crowd  # noqa: E402
 
 THROUGHPUT_TOPIC = DOC_TOPIC_PREFIX + "throughput"
@@ -184,13 +186,30 @@ async def edit_latency(url: str, cache: Path, edits: int) -> dict[str, Any]:
 
 
 async def crowd(svc: Service, args: argparse.Namespace) -> dict[str, Any]:
-    """The crowd in its own process (it must not share this one's loop or core)."""
+    """The crowd in its own process (it must not share this one's loop or core). For this
+    phase the service runs on one core and the crowd on the others (bench/_cpus.py), as in
+    bench/link.py: 1,000 sockets' sends cost the service about 10 us each pinned and 15 us
+    when the crowd may land on its core."""
     cmd = [sys.executable, __file__, "--crowd-client", svc.url, str(svc.proc.pid), str(args.crowd)]
     cmd += [str(args.edit_interval_s), str(args.crowd_seconds)]
-    out = await asyncio.to_thread(
-        subprocess.run, cmd, capture_output=True, text=True, check=True, cwd=ROOT, timeout=900
-    )
-    return json.loads(out.stdout)
+    cpus = split_cpus()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        if cpus is not None:
+            pin(svc.proc.pid, cpus[0])
+            pin(proc.pid, cpus[1])
+        out, _ = await asyncio.to_thread(proc.communicate, timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if cpus is not None:
+            pin(svc.proc.pid, cpus[0] | cpus[1])  # the other phases as before
+    if proc.returncode:
+        raise RuntimeError(f"the crowd failed with exit code {proc.returncode}")
+    result = json.loads(out)
+    result["cpus_service_crowd"] = None if cpus is None else [sorted(c) for c in cpus]
+    return result
 
 
 def crowd_client(url: str, service_pid: str, n: str, interval_s: str, duration_s: str) -> None:

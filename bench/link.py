@@ -53,6 +53,7 @@ from veraltheim.service.runner import (  # noqa: E402
     raise_fd_limit,
 )
 
+from bench._cpus import pin, split_cpus  # noqa: E402
 from bench._raw import (  # noqa: E402
     OPCODE_BINARY,
     OPCODE_TEXT,
@@ -369,24 +370,6 @@ def stop(proc: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-
-
-def split_cpus() -> tuple[set[int], set[int]] | None:
-    """(the servers' CPU, the clients' CPUs): the service and the echo share one core, so the
-    side-by-side ratio does not depend on which core each happened to land on (on this shared
-    machine one core can run slower than the other for a whole run); the load generators and
-    this process take the others. None where affinity cannot be set or there is one core."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cpus = sorted(os.sched_getaffinity(0))
-    return ({cpus[0]}, set(cpus[1:])) if len(cpus) >= 2 else None
-
-
-def pin(pid: int, cpus: set[int]) -> None:
-    """Every thread of a running process (affinity is per thread; new ones inherit it)."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
-            os.sched_setaffinity(int(tid), cpus)
 
 
 async def run(args: argparse.Namespace) -> dict:
