@@ -15,11 +15,17 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from veraltheim.client.ui.views import VIEWS, View
 from veraltheim.protocol.constants import APP_NAME
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtQuick import QQuickWindow
+    from veraltheim.client.ui.shell import Shell
 
 AFTER_FRAME_MAX_S = 0.5
 FIRST_FRAME_ENV = "VERALTHEIM_REPORT_FIRST_FRAME"  # bench/ui.py: print the time of the first frame
@@ -86,40 +92,92 @@ def make_app(argv0: str = APP_NAME):
     return app
 
 
-async def run_window(args: argparse.Namespace) -> int:
+@dataclass
+class OpenWindow:
+    """The window, built and shown; `first_frame_at` (time.monotonic()) once it has drawn."""
+
+    shell: Shell
+    window: QQuickWindow
+    first_frame_at: float | None = None
+
+
+def open_window(args: argparse.Namespace) -> OpenWindow:
+    """Build the window for `args` and show it (Qt draws it at its next chance)."""
     from veraltheim.client.ui.notices import NoticeKind
     from veraltheim.client.ui.settings import load_settings
     from veraltheim.client.ui.shell import Shell
 
+    settings, problem = load_settings()
+    if args.cafile:
+        settings.ca_file = str(args.cafile)
+    shell = Shell(settings)
+    opened = OpenWindow(shell, shell.load(args.view))
+    if problem:
+        fix = "Fix or delete the file, then save Settings."
+        shell.notices.show(NoticeKind.WARNING, problem, fix)
+
+    def drawn() -> None:
+        if opened.first_frame_at is None:
+            opened.first_frame_at = time.monotonic()
+
+    opened.window.frameSwapped.connect(drawn)
+    opened.window.update()
+    return opened
+
+
+def wait_for_first_frame(opened: OpenWindow, timeout_s: float) -> None:
+    """Run Qt's own loop until the window has drawn (at most `timeout_s`: a minimized window
+    may not draw). main() does this before asyncio's loop exists: qasync, and the ~100 enums of
+    Qt's `Qt` namespace that its first timer builds (killTimer's overloads), come after it."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    waiting = QEventLoop()
+    opened.window.frameSwapped.connect(waiting.quit)
+    QTimer.singleShot(int(timeout_s * 1000), waiting.quit)
+    if opened.first_frame_at is None:
+        waiting.exec()
+    opened.window.frameSwapped.disconnect(waiting.quit)
+
+
+async def frame_drawn(opened: OpenWindow, timeout_s: float) -> float | None:
+    """When the window first drew, waiting for it at most `timeout_s` on asyncio's loop."""
+    if opened.first_frame_at is None:
+        drawn = asyncio.get_running_loop().create_future()
+
+        def mark() -> None:
+            if not drawn.done():
+                drawn.set_result(None)
+
+        opened.window.frameSwapped.connect(mark)
+        try:
+            await asyncio.wait({drawn}, timeout=timeout_s)
+        finally:
+            opened.window.frameSwapped.disconnect(mark)
+    return opened.first_frame_at
+
+
+async def run_window(args: argparse.Namespace, opened: OpenWindow | None = None) -> int:
+    """The app's life on asyncio's loop, from the window (opened here unless given) to its
+    close."""
     loop = asyncio.get_running_loop()
     closed = loop.create_future()
     for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl+C or a stop: the same clean exit
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, lambda: closed.done() or closed.set_result(None))
-    settings, problem = load_settings()
-    if args.cafile:
-        settings.ca_file = str(args.cafile)
-    shell = Shell(settings)
+    opened = opened or open_window(args)
+    shell, window = opened.shell, opened.window
     try:
-        window = shell.load(args.view)
-        if problem:
-            shell.notices.show(
-                NoticeKind.WARNING, problem, "Fix or delete the file, then save Settings."
-            )
-        first_frame = asyncio.get_running_loop().create_future()
-        window.frameSwapped.connect(
-            lambda: first_frame.done() or first_frame.set_result(time.monotonic())
-        )
-        window.update()
         # Closing the window ends the app, whenever it happens (not `closing`: PySide cannot
         # pass its QQuickCloseEvent to a Python slot)
         window.visibleChanged.connect(
             lambda visible: visible or closed.done() or closed.set_result(None)
         )
+        if not window.isVisible():
+            closed.set_result(None)
         # The kernels and the link (connecting, opening the documents) start once the window
         # has drawn, so they never delay the first frame; a window that does not draw
         # (minimized) waits no longer than AFTER_FRAME_MAX_S.
-        await asyncio.wait({first_frame}, timeout=AFTER_FRAME_MAX_S)
+        await frame_drawn(opened, AFTER_FRAME_MAX_S)
         gc.enable()  # off since main(): see there
         shell.start_kernels()
         if not args.local_only:
@@ -128,7 +186,9 @@ async def run_window(args: argparse.Namespace) -> int:
             await shell.set_link("", "")
         if args.screenshot or os.environ.get(FIRST_FRAME_ENV):
             # (an interactive window never waits for this: a minimized one may not draw)
-            shown_at = await asyncio.wait_for(first_frame, 30)
+            shown_at = await frame_drawn(opened, 30)
+            if shown_at is None:
+                raise TimeoutError("the window did not draw in 30 s")
             if os.environ.get(FIRST_FRAME_ENV):
                 print(f"first-frame {shown_at:.6f}", flush=True)
             if args.screenshot:
@@ -144,12 +204,15 @@ async def run_window(args: argparse.Namespace) -> int:
         shell.close_window()
 
 
-def run_in_app(make_coro: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Make the app, run make_coro() on Qt's loop with asyncio on it (qasync), shut Qt down."""
+def run_in_app(
+    make_coro: Callable[[], Coroutine[Any, Any, int]], app: QGuiApplication | None = None
+) -> int:
+    """Run make_coro() on Qt's loop with asyncio on it (qasync), then shut Qt down. `app`: the
+    one made already, if any (make_app)."""
     import qasync
     from veraltheim.client.ui.qtloop import run_until_done
 
-    app = make_app()
+    app = app or make_app()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
@@ -167,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     # about 60 times before the first frame (15 ms). Off until the window has drawn.
     gc.disable()
     try:
-        return run_in_app(lambda: run_window(args))
+        app = make_app()
+        # The window draws first; asyncio's loop (and the link, the kernels) start after.
+        opened = open_window(args)
+        wait_for_first_frame(opened, AFTER_FRAME_MAX_S)
+        return run_in_app(lambda: run_window(args, opened), app)
     except Exception as exc:  # one clear line, not a trace, for a failure to start
         print(f"veraltheim: {exc}", file=sys.stderr)
         return 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize
 from PySide6.QtGui import QImage
 from PySide6.QtQuick import QQuickImageProvider
 
@@ -34,6 +34,8 @@ class PreviewImages(QQuickImageProvider):
     def requestImage(self, id: str, size: QSize, requested: QSize) -> QImage:
         image = self._images.get(id.split("/", 1)[0], QImage())
         if requested.width() > 0 and requested.height() > 0 and not image.isNull():
+            from PySide6.QtCore import Qt  # not at import: see DISPLAY_ROLE in models.py
+
             image = image.scaled(
                 requested,
                 Qt.AspectRatioMode.KeepAspectRatio,

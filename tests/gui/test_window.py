@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import re
 import subprocess
 import sys
@@ -124,6 +125,39 @@ def test_the_first_frame_imports_neither_wasmtime_nor_the_link_nor_the_documents
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_window_draws_before_qasync_and_qts_enum_namespace(app_dirs):
+    """main() shows the first frame on Qt's own loop: qasync, and the ~100 enums of Qt's `Qt`
+    namespace that its first timer builds, come after it (bench/ui.py, first_frame_ms)."""
+    code = """
+import enum, sys
+built = []
+create = enum.EnumType._create_
+def spy(cls, name, *args, **kwargs):
+    built.append(name)
+    return create(cls, name, *args, **kwargs)
+enum.EnumType._create_ = spy
+from veraltheim.client.ui import app
+args = app.parse_args(["--offscreen", "--local-only"])
+qapp = app.make_app()
+opened = app.open_window(args)
+app.wait_for_first_frame(opened, 10)
+print(opened.first_frame_at is not None, "qasync" in sys.modules, "AlignmentFlag" in built)
+opened.shell.close_window()
+"""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["True", "False", "False"], out.stdout + out.stderr
+
+
+def test_a_window_closed_before_the_loop_started_ends_the_app(app_dirs, run):
+    from veraltheim.client.ui.app import open_window, parse_args, run_window
+
+    args = parse_args(["--local-only"])
+    opened = open_window(args)
+    opened.window.close()
+    assert run(run_window(args, opened), 30) == 0
 
 
 def test_ctrl_digits_switch_views_and_each_view_renders(make_shell, run):
