@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from veraltheim.client.ui.shell import Shell
 
 AFTER_FRAME_MAX_S = 0.5
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 FIRST_FRAME_ENV = "VERALTHEIM_REPORT_FIRST_FRAME"  # bench/ui.py: print the time of the first frame
 
 
@@ -156,14 +157,18 @@ async def frame_drawn(opened: OpenWindow, timeout_s: float) -> float | None:
     return opened.first_frame_at
 
 
-async def run_window(args: argparse.Namespace, opened: OpenWindow | None = None) -> int:
+async def run_window(
+    args: argparse.Namespace, opened: OpenWindow | None = None, early_stop: Sequence[int] = ()
+) -> int:
     """The app's life on asyncio's loop, from the window (opened here unless given) to its
-    close."""
+    close. `early_stop`: the stop signals that came before this loop took them over."""
     loop = asyncio.get_running_loop()
     closed = loop.create_future()
-    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl+C or a stop: the same clean exit
+    for signum in STOP_SIGNALS:  # Ctrl+C or a stop: the same clean exit
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, lambda: closed.done() or closed.set_result(None))
+    if early_stop:
+        closed.set_result(None)
     opened = opened or open_window(args)
     shell, window = opened.shell, opened.window
     try:
@@ -197,7 +202,7 @@ async def run_window(args: argparse.Namespace, opened: OpenWindow | None = None)
         await closed
         return 0
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signum)
         await shell.stop()
@@ -229,17 +234,27 @@ def main(argv: list[str] | None = None) -> int:
     # views, their classes and functions), all kept for the app's life; the GC went over them
     # about 60 times before the first frame (15 ms). Off until the window has drawn.
     gc.disable()
+    # Until asyncio's loop takes the stop signals over (run_window), one is noted and ends the
+    # app once the window is up: while Qt's own loop draws, Python's default Ctrl+C would be
+    # lost in a Qt callback.
+    early_stop: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda signum, _frame: early_stop.append(signum))
+        for signum in STOP_SIGNALS
+    }
     try:
         app = make_app()
         # The window draws first; asyncio's loop (and the link, the kernels) start after.
         opened = open_window(args)
         wait_for_first_frame(opened, AFTER_FRAME_MAX_S)
-        return run_in_app(lambda: run_window(args, opened), app)
+        return run_in_app(lambda: run_window(args, opened, early_stop), app)
     except Exception as exc:  # one clear line, not a trace, for a failure to start
         print(f"veraltheim: {exc}", file=sys.stderr)
         return 1
     finally:
         gc.enable()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def has_screen() -> bool:

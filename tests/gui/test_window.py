@@ -151,6 +151,24 @@ opened.shell.close_window()
     assert out.stdout.split() == ["True", "False", "False"], out.stdout + out.stderr
 
 
+def test_a_ctrl_c_while_the_window_first_draws_ends_the_app_cleanly(app_dirs):
+    """Before asyncio's loop takes the signals over, Qt's own loop draws the window: a Ctrl+C
+    then is kept and ends the app once it is up (exit code 0, no trace), not lost."""
+    code = """
+import os, signal, sys
+from veraltheim.client.ui import app
+open_window = app.open_window
+def interrupted(args):
+    os.kill(os.getpid(), signal.SIGINT)
+    return open_window(args)
+app.open_window = interrupted
+sys.exit(app.main(["--offscreen", "--local-only"]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+
+
 def test_a_window_closed_before_the_loop_started_ends_the_app(app_dirs, run):
     from veraltheim.client.ui.app import open_window, parse_args, run_window
 
