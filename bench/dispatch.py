@@ -54,7 +54,7 @@ LINKS = {
 WARMUP = 2
 MAX_REPS = 60  # ten cycles of the six orders
 SETTLE_S = 0.01
-EXTRA_BUDGET_S = 2.0  # for the rounds after the first `reps`
+EXTRA_BUDGET_S = 2.0  # for the cycles after the first `reps` rounds, each if it fits
 DECIDED_FACTOR = 2.0
 INSIDE = {"center_x": 0.0, "center_y": 0.0, "scale": 0.01}  # every pixel runs max_iter
 HOG = {"width": 200, "height": 200, **INSIDE, "max_iter": 20_000}
@@ -140,14 +140,16 @@ class Bench:
         # often (a rotation put auto after a remote run twice as often as local, and a remote run
         # leaves work behind: the proxy, the reply's buffers).
         orders = list(itertools.permutations(modes))
-        rounds, extra_since = 0, None
+        rounds, extra_until = 0, None
         while True:
-            if rounds >= self.reps and rounds % len(orders) == 0:  # whole cycles, `reps` at least
-                extra_since = extra_since or time.perf_counter()
-                if rounds >= MAX_REPS or time.perf_counter() - extra_since >= EXTRA_BUDGET_S:
-                    break
+            # whole cycles, `reps` at least; then more while another whole cycle fits the budget
+            if rounds >= max(self.reps, 1) and rounds % len(orders) == 0:
+                extra_until = extra_until or time.perf_counter() + EXTRA_BUDGET_S
                 if _drop_decided(modes, samples):
                     orders = list(itertools.permutations(modes))
+                run_s = sum(statistics.median(samples[mode]) / 1000 + SETTLE_S for mode in modes)
+                if rounds >= MAX_REPS or time.perf_counter() + run_s * len(orders) > extra_until:
+                    break
             for mode in orders[rounds % len(orders)]:
                 t = time.perf_counter()
                 if mode == "auto":

@@ -11,14 +11,14 @@ import contextlib
 import gc
 import importlib.resources
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from veraltheim.client.ui.stop_signals import STOP_SIGNALS, StopSignals
 from veraltheim.client.ui.views import VIEWS, View
 from veraltheim.protocol.constants import APP_NAME
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from veraltheim.client.ui.shell import Shell
 
 AFTER_FRAME_MAX_S = 0.5
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 FIRST_FRAME_ENV = "VERALTHEIM_REPORT_FIRST_FRAME"  # bench/ui.py: print the time of the first frame
 
 
@@ -100,6 +99,7 @@ class OpenWindow:
     shell: Shell
     window: QQuickWindow
     first_frame_at: float | None = None
+    waited: bool = False  # for the first frame, as long as start-up waits (wait_for_first_frame)
 
 
 def open_window(args: argparse.Namespace) -> OpenWindow:
@@ -132,11 +132,16 @@ def wait_for_first_frame(opened: OpenWindow, timeout_s: float) -> None:
     Qt's `Qt` namespace that its first timer builds (killTimer's overloads), come after it."""
     from PySide6.QtCore import QEventLoop, QTimer
 
+    opened.waited = True
+    if opened.first_frame_at is not None:
+        return
     waiting = QEventLoop()
+    timer = QTimer(singleShot=True, interval=int(timeout_s * 1000))
+    timer.timeout.connect(waiting.quit)
     opened.window.frameSwapped.connect(waiting.quit)
-    QTimer.singleShot(int(timeout_s * 1000), waiting.quit)
-    if opened.first_frame_at is None:
-        waiting.exec()
+    timer.start()
+    waiting.exec()
+    timer.stop()
     opened.window.frameSwapped.disconnect(waiting.quit)
 
 
@@ -158,32 +163,40 @@ async def frame_drawn(opened: OpenWindow, timeout_s: float) -> float | None:
 
 
 async def run_window(
-    args: argparse.Namespace, opened: OpenWindow | None = None, early_stop: Sequence[int] = ()
+    args: argparse.Namespace,
+    opened: OpenWindow | None = None,
+    stop_signals: StopSignals | None = None,
 ) -> int:
     """The app's life on asyncio's loop, from the window (opened here unless given) to its
-    close. `early_stop`: the stop signals that came before this loop took them over."""
-    loop = asyncio.get_running_loop()
-    closed = loop.create_future()
-    for signum in STOP_SIGNALS:  # Ctrl+C or a stop: the same clean exit
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, lambda: closed.done() or closed.set_result(None))
-    if early_stop:
-        closed.set_result(None)
+    close. `stop_signals`: main()'s, which may hold a stop signal from before this loop ran."""
     opened = opened or open_window(args)
     shell, window = opened.shell, opened.window
+    loop = asyncio.get_running_loop()
+    closed = loop.create_future()
+
+    def stop() -> None:
+        if not closed.done():
+            closed.set_result(None)
+
+    for signum in STOP_SIGNALS:  # Ctrl+C or a stop: the same clean exit
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop)
+    if stop_signals is not None:
+        stop_signals.listen(loop, stop)
     try:
         # Closing the window ends the app, whenever it happens (not `closing`: PySide cannot
         # pass its QQuickCloseEvent to a Python slot)
-        window.visibleChanged.connect(
-            lambda visible: visible or closed.done() or closed.set_result(None)
-        )
+        window.visibleChanged.connect(lambda visible: visible or stop())
         if not window.isVisible():
-            closed.set_result(None)
+            stop()
         # The kernels and the link (connecting, opening the documents) start once the window
         # has drawn, so they never delay the first frame; a window that does not draw
         # (minimized) waits no longer than AFTER_FRAME_MAX_S.
-        await frame_drawn(opened, AFTER_FRAME_MAX_S)
+        if not opened.waited:
+            await frame_drawn(opened, AFTER_FRAME_MAX_S)
         gc.enable()  # off since main(): see there
+        if closed.done():  # stopped (or closed) before it started: nothing to start
+            return 0
         shell.start_kernels()
         if not args.local_only:
             await shell.start(args.service, args.token)
@@ -234,27 +247,20 @@ def main(argv: list[str] | None = None) -> int:
     # views, their classes and functions), all kept for the app's life; the GC went over them
     # about 60 times before the first frame (15 ms). Off until the window has drawn.
     gc.disable()
-    # Until asyncio's loop takes the stop signals over (run_window), one is noted and ends the
-    # app once the window is up: while Qt's own loop draws, Python's default Ctrl+C would be
-    # lost in a Qt callback.
-    early_stop: list[int] = []
-    previous = {
-        signum: signal.signal(signum, lambda signum, _frame: early_stop.append(signum))
-        for signum in STOP_SIGNALS
-    }
+    stop_signals = StopSignals()
+    stop_signals.install()
     try:
         app = make_app()
         # The window draws first; asyncio's loop (and the link, the kernels) start after.
         opened = open_window(args)
         wait_for_first_frame(opened, AFTER_FRAME_MAX_S)
-        return run_in_app(lambda: run_window(args, opened, early_stop), app)
+        return run_in_app(lambda: run_window(args, opened, stop_signals), app)
     except Exception as exc:  # one clear line, not a trace, for a failure to start
         print(f"veraltheim: {exc}", file=sys.stderr)
         return 1
     finally:
         gc.enable()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        stop_signals.restore()
 
 
 def has_screen() -> bool:

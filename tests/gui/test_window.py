@@ -8,10 +8,12 @@ import gc
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 from veraltheim.client.ui.settings import load_settings
@@ -127,7 +129,7 @@ def test_the_first_frame_imports_neither_wasmtime_nor_the_link_nor_the_documents
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
-def test_the_window_draws_before_qasync_and_qts_enum_namespace(app_dirs):
+def test_the_window_draws_before_qasync_and_qts_enum_namespace(app_dirs, tmp_path):
     """main() shows the first frame on Qt's own loop: qasync, and the ~100 enums of Qt's `Qt`
     namespace that its first timer builds, come after it (bench/ui.py, first_frame_ms)."""
     code = """
@@ -139,34 +141,79 @@ def spy(cls, name, *args, **kwargs):
     return create(cls, name, *args, **kwargs)
 enum.EnumType._create_ = spy
 from veraltheim.client.ui import app
-args = app.parse_args(["--offscreen", "--local-only"])
-qapp = app.make_app()
-opened = app.open_window(args)
-app.wait_for_first_frame(opened, 10)
-print(opened.first_frame_at is not None, "qasync" in sys.modules, "AlignmentFlag" in built)
-opened.shell.close_window()
+seen = {}
+run_in_app, run_window = app.run_in_app, app.run_window
+def spy_run_in_app(make_coro, qapp=None):
+    seen["qasync"], seen["qt_enums"] = "qasync" in sys.modules, "AlignmentFlag" in built
+    return run_in_app(make_coro, qapp)
+async def spy_run_window(args, opened=None, stop_signals=None):
+    seen["drawn"] = opened.first_frame_at is not None
+    return await run_window(args, opened, stop_signals)
+app.run_in_app, app.run_window = spy_run_in_app, spy_run_window
+rc = app.main(["--offscreen", "--local-only", "--screenshot", sys.argv[1]])
+print(rc, seen["drawn"], seen["qasync"], seen["qt_enums"])
 """
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert out.stdout.split() == ["True", "False", "False"], out.stdout + out.stderr
+    shot = tmp_path / "first.png"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(shot)], capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.splitlines()[-1].split() == ["0", "True", "False", "False"], out.stdout
+    assert shot.is_file()
 
 
-def test_a_ctrl_c_while_the_window_first_draws_ends_the_app_cleanly(app_dirs):
-    """Before asyncio's loop takes the signals over, Qt's own loop draws the window: a Ctrl+C
-    then is kept and ends the app once it is up (exit code 0, no trace), not lost."""
-    code = """
+STOP_DURING_START_UP = """
 import os, signal, sys
 from veraltheim.client.ui import app
+when = sys.argv[1]
 open_window = app.open_window
 def interrupted(args):
-    os.kill(os.getpid(), signal.SIGINT)
-    return open_window(args)
+    if when == "before the window":
+        os.kill(os.getpid(), signal.SIGINT)
+    opened = open_window(args)
+    if when == "while it first draws":  # inside Qt's own loop, before asyncio's runs
+        sent = []
+        def on_frame():
+            if not sent:
+                sent.append(True)
+                os.kill(os.getpid(), signal.SIGTERM)
+        opened.window.frameSwapped.connect(on_frame)
+    if when == "and the window closed":
+        os.kill(os.getpid(), signal.SIGINT)
+        opened.window.close()
+    return opened
 app.open_window = interrupted
-sys.exit(app.main(["--offscreen", "--local-only"]))
+def own(signum, frame):  # this process's own handler, which main() must put back
+    pass
+signal.signal(signal.SIGTERM, own)
+rc = app.main(["--offscreen", "--service", sys.argv[2]])
+print(
+    rc,
+    signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+    signal.getsignal(signal.SIGTERM) is own,
+)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize(
+    "when", ["before the window", "while it first draws", "and the window closed"]
+)
+def test_a_stop_signal_during_start_up_ends_the_app_before_anything_starts(app_dirs, when):
+    """Before asyncio's loop takes the signals over, Qt's own loop draws the window: a Ctrl+C
+    or SIGTERM then is kept, not lost in a Qt callback, and ends the app (exit 0, no trace)
+    before the kernels and the link start; the signal handlers are as before main()."""
+    with socket.create_server(("127.0.0.1", 0)) as service:
+        url = f"ws://127.0.0.1:{service.getsockname()[1]}/socket/websocket"
+        out = subprocess.run(
+            [sys.executable, "-c", STOP_DURING_START_UP, when, url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.stdout.split() == ["0", "True", "True"], out.stdout + out.stderr
+        assert "Traceback" not in out.stderr, out.stderr
+        service.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            service.accept()  # nobody came: the link never started
 
 
 def test_a_window_closed_before_the_loop_started_ends_the_app(app_dirs, run):
@@ -250,7 +297,6 @@ def test_a_damaged_settings_file_falls_back_to_defaults_and_says_so(app_dirs):
 
 def test_veraltheim_screenshot_writes_the_first_frame(app_dirs, tmp_path):
     out = tmp_path / "first.png"
-    import os
 
     from veraltheim.client.ui.settings import CONFIG_DIR_ENV, DATA_DIR_ENV
 
@@ -358,7 +404,6 @@ def test_closing_the_window_ends_the_app_cleanly_with_the_gc_back_on(app_dirs, r
 
 
 def test_sigterm_ends_the_app_cleanly(app_dirs):
-    import os
     import signal
 
     from veraltheim.client.ui.app import FIRST_FRAME_ENV
