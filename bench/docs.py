@@ -203,7 +203,7 @@ async def crowd(svc: Service, args: argparse.Namespace) -> dict[str, Any]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if cpus is not None:
+        if cpus is not None and svc.proc.poll() is None:
             pin(svc.proc.pid, cpus[0] | cpus[1])  # the other phases as before
     if proc.returncode:
         raise RuntimeError(f"the crowd failed with exit code {proc.returncode}")

@@ -34,7 +34,7 @@ class PreviewImages(QQuickImageProvider):
     def requestImage(self, id: str, size: QSize, requested: QSize) -> QImage:
         image = self._images.get(id.split("/", 1)[0], QImage())
         if requested.width() > 0 and requested.height() > 0 and not image.isNull():
-            from PySide6.QtCore import Qt  # not at import: see DISPLAY_ROLE in models.py
+            from PySide6.QtCore import Qt  # not at start-up: see DISPLAY_ROLE in models.py
 
             image = image.scaled(
                 requested,

@@ -16,9 +16,9 @@ from PySide6.QtCore import (
 )
 from veraltheim.client.ui.qml import qml_type
 
-# Qt.ItemDataRole.DisplayRole and .UserRole as numbers (tests/unit check them): the first touch of
-# any enum of the `Qt` namespace builds all of its ~100 Python enums, 35 ms the first frame need
-# not wait for.
+# Qt.ItemDataRole.DisplayRole and .UserRole as numbers (tests/gui/test_models.py checks them):
+# importing QtCore's `Qt` namespace builds all of its ~100 Python enums, 35 ms the first frame
+# need not wait for.
 DISPLAY_ROLE = 0
 FIRST_ROLE = 0x0100 + 1
 Index = QModelIndex | QPersistentModelIndex
