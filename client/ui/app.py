@@ -117,9 +117,9 @@ def open_window(args: argparse.Namespace) -> OpenWindow:
         fix = "Fix or delete the file, then save Settings."
         shell.notices.show(NoticeKind.WARNING, problem, fix)
 
-    def drawn() -> None:
-        if opened.first_frame_at is None:
-            opened.first_frame_at = time.monotonic()
+    def drawn() -> None:  # once: not a Python call on every frame for the app's life
+        opened.first_frame_at = time.monotonic()
+        opened.window.frameSwapped.disconnect(drawn)
 
     opened.window.frameSwapped.connect(drawn)
     opened.window.update()
