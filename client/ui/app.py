@@ -118,8 +118,9 @@ def open_window(args: argparse.Namespace) -> OpenWindow:
         shell.notices.show(NoticeKind.WARNING, problem, fix)
 
     def drawn() -> None:  # once: not a Python call on every frame for the app's life
-        opened.first_frame_at = time.monotonic()
-        opened.window.frameSwapped.disconnect(drawn)
+        if opened.first_frame_at is None:  # (frames already on their way still arrive)
+            opened.first_frame_at = time.monotonic()
+            opened.window.frameSwapped.disconnect(drawn)
 
     opened.window.frameSwapped.connect(drawn)
     opened.window.update()

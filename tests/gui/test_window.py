@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -322,6 +323,25 @@ def test_veraltheim_screenshot_writes_the_first_frame(app_dirs, tmp_path):
     assert proc.returncode == 0, proc.stderr
     with Image.open(out) as image:
         assert image.size == (1100, 720)
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 10
+
+
+@pytest.mark.skipif(not shutil.which("xvfb-run"), reason="xvfb-run is not installed")
+def test_in_a_real_x_window_the_first_frame_is_taken_once_and_quietly(app_dirs, tmp_path):
+    """Under X (xcb) Qt draws on its render thread and frames can be on their way when the
+    first-frame handler lets go of the signal: no warning, a drawn window."""
+    out = tmp_path / "window.png"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QT_")}
+    env["QT_QPA_PLATFORM"] = "xcb"  # a real X window: fail rather than fall back to offscreen
+    proc = subprocess.run(
+        ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", sys.executable, "-m",
+         "veraltheim.client.ui.app", "--local-only", "--screenshot", str(out)],
+        capture_output=True, text=True, timeout=180, env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
+    with Image.open(out) as image:
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 10
 
 
