@@ -91,7 +91,7 @@ class Service:
         self.metrics = Metrics()
         self.stats = Stats(self.metrics)
         self.loop_lag = LoopLag(self.metrics)
-        outbox = Outbox(self.stats.frames_out.inc)  # every frame of a loop turn goes out at its end
+        outbox = Outbox(self.stats.frames_out.inc)  # every frame waits there for its socket's write
         pubsub: PubSub = PubSub(outbox)
         presence = Presence(pubsub)
         self.cluster: Any = None  # a ClusterNode when broadcasts and presence span nodes
@@ -136,12 +136,12 @@ class Service:
         )
         self.metrics.gauge(
             "last_flush_frames",
-            "frames written at the end of the last loop turn that had any",
+            "frames written by the last round of writes that wrote any",
             lambda: outbox.last_flush[0],
         )
         self.metrics.gauge(
             "last_flush_seconds",
-            "time to write the frames of the last loop turn that had any",
+            "time from the start to the end of that round",
             lambda: outbox.last_flush[1],
         )
 

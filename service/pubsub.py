@@ -3,8 +3,8 @@
 The interface is kept narrow (subscribe, unsubscribe, broadcast, publish) so a Redis adapter can
 implement it for several nodes, as Phoenix.PubSub's does. A broadcast is encoded once into a
 complete WebSocket frame (server frames are unmasked, so the bytes are the same for every
-socket) and queued once for all the subscribers' sockets (service/outbox.py): the cost per extra
-socket is one write at the end of the loop turn.
+socket) and queued for the subscribers' sockets (service/outbox.py): the cost per extra socket
+is one write, shared with whatever else waits for that socket.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Subscriber(Hashable, Protocol):
 
 
 class FrameQueue(Protocol):
-    """Where broadcasts wait for the end of the loop turn (service/outbox.py's Outbox)."""
+    """Where broadcasts wait for their sockets' writes (service/outbox.py's Outbox)."""
 
     def broadcast(self, sinks: Sequence[FrameSink], wire: bytes) -> None: ...
 

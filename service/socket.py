@@ -145,7 +145,7 @@ class SocketEnv:
     route: Callable[[str], type[Channel] | None]  # the channel class serving a topic
     book: ChannelBook
     ctx: ServiceContext  # what the channels see
-    outbox: Outbox  # every frame of a loop turn goes out at its end
+    outbox: Outbox  # every frame waits there for its socket's next write
 
 
 class Socket:
@@ -334,7 +334,7 @@ class Socket:
         self.write_wire(wire_frame(encode(msg, sender="server")))
 
     def write_wire(self, wire: bytes) -> None:
-        """Queue one complete frame for this loop turn's write (service/outbox.py). Whole
+        """Queue one complete frame for the socket's next write (service/outbox.py). Whole
         frames, written synchronously, cannot interleave with the frames websockets itself
         writes (pong, close)."""
         if not self.closing and self.sink.admit(len(wire)):

@@ -1,5 +1,5 @@
-"""service/outbox.py: a socket's frames of one loop turn go out in one write, in order; a client
-that does not read is refused and told once."""
+"""service/outbox.py: a socket's waiting frames go out in one write, in order, a slice of
+sockets per loop turn; a client that does not read is refused and told once."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from veraltheim.service import ws_fastpath
-from veraltheim.service.outbox import ConnectionWriter, Outbox
+from veraltheim.service.outbox import SINKS_PER_TURN, ConnectionWriter, Outbox
 from websockets.protocol import State
 
 pytestmark = pytest.mark.skipif(not ws_fastpath.FAST, reason="batches only on the fast path")
@@ -173,3 +173,63 @@ async def test_a_closed_sink_writes_nothing_and_lets_go_of_its_socket():
     outbox.flush()
     assert conn.transport.writes == [] and sink.on_full is None and not sink.admit(1)
     assert evicted == []  # closed is not evicted
+
+
+def sinks_for(n: int) -> tuple[list[ConnectionWriter], list[SimpleNamespace]]:
+    conns = [connection() for _ in range(n)]
+    return [writer(conn)[0] for conn in conns], conns
+
+
+def reached(conns: list[SimpleNamespace]) -> int:
+    """How many of conns (a broadcast goes in their order) have had a write."""
+    return sum(1 for c in conns if c.transport.writes)
+
+
+async def test_a_broadcast_to_many_sockets_goes_out_a_slice_per_turn():
+    outbox = Outbox()
+    sinks, conns = sinks_for(10 * SINKS_PER_TURN)
+    wire = b"\x81\x01a"
+    outbox.broadcast(sinks, wire)
+    progress = []
+    while reached(conns) < len(conns):
+        await next_turn()  # other work runs between the slices
+        progress.append(reached(conns))
+    assert len(progress) > 1 and all(p % SINKS_PER_TURN == 0 for p in progress)
+    assert [reached(conns[:p]) for p in progress] == progress  # in the sockets' order
+    assert all(c.transport.writes == [wire] for c in conns)
+    assert outbox.last_flush[0] == len(conns)  # the round, not its last slice
+
+
+async def test_a_broadcast_queued_during_another_joins_it_where_it_has_not_been_yet():
+    outbox = Outbox()
+    sinks, conns = sinks_for(10 * SINKS_PER_TURN)
+    first, second = b"\x81\x01a", b"\x81\x01b"
+    outbox.broadcast(sinks, first)
+    await next_turn()
+    split = reached(conns)
+    assert 0 < split < len(conns)
+    outbox.broadcast(sinks, second)
+    while any(len(b"".join(c.transport.writes)) < 6 for c in conns):
+        await next_turn()
+    # one write with both where the round had not been; the others in the round after, in order
+    assert all(c.transport.writes == [first + second] for c in conns[split:])
+    assert all(c.transport.writes == [first, second] for c in conns[:split])
+
+
+async def test_flush_writes_what_a_round_under_way_has_not_written_and_only_once():
+    sent: list[int] = []
+    outbox = Outbox(sent.append)
+    sinks, conns = sinks_for(10 * SINKS_PER_TURN)
+    outbox.broadcast(sinks, b"\x81\x01a")
+    await next_turn()
+    split = reached(conns)
+    assert 0 < split < len(conns)
+    outbox.send(sinks[0], b"\x81\x01b")  # written already in this round: waits for the next
+    outbox.flush()
+    assert all(len(c.transport.writes) == 1 for c in conns[1:])
+    assert conns[0].transport.writes == [b"\x81\x01a", b"\x81\x01b"]
+    assert sum(sent) == len(conns) + 1 and sent[-1] == len(conns) - split + 1
+    for _ in range(3):
+        await next_turn()
+    assert sum(len(c.transport.writes) for c in conns) == len(conns) + 1
+    assert sum(sent) == len(conns) + 1
