@@ -67,13 +67,7 @@ class Outbox:
 
     def send(self, sink: FrameSink, wire: bytes) -> None:
         """Queue one frame for one connection."""
-        frames = self._waiting.get(sink)
-        if frames is None:
-            self._waiting[sink] = [wire]
-        else:
-            frames.append(wire)
-        if not self._scheduled:
-            self._schedule()
+        self.broadcast((sink,), wire)
 
     def broadcast(self, sinks: Sequence[FrameSink], wire: bytes) -> None:
         """Queue one frame for each of `sinks`."""
@@ -87,20 +81,12 @@ class Outbox:
         if not self._scheduled:
             self._schedule()
 
-    def flush(self) -> None:
-        """Write every waiting frame now (a close frame written behind websockets' back must
-        come after the data); the round under way ends here."""
-        waiting, self._waiting = self._waiting, {}
-        self._round, self._visited = [], 0
-        if not waiting:
-            return
-        started = time.perf_counter()
-        written = 0
-        for sink, frames in waiting.items():
-            written += sink.send(frames)
-        self._wrote(written)
-        if written:
-            self.last_flush = (written, time.perf_counter() - started)
+    def write_now(self, sink: FrameSink) -> None:
+        """Write what waits for one socket now: a close frame written behind websockets' back
+        must come after the data (the rest of the round goes on a slice per turn)."""
+        frames = self._waiting.pop(sink, None)
+        if frames is not None:
+            self._wrote(sink.send(frames))
 
     def _schedule(self) -> None:
         self._scheduled = True
@@ -113,9 +99,9 @@ class Outbox:
             self._round_at, self._round_written = time.perf_counter(), 0
         end = self._visited + SINKS_PER_TURN
         written = 0
+        waiting = self._waiting
         for sink in self._round[self._visited : end]:
-            # popped from the dict of now: flush() may replace it while a sink is written
-            frames = self._waiting.pop(sink, None)
+            frames = waiting.pop(sink, None)  # None: write_now() was first
             if frames is not None:
                 written += sink.send(frames)
         self._visited = end
@@ -194,5 +180,5 @@ class ConnectionWriter:
         if on_full is not None and self._protocol.state is OPEN:  # else it is closing anyway
             try:
                 on_full()
-            except Exception:  # the other sockets of this flush still get their frames
+            except Exception:  # the other sockets of this slice still get their frames
                 log.exception("telling a socket that does not read failed")

@@ -359,7 +359,7 @@ class Socket:
         if self.closing:
             return
         self.closing = True
-        self.env.outbox.flush()  # the close frame goes behind the data, and nothing after it
+        self.env.outbox.write_now(self.sink)  # the close frame goes behind the data
         self.sink.close()
         task = asyncio.get_running_loop().create_task(self.conn.close(code, close_reason(reason)))
         self.env.book.track_task(task)

@@ -74,24 +74,28 @@ async def test_a_turn_with_one_broadcast_writes_that_frame_object_to_each_socket
     conns = [connection() for _ in range(3)]
     wire = b"\x81\x02hi"
     outbox.broadcast([writer(conn)[0] for conn in conns], wire)
-    outbox.flush()
+    await next_turn()
     assert all(conn.transport.writes == [wire] for conn in conns)
     assert all(conn.transport.writes[0] is wire for conn in conns)
 
 
-async def test_flush_writes_now_and_a_closing_connection_gets_nothing_more():
+async def test_write_now_writes_one_sockets_frames_and_a_closing_one_gets_nothing_more():
     outbox = Outbox()
-    conn = connection()
-    sink, evicted = writer(conn)
+    conn, other = connection(), connection()
+    (sink, evicted), (other_sink, _) = writer(conn), writer(other)
     outbox.send(sink, b"\x81\x01a")
-    outbox.flush()  # before a close frame written behind websockets' back
-    assert conn.transport.writes == [b"\x81\x01a"]
+    await next_turn()
     outbox.send(sink, b"\x81\x01b")
+    outbox.send(other_sink, b"\x81\x01c")
+    outbox.write_now(sink)  # before a close frame written behind websockets' back
+    assert conn.transport.writes == [b"\x81\x01a", b"\x81\x01b"] and other.transport.writes == []
+    outbox.send(sink, b"\x81\x01d")
     conn.protocol.state = State.CLOSING
     await next_turn()
     await next_turn()
-    assert conn.transport.writes == [b"\x81\x01a"]
-    assert outbox.last_flush[0] == 1 and evicted == []  # the last flush that wrote any
+    assert conn.transport.writes == [b"\x81\x01a", b"\x81\x01b"]
+    assert other.transport.writes == [b"\x81\x01c"]
+    assert outbox.last_flush[0] == 1 and evicted == []  # the last round that wrote any
 
 
 async def test_a_client_that_has_not_read_past_the_limit_is_refused_and_told_once():
@@ -99,12 +103,12 @@ async def test_a_client_that_has_not_read_past_the_limit_is_refused_and_told_onc
     reading, stuck = connection(unread=LIMIT), connection(unread=LIMIT + 1)
     (ok, ok_full), (slow, slow_full) = writer(reading), writer(stuck)
     outbox.broadcast([ok, slow], b"\x81\x01a")
-    outbox.flush()
+    await next_turn()
     assert reading.transport.writes == [b"\x81\x01a"]  # at the limit: still reading
     assert stuck.transport.writes == [] and slow_full == ["full"]
     stuck.transport.unread = 0  # even if it reads now: it was evicted, nothing more goes out
     outbox.broadcast([ok, slow], b"\x81\x01b")
-    outbox.flush()
+    await next_turn()
     assert stuck.transport.writes == [] and slow_full == ["full"] and ok_full == []
 
 
@@ -117,7 +121,7 @@ async def test_a_sockets_own_frames_are_counted_as_queued_so_one_turn_cannot_pil
     outbox.send(sink, big)
     assert not sink.admit(3)  # 7 + the 14 queued: over it, refused before it is queued
     assert evicted == ["full"]
-    outbox.flush()
+    await next_turn()
     assert conn.transport.writes == []  # refused: nothing more is written, not even the first
 
 
@@ -128,7 +132,7 @@ async def test_a_sink_that_was_written_admits_again():
     for _ in range(3):  # a turn each: the count starts again after every write
         assert sink.admit(14)
         outbox.send(sink, b"\x81\x0c" + b"x" * 12)
-        outbox.flush()
+        await next_turn()
     assert len(conn.transport.writes) == 3 and evicted == []
 
 
@@ -139,11 +143,11 @@ async def test_a_client_under_the_limit_gets_the_whole_turn_and_is_refused_after
     frames = [b"\x81\x04abcd", b"\x81\x04efgh", b"\x81\x04ijkl"]  # 18 bytes in all
     for wire in frames:
         outbox.broadcast([sink], wire)
-    outbox.flush()
+    await next_turn()
     assert conn.transport.writes == [b"".join(frames)] and evicted == []
     conn.transport.unread = 18  # the client did not read them: the next turn is refused
     outbox.broadcast([sink], frames[0])
-    outbox.flush()
+    await next_turn()
     assert len(conn.transport.writes) == 1 and evicted == ["full"]
 
 
@@ -158,7 +162,7 @@ async def test_a_failure_telling_one_socket_loses_nothing_for_the_others():
     ok, _ = writer(reading)
     outbox.broadcast([slow, ok], b"\x81\x01a")
     outbox.send(ok, b"\x81\x01b")
-    outbox.flush()
+    await next_turn()
     assert reading.transport.writes == [b"\x81\x01a\x81\x01b"]
     assert slow.stopped and slow.on_full is None  # it let go of the socket too
 
@@ -170,7 +174,7 @@ async def test_a_closed_sink_writes_nothing_and_lets_go_of_its_socket():
     sink.close()
     outbox.send(sink, b"\x81\x01z")  # queued by a broadcast before the close, say
     outbox.send(sink, b"\x81\x01a")
-    outbox.flush()
+    await next_turn()
     assert conn.transport.writes == [] and sink.on_full is None and not sink.admit(1)
     assert evicted == []  # closed is not evicted
 
@@ -216,20 +220,20 @@ async def test_a_broadcast_queued_during_another_joins_it_where_it_has_not_been_
     assert all(c.transport.writes == [first, second] for c in conns[:split])
 
 
-async def test_flush_writes_what_a_round_under_way_has_not_written_and_only_once():
+async def test_write_now_during_a_round_writes_that_socket_once_and_the_round_goes_on():
     sent: list[int] = []
     outbox = Outbox(sent.append)
     sinks, conns = sinks_for(10 * SINKS_PER_TURN)
     outbox.broadcast(sinks, b"\x81\x01a")
     await next_turn()
     split = reached(conns)
-    assert 0 < split < len(conns)
-    outbox.send(sinks[0], b"\x81\x01b")  # written already in this round: waits for the next
-    outbox.flush()
-    assert all(len(c.transport.writes) == 1 for c in conns[1:])
-    assert conns[0].transport.writes == [b"\x81\x01a", b"\x81\x01b"]
-    assert sum(sent) == len(conns) + 1 and sent[-1] == len(conns) - split + 1
-    for _ in range(3):
+    assert 0 < split < len(conns) - 1
+    outbox.send(sinks[-1], b"\x81\x01b")  # not reached yet: both frames go now
+    outbox.write_now(sinks[-1])
+    assert conns[-1].transport.writes == [b"\x81\x01a\x81\x01b"]
+    assert reached(conns) == split + 1 and sent[-1] == 2
+    while reached(conns) < len(conns):
         await next_turn()
-    assert sum(len(c.transport.writes) for c in conns) == len(conns) + 1
+    await next_turn()
+    assert all(len(c.transport.writes) == 1 for c in conns)  # nothing twice
     assert sum(sent) == len(conns) + 1
