@@ -40,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,7 @@ from veraltheim.service.runner import new_event_loop  # noqa: E402
 
 from bench._cpus import pin, split_cpus  # noqa: E402
 from bench._crowd import Crowd  # noqa: E402
+from bench._metrics import scrape  # noqa: E402
 
 THROUGHPUT_TOPIC = DOC_TOPIC_PREFIX + "throughput"
 SEED_PARTS = 250  # the loop-lag phase's document is pushed in this many updates
@@ -342,17 +342,6 @@ def cold_open(path: Path, name: str, expected: int) -> float:
         timeout=120,
     )
     return float(out.stdout)
-
-
-def scrape(http_url: str) -> dict[str, float]:
-    """The service's /metrics series (label sets kept in the key)."""
-    with urllib.request.urlopen(http_url + "/metrics", timeout=30) as resp:
-        text = resp.read().decode()
-    return {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
 
 
 def lag_p99_ms(before: dict[str, float], after: dict[str, float]) -> float:

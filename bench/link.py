@@ -9,8 +9,9 @@ this stack), side by side in one run. Prints ONE JSON object.
 - pushes_per_s: pipelined pushes with replies over 1 and 100 sockets (echo_msgs_per_s: the same
   load on the echo server), interleaved rounds, medians.
 - broadcast_ms: one `shout` on `lobby` reaching every joined socket (p50/p99 of the delivery
-  delays, max = the last socket; service_fanout_ms = until the sender's reply, which the service
-  writes after the whole fan-out), the receiving sockets held by another process.
+  delays, max = the last socket; service_fanout_ms = the service's own time for the round of
+  writes, its /metrics `veraltheim_last_flush_seconds`), the receiving sockets held by another
+  process.
 - idle_socket_kib_N: the service's RSS growth per idle joined socket with N of them joined.
 - loaded_rtt_us: the round trip again (against the echo, interleaved) while the N sockets are
   connected.
@@ -54,6 +55,7 @@ from veraltheim.service.runner import (  # noqa: E402
 )
 
 from bench._cpus import pin, split_cpus  # noqa: E402
+from bench._metrics import scrape  # noqa: E402
 from bench._raw import (  # noqa: E402
     OPCODE_BINARY,
     OPCODE_TEXT,
@@ -270,14 +272,15 @@ async def broadcasts(clients: list[BulkClients], svc_port: int, svc_pid: int, co
         sender.send(
             text_frame("1", str(seq + 10), LOBBY_TOPIC, "shout", {"seq": seq, "t": sent_ns})
         )
-        # the sender is joined too: its copy, then the ok reply written after the whole fan-out
-        await sender_replies.wait(frames_before + 2)
-        fanout_ms.append((time.monotonic_ns() - sent_ns) / 1e6)
+        await sender_replies.wait(frames_before + 2)  # the sender is joined too: its copy, the ok
         for c in clients:
             c.command(f"wait {seq}")
         for c in clients:
             line = await asyncio.to_thread(c.read)
             last_ms.append(float(line.split()[1]))
+        # the service's own time for the broadcast's round of writes, now that every socket has it
+        metrics = await asyncio.to_thread(scrape, f"http://127.0.0.1:{svc_port}")
+        fanout_ms.append(metrics["veraltheim_last_flush_seconds"] * 1000)
     delays: list[float] = []
     for c in clients:
         c.command("report")

@@ -1,12 +1,13 @@
-"""The frames waiting for their sockets: each socket's in the order they were queued, written
-one write per socket, `SINKS_PER_TURN` sockets per turn of the event loop.
+"""The frames waiting for their sockets: each socket's in the order they were queued, all of
+them in one write, a slice of sockets per turn of the event loop.
 
 A loopback `send()` costs far more than the Python around it, so waiting frames are grouped per
-socket and each socket gets one write with all of them. A broadcast to many sockets goes out a
-slice per turn, so the loop reads and handles what comes in meanwhile: a broadcast queued while
-another is on its way joins it at the sockets not yet written to (one `send()` for both), and
-goes to the others in the round after, so no broadcast waits for a whole fan-out before its own
-starts and a busy topic costs fewer sends the busier it gets.
+socket and each socket gets one write with all of them. Broadcasts go out in rounds, a slice of
+sockets per turn, so the loop reads and handles what comes in meanwhile: a broadcast queued while
+a round is under way joins it at the sockets not yet written to (one `send()` for both) and goes
+to the others in the next round, so no broadcast waits for a whole fan-out before its own starts
+and a busy topic costs fewer sends the busier it gets. A socket's own frames (replies to its
+client) go out in the next turn, round or not.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPEN = State.OPEN
-# A tenth of a millisecond of loopback sends (10-15 us each): an edit's way through the service
-# (read, check, store, broadcast) takes several loop turns, each behind at most one slice.
-# bench/docs.py, 1,000 editors: p99 about 24 ms with 4 or 10, 29 with 25, 35 with 100.
+# The least a slice writes (a tenth of a millisecond of loopback sends, 10-15 us each): an edit's
+# way through the service (read, check, store, broadcast) takes several loop turns, each behind
+# one slice. bench/docs.py, 1,000 editors: p99 about 24 ms with 4 or 10, 29 with 25, 35 with 100.
+# A slice goes on while it has taken less than the loop's other work since the last one, so a
+# busy loop cannot starve a round: writes keep at least half the loop.
 SINKS_PER_TURN = 10
 
 
@@ -44,29 +47,41 @@ class Outbox:
     had frames waiting when it began, in the order they were first queued, a slice per turn."""
 
     __slots__ = (
+        "_clock",
         "_count_written",
+        "_replies",
         "_round",
         "_round_at",
         "_round_written",
         "_scheduled",
+        "_slice_done",
         "_visited",
         "_waiting",
         "last_flush",
     )
 
-    def __init__(self, count_written: Callable[[int], object] | None = None) -> None:
+    def __init__(
+        self,
+        count_written: Callable[[int], object] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._clock = clock
         self._waiting: dict[FrameSink, list[bytes]] = {}
+        self._replies: list[FrameSink] = []  # sent a frame of their own since the last slice
         self._round: list[FrameSink] = []  # the sockets this round visits
         self._visited = 0  # how many of them it has
         self._round_at = 0.0  # when it began
         self._round_written = 0  # frames it wrote so far
         self._scheduled = False
+        self._slice_done: float | None = None  # when the last slice ended, while slices follow
         self._count_written = count_written  # told how many frames each slice wrote
         # (frames, seconds) of the last round that wrote any, for /metrics
         self.last_flush: tuple[int, float] = (0, 0.0)
 
     def send(self, sink: FrameSink, wire: bytes) -> None:
-        """Queue one frame for one connection."""
+        """Queue one frame for one connection: what its client asked for goes out in the next
+        turn, even if a round under way would come to the socket much later, or not at all."""
+        self._replies.append(sink)
         self.broadcast((sink,), wire)
 
     def broadcast(self, sinks: Sequence[FrameSink], wire: bytes) -> None:
@@ -84,9 +99,15 @@ class Outbox:
     def write_now(self, sink: FrameSink) -> None:
         """Write what waits for one socket now: a close frame written behind websockets' back
         must come after the data (the rest of the round goes on a slice per turn)."""
-        frames = self._waiting.pop(sink, None)
-        if frames is not None:
-            self._wrote(sink.send(frames))
+        self._wrote(self._write(sink))
+
+    def discard(self, sink: FrameSink) -> None:
+        """Drop what waits for a socket that is gone."""
+        self._waiting.pop(sink, None)
+
+    def _write(self, sink: FrameSink) -> int:
+        frames = self._waiting.pop(sink, None)  # None: written or discarded already
+        return 0 if frames is None else sink.send(frames)
 
     def _schedule(self) -> None:
         self._scheduled = True
@@ -94,25 +115,40 @@ class Outbox:
 
     def _write_slice(self) -> None:
         self._scheduled = False
+        started = self._clock()
+        # at least as long as the loop's other work since the last slice took
+        until = started if self._slice_done is None else 2 * started - self._slice_done
+        replies, self._replies = self._replies, []
+        replied = in_round = 0
         if self._visited >= len(self._round):  # a new round: whoever has frames waiting now
             self._round, self._visited = list(self._waiting), 0
-            self._round_at, self._round_written = time.perf_counter(), 0
-        end = self._visited + SINKS_PER_TURN
-        written = 0
-        waiting = self._waiting
-        for sink in self._round[self._visited : end]:
-            frames = waiting.pop(sink, None)  # None: write_now() was first
-            if frames is not None:
-                written += sink.send(frames)
-        self._visited = end
-        self._wrote(written)
-        self._round_written += written
-        if end >= len(self._round):
-            self._round, self._visited = [], 0
+            self._round_at = started
+        try:
+            for sink in replies:
+                replied += self._write(sink)
+            while self._visited < len(self._round):
+                end = self._visited + SINKS_PER_TURN
+                for sink in self._round[self._visited : end]:
+                    in_round += self._write(sink)
+                self._visited = end
+                if self._clock() >= until:
+                    break
+        finally:
+            self._round_written += replied + in_round
+            self._wrote(replied + in_round)
+            self._end_slice()
+
+    def _end_slice(self) -> None:
+        if self._visited >= len(self._round):
             if self._round_written:
-                self.last_flush = (self._round_written, time.perf_counter() - self._round_at)
-        if (self._round or self._waiting) and not self._scheduled:
-            self._schedule()
+                self.last_flush = (self._round_written, self._clock() - self._round_at)
+            self._round, self._visited, self._round_written = [], 0, 0
+        if self._round or self._waiting:
+            self._slice_done = self._clock()
+            if not self._scheduled:
+                self._schedule()
+        else:
+            self._slice_done = None
 
     def _wrote(self, written: int) -> None:
         if written and self._count_written is not None:

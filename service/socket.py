@@ -223,6 +223,7 @@ class Socket:
                 self.env.stats.closed.inc(reason="frame_too_big")
             for channel in list(self.channels.values()):
                 channel.stop(CLOSED)
+            self.env.outbox.discard(self.sink)  # nothing more goes out; let go of it now
             self.env.buckets.release(self.user_id)
             self.env.byte_buckets.release(self.user_id)
 

@@ -1,6 +1,6 @@
 """Test doubles for the service's frame path: a subscriber that records the frames its socket
-is sent, and a queue that hands each broadcast over at once (the real Outbox waits for the end
-of the loop turn; tests/unit/test_service_outbox.py covers it)."""
+is sent, and a queue that hands each broadcast over at once (the real Outbox writes in rounds, a
+slice of sockets per loop turn; tests/unit/test_service_outbox.py covers it)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ sockets per loop turn; a client that does not read is refused and told once."""
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +14,11 @@ from websockets.protocol import State
 
 pytestmark = pytest.mark.skipif(not ws_fastpath.FAST, reason="batches only on the fast path")
 LIMIT = 1000
+
+
+def frozen() -> float:
+    """A clock that stands still: every slice writes SINKS_PER_TURN sockets, no more."""
+    return 0.0
 
 
 class Transport:
@@ -47,7 +53,7 @@ async def next_turn() -> None:
 
 async def test_frames_of_one_turn_go_out_in_one_write_per_socket_in_order():
     sent: list[int] = []
-    outbox = Outbox(sent.append)
+    outbox = Outbox(sent.append, clock=frozen)
     a_conn, b_conn, c_conn = connection(), connection(), connection()
     (a, _), (b, _), (c, _) = writer(a_conn), writer(b_conn), writer(c_conn)
     single = b"\x81\x01x"
@@ -70,7 +76,7 @@ async def test_frames_of_one_turn_go_out_in_one_write_per_socket_in_order():
 
 
 async def test_a_turn_with_one_broadcast_writes_that_frame_object_to_each_socket():
-    outbox = Outbox()
+    outbox = Outbox(clock=frozen)
     conns = [connection() for _ in range(3)]
     wire = b"\x81\x02hi"
     outbox.broadcast([writer(conn)[0] for conn in conns], wire)
@@ -80,7 +86,7 @@ async def test_a_turn_with_one_broadcast_writes_that_frame_object_to_each_socket
 
 
 async def test_write_now_writes_one_sockets_frames_and_a_closing_one_gets_nothing_more():
-    outbox = Outbox()
+    outbox = Outbox(clock=frozen)
     conn, other = connection(), connection()
     (sink, evicted), (other_sink, _) = writer(conn), writer(other)
     outbox.send(sink, b"\x81\x01a")
@@ -99,7 +105,7 @@ async def test_write_now_writes_one_sockets_frames_and_a_closing_one_gets_nothin
 
 
 async def test_a_client_that_has_not_read_past_the_limit_is_refused_and_told_once():
-    outbox = Outbox()
+    outbox = Outbox(clock=frozen)
     reading, stuck = connection(unread=LIMIT), connection(unread=LIMIT + 1)
     (ok, ok_full), (slow, slow_full) = writer(reading), writer(stuck)
     outbox.broadcast([ok, slow], b"\x81\x01a")
@@ -113,7 +119,7 @@ async def test_a_client_that_has_not_read_past_the_limit_is_refused_and_told_onc
 
 
 async def test_a_sockets_own_frames_are_counted_as_queued_so_one_turn_cannot_pile_up():
-    outbox = Outbox()
+    outbox = Outbox(clock=frozen)
     conn = connection(unread=7)
     sink, evicted = writer(conn, limit=7 + 10)
     big = b"\x81\x0c" + b"x" * 12  # 14 bytes: more than the room left, still admitted whole
@@ -126,7 +132,7 @@ async def test_a_sockets_own_frames_are_counted_as_queued_so_one_turn_cannot_pil
 
 
 async def test_a_sink_that_was_written_admits_again():
-    outbox = Outbox()
+    outbox = Outbox(clock=frozen)
     conn = connection(unread=7)
     sink, evicted = writer(conn, limit=7 + 10)
     for _ in range(3):  # a turn each: the count starts again after every write
@@ -137,7 +143,7 @@ async def test_a_sink_that_was_written_admits_again():
 
 
 async def test_a_client_under_the_limit_gets_the_whole_turn_and_is_refused_after():
-    outbox = Outbox()
+    outbox = Outbox(clock=frozen)
     conn = connection(unread=0)
     sink, evicted = writer(conn, limit=10)
     frames = [b"\x81\x04abcd", b"\x81\x04efgh", b"\x81\x04ijkl"]  # 18 bytes in all
@@ -152,7 +158,7 @@ async def test_a_client_under_the_limit_gets_the_whole_turn_and_is_refused_after
 
 
 async def test_a_failure_telling_one_socket_loses_nothing_for_the_others():
-    outbox = Outbox()
+    outbox = Outbox(clock=frozen)
     stuck, reading = connection(unread=LIMIT + 1), connection(unread=0)
 
     def fail() -> None:
@@ -168,7 +174,7 @@ async def test_a_failure_telling_one_socket_loses_nothing_for_the_others():
 
 
 async def test_a_closed_sink_writes_nothing_and_lets_go_of_its_socket():
-    outbox = Outbox()
+    outbox = Outbox(clock=frozen)
     conn = connection(unread=0)
     sink, evicted = writer(conn)
     sink.close()
@@ -190,8 +196,8 @@ def reached(conns: list[SimpleNamespace]) -> int:
 
 
 async def test_a_broadcast_to_many_sockets_goes_out_a_slice_per_turn():
-    outbox = Outbox()
-    sinks, conns = sinks_for(10 * SINKS_PER_TURN)
+    outbox = Outbox(clock=frozen)
+    sinks, conns = sinks_for(100 * SINKS_PER_TURN)
     wire = b"\x81\x01a"
     outbox.broadcast(sinks, wire)
     progress = []
@@ -205,7 +211,7 @@ async def test_a_broadcast_to_many_sockets_goes_out_a_slice_per_turn():
 
 
 async def test_a_broadcast_queued_during_another_joins_it_where_it_has_not_been_yet():
-    outbox = Outbox()
+    outbox = Outbox(clock=frozen)
     sinks, conns = sinks_for(10 * SINKS_PER_TURN)
     first, second = b"\x81\x01a", b"\x81\x01b"
     outbox.broadcast(sinks, first)
@@ -222,7 +228,7 @@ async def test_a_broadcast_queued_during_another_joins_it_where_it_has_not_been_
 
 async def test_write_now_during_a_round_writes_that_socket_once_and_the_round_goes_on():
     sent: list[int] = []
-    outbox = Outbox(sent.append)
+    outbox = Outbox(sent.append, clock=frozen)
     sinks, conns = sinks_for(10 * SINKS_PER_TURN)
     outbox.broadcast(sinks, b"\x81\x01a")
     await next_turn()
@@ -237,3 +243,56 @@ async def test_write_now_during_a_round_writes_that_socket_once_and_the_round_go
     await next_turn()
     assert all(len(c.transport.writes) == 1 for c in conns)  # nothing twice
     assert sum(sent) == len(conns) + 1
+
+
+async def test_a_reply_goes_out_in_the_next_turn_even_during_a_big_round():
+    outbox = Outbox(clock=frozen)
+    sinks, conns = sinks_for(20 * SINKS_PER_TURN)
+    outbox.broadcast(sinks, b"\x81\x01a")
+    await next_turn()
+    assert reached(conns) < len(conns) - 1
+    (outside,), (outside_conn,) = sinks_for(1)
+    outbox.send(outside, b"\x81\x01r")  # say, a heartbeat's reply
+    outbox.send(sinks[-1], b"\x81\x01s")  # one the round has not reached: with its broadcast
+    await next_turn()
+    assert outside_conn.transport.writes == [b"\x81\x01r"]
+    assert conns[-1].transport.writes == [b"\x81\x01a\x81\x01s"]
+    assert reached(conns) < len(conns)  # the round goes on at its pace
+
+
+async def test_a_busy_loop_cannot_starve_a_round():
+    loop = asyncio.get_running_loop()
+    busy = True
+
+    def other_work() -> None:  # reads and handlers: 2 ms of every turn
+        until = time.perf_counter() + 0.002
+        while time.perf_counter() < until:
+            pass
+        if busy:
+            loop.call_soon(other_work)
+
+    loop.call_soon(other_work)
+    outbox = Outbox()  # the real clock
+    sinks, conns = sinks_for(100 * SINKS_PER_TURN)
+    outbox.broadcast(sinks, b"\x81\x01a")
+    turns = 0
+    while reached(conns) < len(conns):
+        await next_turn()
+        turns += 1
+    busy = False
+    # the slices took as long as the other work: far fewer than the 100 turns of a fixed count
+    assert turns < 20
+
+
+async def test_a_discarded_socket_is_let_go_of_and_gets_nothing():
+    outbox = Outbox(clock=frozen)
+    sinks, conns = sinks_for(3 * SINKS_PER_TURN)
+    outbox.broadcast(sinks, b"\x81\x01a")
+    gone = sinks[-1]
+    gone.close()
+    outbox.discard(gone)
+    assert gone not in outbox._waiting
+    while reached(conns) < len(conns) - 1:
+        await next_turn()
+    await next_turn()
+    assert conns[-1].transport.writes == []
