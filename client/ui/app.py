@@ -6,7 +6,6 @@ veraltheim [--service URL] [--token TOKEN] [--offscreen] [--screenshot FILE] [--
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import gc
 import importlib.resources
@@ -148,6 +147,8 @@ def wait_for_first_frame(opened: OpenWindow, timeout_s: float) -> None:
 
 async def frame_drawn(opened: OpenWindow, timeout_s: float) -> float | None:
     """When the window first drew, waiting for it at most `timeout_s` on asyncio's loop."""
+    import asyncio  # here and below: the window draws before asyncio is imported (main)
+
     if opened.first_frame_at is None:
         drawn = asyncio.get_running_loop().create_future()
 
@@ -170,6 +171,8 @@ async def run_window(
 ) -> int:
     """The app's life on asyncio's loop, from the window (opened here unless given) to its
     close. `stop_signals`: main()'s, which may hold a stop signal from before this loop ran."""
+    import asyncio
+
     opened = opened or open_window(args)
     shell, window = opened.shell, opened.window
     loop = asyncio.get_running_loop()
@@ -228,6 +231,8 @@ def run_in_app(
 ) -> int:
     """Run make_coro() on Qt's loop with asyncio on it (qasync), then shut Qt down. `app`: the
     one made already, if any (make_app)."""
+    import asyncio
+
     import qasync
     from veraltheim.client.ui.qtloop import run_until_done
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Property, QObject, Signal, Slot
 from veraltheim.client.ui.errors import describe_error
 from veraltheim.client.ui.qml import qml_type
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class Notices(QObject):
 
     def spawn(self, coro: Coroutine[Any, Any, Any], context: str = "") -> asyncio.Task:
         """Run a coroutine on the loop; an exception it raises becomes a message, never a hang."""
+        import asyncio  # here: the window draws before asyncio is imported (app.py)
+
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
 
@@ -77,6 +81,8 @@ class Notices(QObject):
         for t in tasks:
             t.cancel()
         if tasks:
+            import asyncio
+
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def guard(self, fn: Callable[[], None], context: str) -> Callable[[], None]:

@@ -5,18 +5,17 @@ the Socket, the Dispatcher and the DocumentStore are plain asyncio and run uncha
 
 Start-up comes in three steps so the window draws first: load() (the window), start_kernels()
 (the wasmtime runtime) and start() (the link and the documents). The modules behind the last two
-(wasmtime, websockets, pycrdt) are imported where those steps begin, not here.
+(wasmtime, websockets, pycrdt) are imported where those steps begin, not here, and so are asyncio
+and ssl (about 50 ms of imports, which app.py's main() keeps after the first frame).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import getpass
 import importlib.resources
-import ssl
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import shiboken6
 from PySide6.QtCore import QObject, QUrl
@@ -35,6 +34,10 @@ from veraltheim.client.ui.settings import AppSettings
 from veraltheim.client.ui.settings_view import SettingsController
 from veraltheim.client.ui.views import VIEWS, View
 from veraltheim.client.ui.workbench import Workbench
+
+if TYPE_CHECKING:
+    import asyncio
+    import ssl
 
 RUNS_DOC = "runs"
 NOTES_DOC = "notes"
@@ -84,7 +87,7 @@ class Shell(QObject):
         self.store: Any = None
         self.docs: dict[str, Any] = {}
         self.dispatcher_available = False  # remote runs possible (compute package + a socket)
-        self._link_lock = asyncio.Lock()
+        self._link_lock: asyncio.Lock | None = None  # made by the first set_link()
         self._link: tuple[str, str] = ("", "")  # the address and token in use
         self.inspector.state_lines = self._cost_model_lines
         self.inspector.cache_paths = {
@@ -221,6 +224,10 @@ class Shell(QObject):
         self.notices.spawn(self.set_link(address, token), "Connecting: ")
 
     async def set_link(self, url: str, token: str) -> None:
+        if self._link_lock is None:
+            import asyncio
+
+            self._link_lock = asyncio.Lock()
         async with self._link_lock:
             self._link = (url, token)
             self.settings.set_in_use(url, token)
@@ -248,6 +255,8 @@ class Shell(QObject):
         """For wss://: the system's trust store, plus the certificate chosen in Settings."""
         if not url.startswith("wss://"):
             return None
+        import ssl
+
         ca_file = self.settings.value.ca_file or None
         try:
             return ssl.create_default_context(cafile=ca_file)

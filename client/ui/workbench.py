@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Property, QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QImage
@@ -27,6 +26,9 @@ from veraltheim.client.ui.notices import NoticeKind, Notices
 from veraltheim.client.ui.outputs import KernelOutput, describe_output, save_output
 from veraltheim.client.ui.qml import qml_type
 from veraltheim.client.ui.settings import AppSettings
+
+if TYPE_CHECKING:
+    import asyncio
 
 PROGRESS_STEP = 0.01  # post progress to the UI only when it moved by 1% ...
 PROGRESS_MIN_INTERVAL_S = 0.05  # ... and at most 20 times a second
@@ -215,6 +217,8 @@ class Workbench(QObject):
     async def _load_async(
         self, seq: int, path: Path, input_kind: str, dtype: str, max_bytes: int
     ) -> None:
+        import asyncio  # here: the window draws before asyncio is imported (app.py)
+
         try:
             loaded, image = await asyncio.to_thread(
                 self._read_input, path, input_kind, dtype, max_bytes
@@ -399,6 +403,8 @@ class Workbench(QObject):
 
     def _progress_reporter(self) -> Callable[[int, int], None]:
         """A progress callback safe on the worker thread: posts to the loop, throttled."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         main = threading.get_ident()
         last = [0.0, 0.0]  # fraction, time
