@@ -57,7 +57,7 @@ class Outbox:
         "_slice_done",
         "_visited",
         "_waiting",
-        "last_flush",
+        "last_round",
     )
 
     def __init__(
@@ -76,7 +76,7 @@ class Outbox:
         self._slice_done: float | None = None  # when the last slice ended, while slices follow
         self._count_written = count_written  # told how many frames each slice wrote
         # (frames, seconds) of the last round that wrote any, for /metrics
-        self.last_flush: tuple[int, float] = (0, 0.0)
+        self.last_round: tuple[int, float] = (0, 0.0)
 
     def send(self, sink: FrameSink, wire: bytes) -> None:
         """Queue one frame for one connection: what its client asked for goes out in the next
@@ -141,7 +141,7 @@ class Outbox:
     def _end_slice(self) -> None:
         if self._visited >= len(self._round):
             if self._round_written:
-                self.last_flush = (self._round_written, self._clock() - self._round_at)
+                self.last_round = (self._round_written, self._clock() - self._round_at)
             self._round, self._visited, self._round_written = [], 0, 0
         if self._round or self._waiting:
             self._slice_done = self._clock()

@@ -67,7 +67,7 @@ async def test_frames_of_one_turn_go_out_in_one_write_per_socket_in_order():
     assert a_conn.transport.writes == [b"\x81\x011\x81\x012\x81\x013"]
     assert b_conn.transport.writes == [b"\x81\x012"]
     assert c_conn.transport.writes[0] is single  # one frame: the very object, not a copy
-    assert sent == [5] and outbox.last_flush[0] == 5
+    assert sent == [5] and outbox.last_round[0] == 5
     outbox.send(a, b"\x81\x014")  # a later turn is a write of its own
     await next_turn()
     await next_turn()
@@ -101,7 +101,7 @@ async def test_write_now_writes_one_sockets_frames_and_a_closing_one_gets_nothin
     await next_turn()
     assert conn.transport.writes == [b"\x81\x01a", b"\x81\x01b"]
     assert other.transport.writes == [b"\x81\x01c"]
-    assert outbox.last_flush[0] == 1 and evicted == []  # the last round that wrote any
+    assert outbox.last_round[0] == 1 and evicted == []  # the last round that wrote any
 
 
 async def test_a_client_that_has_not_read_past_the_limit_is_refused_and_told_once():
@@ -207,7 +207,7 @@ async def test_a_broadcast_to_many_sockets_goes_out_a_slice_per_turn():
     assert len(progress) > 1 and all(p % SINKS_PER_TURN == 0 for p in progress)
     assert [reached(conns[:p]) for p in progress] == progress  # in the sockets' order
     assert all(c.transport.writes == [wire] for c in conns)
-    assert outbox.last_flush[0] == len(conns)  # the round, not its last slice
+    assert outbox.last_round[0] == len(conns)  # the round, not its last slice
 
 
 async def test_a_broadcast_queued_during_another_joins_it_where_it_has_not_been_yet():
